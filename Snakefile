@@ -1,0 +1,138 @@
+# The reproduction DAG: a few generic rules over {dataset} {model} {method}; each rule is one `nnxai` call.
+# Targets, applicability and per-job settings come from nnxai.workflow (importable, unit-tested).
+#   snakemake --cores 2                          default profile (README: numbers and timings)
+#   snakemake --cores 2 --config profile=smoke   toy sizes, the whole DAG in minutes
+#   snakemake --cores 2 --directory /tmp/run     relocated: every output under /tmp/run
+import os
+import shlex
+import sys
+
+from nnxai import registry
+from nnxai.config import ConfigError, load_config
+from nnxai.data import DATASETS
+from nnxai.models.variants import variant_pattern
+from nnxai import workflow as wf
+
+os.environ.setdefault("NNXAI_CONFIG_DIR", os.path.join(workflow.basedir, "configs"))
+from snakemake.exceptions import WorkflowError
+
+try:
+    CFG = load_config(dict(config))   # command-line --config overrides, validated before any job
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}")
+
+from snakemake.settings.types import DeploymentMethod
+
+# Jobs run the CLI with this interpreter; under --use-conda, with the conda env's python on this checkout's src/.
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    NNXAI = f"PYTHONPATH={shlex.quote(os.path.join(workflow.basedir, 'src'))} python -m nnxai"
+else:
+    NNXAI = f"{shlex.quote(sys.executable)} -m nnxai"
+ENV = "envs/nnxai.yaml"
+SETTINGS = lambda stage: lambda w: shlex.quote(wf.settings_json(CFG, stage, **dict(w.items())))
+TARGETS = wf.targets(CFG)
+
+wildcard_constraints:
+    dataset="|".join(sorted(DATASETS)),
+    model=variant_pattern().strip("^$"),
+    method="|".join(registry.implemented_ids()),
+
+
+rule all:
+    input: wf.all_targets(CFG),
+
+
+rule prepare_data:
+    output: expand("data/prepared/{{dataset}}/{split}.npz", split=wf.SPLITS), "data/prepared/{dataset}/meta.json",
+    params: settings=SETTINGS("prepare"),
+    conda: ENV
+    log: "logs/prepare/{dataset}.log",
+    shell: "{NNXAI} prepare --dataset {wildcards.dataset} --settings {params.settings} > {log} 2>&1"
+
+
+rule train_model:
+    input: expand("data/prepared/{{dataset}}/{split}.npz", split=wf.SPLITS),
+    output: "data/checkpoints/{dataset}/{model}.pt", "data/checkpoints/{dataset}/{model}.json",
+    params: settings=SETTINGS("train"),
+    threads: CFG["threads"]
+    resources: gpu=lambda w: 1 if CFG["device"].startswith("cuda") else 0,
+    conda: ENV
+    log: "logs/train/{dataset}/{model}.log",
+    shell: "{NNXAI} train --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings} "
+           "--threads {threads} > {log} 2>&1"
+
+
+rule explain_attribution:
+    input: "data/checkpoints/{dataset}/{model}.pt", "data/prepared/{dataset}/test.npz",
+    output: "data/explanations/{dataset}/{model}/{method}.npz",
+    params: settings=SETTINGS("explain"),
+    threads: CFG["threads"]
+    conda: ENV
+    log: "logs/explain/{dataset}/{model}/{method}.log",
+    shell: "{NNXAI} explain -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
+           "--settings {params.settings} > {log} 2>&1"
+
+
+use rule explain_attribution as explain_structured with:
+    output: "data/explanations/{dataset}/{model}/{method}.json",
+
+
+rule evaluate_explanation:
+    input: lambda w: [wf.explanation_path(w.dataset, w.model, w.method), f"data/checkpoints/{w.dataset}/{w.model}.pt"],
+    output: "data/metrics/{dataset}/{model}/{method}.json",
+    params: settings=SETTINGS("evaluate"),
+    threads: CFG["threads"]
+    conda: ENV
+    log: "logs/evaluate/{dataset}/{model}/{method}.log",
+    shell: "{NNXAI} evaluate -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
+           "--settings {params.settings} > {log} 2>&1"
+
+
+rule evaluate_model:
+    input: "data/checkpoints/{dataset}/{model}.pt", "data/prepared/{dataset}/test.npz",
+    output: "data/metrics/{dataset}/{model}/model.json",
+    params: settings=SETTINGS("evaluate_model"),
+    conda: ENV
+    log: "logs/evaluate/{dataset}/{model}/model.log",
+    shell: "{NNXAI} evaluate -d {wildcards.dataset} -m {wildcards.model} -x model "
+           "--settings {params.settings} > {log} 2>&1"
+
+
+rule aggregate_metrics:
+    input: TARGETS["metrics"],
+    output: "data/metrics/all.csv", "data/metrics/summary.json",
+    conda: ENV
+    log: "logs/aggregate.log",
+    shell: "{NNXAI} aggregate {input} > {log} 2>&1"
+
+
+rule make_table:
+    input: lambda w: ["data/metrics/all.csv"] + (TARGETS["explanations"] if w.table == "table2" else []),
+    output: "paper/tables/{table}.md", "paper/tables/{table}.tex",
+    wildcard_constraints: table="|".join(wf.TABLES),
+    conda: ENV
+    log: "logs/report/{table}.log",
+    shell: "{NNXAI} report {wildcards.table} --out paper/tables > {log} 2>&1"
+
+
+rule make_figure:
+    input: "data/metrics/all.csv",
+    output: expand("paper/figures/{{figure}}.{ext}", ext=wf.FIGURE_FORMATS),
+    wildcard_constraints: figure="|".join(wf.FIGURES),
+    conda: ENV
+    log: "logs/report/{figure}.log",
+    shell: "{NNXAI} report {wildcards.figure} --out paper/figures > {log} 2>&1"
+
+
+# Stage groups (what dvc.yaml's stages call): `snakemake --cores 2 train_all`.
+rule prepare_all:
+    input: TARGETS["prepared"],
+
+rule train_all:
+    input: TARGETS["checkpoints"],
+
+rule evaluate_all:
+    input: TARGETS["explanations"], TARGETS["metrics"], TARGETS["aggregate"],
+
+rule report_all:
+    input: TARGETS["tables"], TARGETS["figures"],

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up the project's Python environment and link it as ./.venv.
+#
+#   bash envs/setup.sh            create or reuse the environment, install nnxai from this checkout
+#
+# The environment lives outside the clone, in $NNXAI_ENV_CACHE (default ~/.cache/nnxai), under a name
+# derived from pyproject.toml and this script: a fresh clone reuses it as long as neither changed, and a
+# change of either builds a new one.  torch/torchvision are pinned in pyproject.toml (2.14.1 / 0.29.1).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=${PYTHON:-python3}
+cache=${NNXAI_ENV_CACHE:-$HOME/.cache/nnxai}
+
+"$python" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), sys.version' 2>/dev/null || {
+  echo "envs/setup.sh: needs Python 3.11 or 3.12 as \$PYTHON (got: $("$python" --version 2>&1))" >&2; exit 1; }
+
+key=$(cat "$root/pyproject.toml" "$root/envs/setup.sh" | sha256sum | cut -c1-16)
+venv="$cache/venv-$key"
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "envs/setup.sh: building $venv (a few minutes; torch comes from the local wheel cache)" >&2
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "setuptools>=68" wheel
+  # Dependencies (and the test extra) from pyproject.toml; the package itself is re-linked below.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$root[test]"
+  touch "$venv/.complete"
+fi
+
+# Point the (possibly shared) environment at this checkout's sources.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
+ln -sfn "$venv" "$root/.venv"
+echo "envs/setup.sh: ready: $root/.venv -> $venv" >&2

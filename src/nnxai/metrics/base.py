@@ -1,0 +1,72 @@
+"""Evaluation metrics (survey Section V).  A metric is a class that declares, as class variables, what it
+scores (explanation kinds, requirements) and whether higher is better (after Quantus); hyperparameters
+go to ``__init__`` from ``metric_params`` of the config, data to ``__call__``.
+
+A metric applies to a method when the method's record kind is in ``kinds``, the catalogue lists the
+metric in the method's ``judged_by`` (METHODS.md) or the metric is ``universal``, and :meth:`why_not`
+finds no missing requirement.  ``__call__`` returns ``{metric_id or metric_id.sub: value}``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from nnxai.explanations import Explanation
+
+_METRICS: dict[str, type["Metric"]] = {}
+
+
+def register_metric(cls: type["Metric"]) -> type["Metric"]:
+    if cls.id in _METRICS and _METRICS[cls.id] is not cls:
+        raise ValueError(f"metric {cls.id!r} registered twice")
+    _METRICS[cls.id] = cls
+    return cls
+
+
+class Metric(ABC):
+    id: ClassVar[str]
+    higher_is_better: ClassVar[bool | None]      # None: descriptive (e.g. runtime is lower-better, size neutral)
+    kinds: ClassVar[frozenset[str]]              # explanation kinds scored
+    universal: ClassVar[bool] = False            # applies regardless of the method's judged_by list
+    needs_masks: ClassVar[bool] = False
+    param_names: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.param_names)
+        missing = set(self.param_names) - set(params)
+        if unknown or missing:
+            raise ValueError(f"metric {self.id!r}: parameters {sorted(self.param_names)} expected; "
+                             f"unknown {sorted(unknown)}, missing {sorted(missing)} (configs metric_params)")
+        self.params = dict(params)
+
+    @classmethod
+    def applies(cls, method_cls: type, info: Any) -> bool:
+        kind = method_cls.record_type.kind
+        if kind not in cls.kinds:
+            return False
+        if not cls.universal and cls.id not in method_cls.spec.judged_by:
+            return False
+        return cls.why_not(method_cls, info) is None
+
+    @classmethod
+    def why_not(cls, method_cls: type, info: Any) -> str | None:
+        if cls.needs_masks and not info.has_masks:
+            return f"{info.name} has no ground-truth masks"
+        return None
+
+    @abstractmethod
+    def __call__(self, record: Explanation, ctx: Any, method: Any) -> dict[str, float]:
+        ...
+
+
+def metrics() -> dict[str, type[Metric]]:
+    """Every registered metric (importing the metric modules registers them)."""
+    import nnxai.metrics  # noqa: F401  (runs the registrations)
+
+    return dict(_METRICS)
+
+
+def applicable_metrics(method_cls: type, info: Any) -> list[str]:
+    return [m for m, cls in metrics().items() if cls.applies(method_cls, info)]

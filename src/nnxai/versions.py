@@ -1,0 +1,36 @@
+"""Library and code versions, recorded in every checkpoint and explanation."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+_PACKAGES = ("nnxai", "torch", "numpy", "captum", "scikit-learn", "scipy")
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The package version plus the git commit of the source tree when there is one (``-dirty`` if edited)."""
+    version = library_versions()["nnxai"]
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{commit}{'.dirty' if dirty else ''}"

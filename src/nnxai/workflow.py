@@ -1,0 +1,103 @@
+"""Workflow logic that the Snakefile imports: output paths, applicability and target lists.
+
+Nothing here runs inside Snakemake only, so it is unit-tested (tests/test_workflow.py) and the Snakefile
+stays a handful of generic rules over the wildcards {dataset} {model} {method}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nnxai import registry
+from nnxai.config import models_for, selected_methods, train_settings
+from nnxai.data import DATASETS
+from nnxai.models.variants import variant
+
+SPLITS = ("train", "val", "test")
+TABLES = ("table1", "table2", "table3", "table4")
+FIGURES = ("taxonomy3d",)
+FIGURE_FORMATS = ("pdf", "png", "html")
+
+
+def prepared_path(dataset: str, split: str) -> str:
+    return f"data/prepared/{dataset}/{split}.npz"
+
+
+def checkpoint_path(dataset: str, model: str) -> str:
+    return f"data/checkpoints/{dataset}/{model}.pt"
+
+
+def explanation_path(dataset: str, model: str, method: str) -> str:
+    suffix = registry.get(method).record_type.suffix
+    return f"data/explanations/{dataset}/{model}/{method}{suffix}"
+
+
+def metrics_path(dataset: str, model: str, method: str) -> str:
+    """Per-explanation metrics; ``method == "model"`` holds the model's own metrics (accuracy)."""
+    return f"data/metrics/{dataset}/{model}/{method}.json"
+
+
+def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
+    """The traits :func:`nnxai.methods.base.model_traits` will find in the trained model, from config alone."""
+    arch = "cnn" if DATASETS[dataset].kind == "image" else "mlp"
+    return {"architecture": arch, "activation": variant(model).activation, "gap_head": arch == "cnn",
+            "linear_head": True}
+
+
+def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
+    """Selected methods that apply to this dataset/model pair."""
+    info, traits = DATASETS[dataset], model_traits_for(cfg, dataset, model)
+    return [m for m in selected_methods(cfg) if registry.get(m).why_not(info, traits) is None]
+
+
+def experiment_cells(cfg: dict) -> list[tuple[str, str, str]]:
+    return [(d, m, meth) for d in cfg["datasets"] for m in models_for(cfg, d) for meth in methods_for(cfg, d, m)]
+
+
+def targets(cfg: dict) -> dict[str, list[str]]:
+    """Every output of the run described by ``cfg``, grouped by stage."""
+    out: dict[str, list[str]] = {"prepared": [], "checkpoints": [], "explanations": [], "metrics": []}
+    for dataset in cfg["datasets"]:
+        out["prepared"] += [prepared_path(dataset, s) for s in SPLITS]
+        for model in models_for(cfg, dataset):
+            out["checkpoints"].append(checkpoint_path(dataset, model))
+            out["metrics"].append(metrics_path(dataset, model, "model"))
+    for dataset, model, method in experiment_cells(cfg):
+        out["explanations"].append(explanation_path(dataset, model, method))
+        out["metrics"].append(metrics_path(dataset, model, method))
+    out["aggregate"] = ["data/metrics/all.csv", "data/metrics/summary.json"]
+    out["tables"] = [f"paper/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
+    out["figures"] = [f"paper/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
+    return out
+
+
+def all_targets(cfg: dict) -> list[str]:
+    return [path for group in targets(cfg).values() for path in group]
+
+
+def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
+    """The slice of the config one job depends on.  Snakemake passes it as a ``params:`` value, so a job
+    reruns when (and only when) its own slice changes."""
+    common = {"device": cfg["device"], "threads": cfg["threads"]}
+    if stage == "prepare":
+        d = wildcards["dataset"]
+        return {"dataset": d, "sizes": cfg["data"][d], "seed": cfg["seed"]}
+    if stage == "train":
+        return {**train_settings(cfg, wildcards["dataset"], wildcards["model"]), **common}
+    if stage == "explain":
+        m = wildcards["method"]
+        return {"method": m, "params": cfg["method_params"][m], "seed": cfg["seed"], **common}
+    if stage == "evaluate":
+        return {"method": wildcards["method"], "metric_params": cfg["metric_params"], "seed": cfg["seed"], **common}
+    if stage == "evaluate_model":
+        return {"seed": cfg["seed"], **common}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def settings_json(cfg: dict, stage: str, **wildcards: str) -> str:
+    return json.dumps(stage_settings(cfg, stage, **wildcards), sort_keys=True, separators=(",", ":"))
+
+
+def relative(path: str, workdir: str | Path) -> Path:
+    return Path(workdir) / path

@@ -1,0 +1,128 @@
+"""Networks, checkpoints and deterministic training."""
+
+import io
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import nnxai
+from nnxai.models import CheckpointError, ConvNet, MLP, build_network, load_model, save_checkpoint, variant
+from nnxai.training import TrainConfig, train_model
+
+
+def test_convnet_is_fit_for_the_methods():
+    model = ConvNet(3, 4)
+    acts = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert len(acts) == 3 and len({id(a) for a in acts}) == 3          # one module per use
+    assert not any(getattr(a, "inplace", False) for a in acts)
+    assert isinstance(model.gap, nn.AdaptiveAvgPool2d) and isinstance(model.classifier, nn.Linear)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(model(x), model.classifier(model.embed(x)))
+    # CAM identity: the logit equals the GAP of the class-weighted feature maps plus the bias.
+    maps = model.feature_maps(x)
+    cam = torch.einsum("k,nkhw->nhw", model.classifier.weight[1], maps).mean((1, 2)) + model.classifier.bias[1]
+    assert torch.allclose(cam, model(x)[:, 1], atol=1e-5)
+    assert list(model.unit_layers()) == ["conv1", "conv2", "conv3"]
+    assert ConvNet(1, 10)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mlp_variants():
+    relu, sig = MLP(4, 3), MLP(4, 3, activation="sigmoid")
+    assert any(isinstance(m, nn.Sigmoid) for m in sig.modules()) and not any(isinstance(m, nn.Sigmoid) for m in relu.modules())
+    with pytest.raises(ValueError, match="'tanh'"):
+        MLP(4, 3, activation="tanh")
+    with pytest.raises(ValueError, match="'vit'"):
+        build_network("vit")
+
+
+def test_variants():
+    assert variant("l1").penalty == "l1"
+    assert variant("baseline_seed3").seed_offset == 3
+    assert variant("baseline_shuffled_labels").shuffle_labels
+    with pytest.raises(ValueError, match="'resnet'"):
+        variant("resnet")
+
+
+def _toy_data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] + x[:, 1] > 0).long()
+
+
+def test_training_is_deterministic_and_learns():
+    x, y = _toy_data(256)
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=0.01)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MLP(4, 2)
+        history = train_model(model, (x, y), (x[:64], y[:64]), cfg, seed=5, progress=False)
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert history[-1]["train_accuracy"] > 0.95 > history[0]["train_accuracy"] - 0.5
+
+
+def test_l1_penalty_shrinks_weights():
+    x, y = _toy_data(256)
+    norms = {}
+    for penalty, weight in (("none", 0.0), ("l1", 0.05)):
+        torch.manual_seed(0)
+        model = MLP(4, 2)
+        train_model(model, (x, y), (x[:8], y[:8]), TrainConfig(epochs=20, batch_size=32, lr=0.01, penalty=penalty,
+                    penalty_weight=weight), seed=0, progress=False)
+        norms[penalty] = sum(p.abs().sum().item() for n, p in model.named_parameters() if n.endswith("weight"))
+    assert norms["l1"] < 0.5 * norms["none"]
+
+
+def test_bad_training_config():
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="'l3'"):
+        TrainConfig(penalty="l3")
+
+
+def test_checkpoint_roundtrip_bytes_and_safety(tmp_path):
+    torch.manual_seed(0)
+    model = ConvNet(3, 2)
+    record = {"architecture": "cnn", "arch_kwargs": {"in_channels": 3, "n_classes": 2, "widths": [16, 32, 64],
+                                                     "activation": "relu"}, "seed": 0}
+    a, b = save_checkpoint(tmp_path / "a.pt", model, record), save_checkpoint(tmp_path / "sub/b.pt", model, record)
+    assert a.read_bytes() == b.read_bytes()                 # same content, same bytes, whatever the name
+    loaded = nnxai.load_model(a)
+    assert not loaded.training and loaded.checkpoint["seed"] == 0
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model.eval()(x))
+    assert not list(tmp_path.glob(".*.tmp"))                # no temp files left behind
+
+
+def test_corrupted_or_missing_checkpoints_fail_clearly(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(bad)
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(1)}, buffer)
+    (tmp_path / "foreign.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(CheckpointError, match="not an nnxai checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
+    from nnxai import io as nio
+
+    target = tmp_path / "result.json"
+    nio.atomic_write_json(target, {"ok": 1})
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with nio.atomic_open(target, "w") as handle:
+            handle.write('{"half": ')
+            raise Boom
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert not list(tmp_path.glob(".*.tmp"))

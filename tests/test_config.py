@@ -1,0 +1,60 @@
+"""Config merging and validation: bad values fail at once, with the key named."""
+
+import copy
+
+import pytest
+
+from nnxai import registry
+from nnxai.config import ConfigError, deep_merge, load_config, selected_methods, validate
+
+
+def test_profiles_load_and_change_sizes():
+    smoke, default = load_config({"profile": "smoke"}), load_config()
+    assert smoke["profile"] == "smoke" and default["profile"] == "default"
+    assert smoke["data"]["shapes"]["train"] < default["data"]["shapes"]["train"]
+    assert smoke["datasets"] == default["datasets"]
+    paper = load_config({"profile": "paper"})
+    assert {"mnist", "fashion_mnist", "cifar10"} <= set(paper["datasets"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"datasets": ["shapes", "imagenet"]}, "datasets.1"),
+    ({"methods": ["gradient", "no_such_method"]}, "methods"),
+    ({"data": {"shapes": {"train": -5, "val": 1, "test": 1}}}, "data.shapes.train"),
+    ({"seed": "zero"}, "seed"),
+    ({"models": {"image": ["baseline", "resnet"]}}, "models.image.1"),
+    ({"training": {"cnn": {"epochs": 0}}}, "training.cnn.epochs"),
+    ({"device": "tpu"}, "device"),
+    ({"profile": "huge"}, "profile"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(override)
+
+
+def test_unimplemented_method_is_refused():
+    unimplemented = next(s.id for s in registry.specs() if not registry.is_implemented(s.id))
+    with pytest.raises(ConfigError, match=f"{unimplemented}.*not implemented"):
+        load_config({"methods": [unimplemented]})
+
+
+def test_method_params_must_match_the_class():
+    cfg = load_config()
+    bad = copy.deepcopy(cfg)
+    bad["method_params"]["integrated_gradients"] = {"n_explain": 3}
+    with pytest.raises(ConfigError, match="method_params.integrated_gradients.*missing"):
+        validate(bad)
+
+
+def test_torchvision_sets_only_in_paper_profile():
+    with pytest.raises(ConfigError, match="mnist"):
+        load_config({"datasets": ["mnist"]})
+
+
+def test_deep_merge_keeps_siblings():
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+
+
+def test_all_selects_every_implemented_method():
+    assert selected_methods(load_config()) == registry.implemented_ids()
+    assert selected_methods(load_config({"methods": ["gradient"]})) == ["gradient"]

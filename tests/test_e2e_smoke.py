@@ -1,0 +1,127 @@
+"""End to end: the whole smoke DAG in a temporary folder, asserted against the output contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import nnxai
+from nnxai import registry
+from nnxai.config import load_config
+from nnxai.explanations import load_explanation
+from nnxai.workflow import experiment_cells, explanation_path, targets
+
+from conftest import ROOT, snakemake
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_contract_output_exists(smoke_run):
+    cfg = load_config({"profile": "smoke"})
+    missing = [p for group in targets(cfg).values() for p in group if not (smoke_run / p).is_file()]
+    assert not missing
+    for group in ("prepared", "checkpoints"):
+        for path in targets(cfg)[group]:
+            assert (smoke_run / path).stat().st_size > 0
+
+
+def test_checkpoints_load_and_carry_provenance(smoke_run):
+    cfg = load_config({"profile": "smoke"})
+    for path in targets(cfg)["checkpoints"]:
+        model = nnxai.load_model(smoke_run / path)
+        record = json.loads((smoke_run / path).with_suffix(".json").read_text())
+        assert {"seed", "config", "config_hash", "code_version", "history", "test_accuracy"} <= set(record)
+        dataset = path.split("/")[2]
+        x, y = nnxai.load_dataset(dataset, "test", workdir=smoke_run)
+        with torch.no_grad():
+            acc = (model(x).argmax(1) == y).float().mean().item()
+        assert acc == pytest.approx(record["test_accuracy"])
+        assert model.checkpoint["seed"] == record["seed"]
+
+
+def test_explanations_follow_the_record_contract(smoke_run):
+    cfg = load_config({"profile": "smoke"})
+    for dataset, model, method in experiment_cells(cfg):
+        record = load_explanation(smoke_run / explanation_path(dataset, model, method))
+        assert record.meta["method"] == method and record.meta["seconds_per_input"] > 0
+        assert {"params", "versions", "seed"} <= set(record.meta)
+        if record.kind == "attribution":
+            x, _ = nnxai.load_dataset(dataset, "test", workdir=smoke_run)
+            assert record.attributions.shape == tuple(x[record.indices].shape)
+            assert np.isfinite(record.attributions).all()
+
+
+def test_metrics_are_finite_and_tidy(smoke_run):
+    with open(smoke_run / "data/metrics/all.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and list(rows[0]) == ["dataset", "model", "method", "metric", "value", "seed"]
+    assert all(math.isfinite(float(r["value"])) for r in rows)
+    cells = {(r["dataset"], r["model"], r["method"]) for r in rows}
+    cfg = load_config({"profile": "smoke"})
+    assert set(experiment_cells(cfg)) <= cells
+    metrics = {(r["method"], r["metric"].split(".")[0]) for r in rows}
+    for needed in [("model", "accuracy"), ("integrated_gradients", "completeness"), ("trepan", "fidelity"),
+                   ("trepan", "tree_depth"), ("network_dissection", "dissection_iou"),
+                   ("gradient", "pixel_flipping"), ("gradient", "localisation"), ("gradient", "runtime"),
+                   ("representer_points", "representer_fidelity")]:
+        assert needed in metrics, needed
+
+
+def test_tables_list_every_registry_id(smoke_run):
+    table3 = (smoke_run / "paper/tables/table3.md").read_text()
+    for spec in registry.specs():
+        assert spec.name in table3, spec.id
+    for table in ("table1", "table2", "table3", "table4"):
+        tex = (smoke_run / f"paper/tables/{table}.tex").read_text()
+        assert tex.count("{") == tex.count("}"), table
+    assert "✗" not in (smoke_run / "paper/tables/table4.md").read_text()
+    html = (smoke_run / "paper/figures/taxonomy3d.html").read_text()
+    assert not re.search(r'<script[^>]+src="https?://', html)
+
+
+def test_nothing_left_to_do_and_rerun_one_stage(smoke_run):
+    dry = snakemake(smoke_run, "-n", "--cores", "2")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    target = "data/explanations/shapes/baseline/gradient.npz"
+    dry = snakemake(smoke_run, "-n", "--cores", "2", "--forcerun", target)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
+    assert jobs.get("explain_attribution") == "1" and jobs.get("evaluate_explanation") == "1"
+    assert "train_model" not in jobs and "prepare_data" not in jobs and "explain_structured" not in jobs
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--cores", "1", "--config", "profile=smoke",
+                           "seed=-3"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "seed" in proc.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_lint_has_no_errors():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--lint",
+                           "--config", "profile=smoke"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_same_seed_same_bytes(smoke_run, tmp_path):
+    """Determinism contract: prepared data, checkpoints and metrics are reproduced bit for bit on CPU."""
+    files = ["data/prepared/shapes/train.npz", "data/checkpoints/shapes/baseline.pt",
+             "data/checkpoints/iris/baseline_sigmoid.pt", "data/explanations/shapes/baseline/integrated_gradients.npz",
+             "data/explanations/iris/baseline_sigmoid/trepan.json"]
+    snakemake(tmp_path, "--cores", "2", *files)
+    for rel in files[:3]:
+        assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+    a = load_explanation(tmp_path / files[3])
+    b = load_explanation(smoke_run / files[3])
+    assert np.array_equal(a.attributions, b.attributions)
+    rules_a, rules_b = (json.loads((d / files[4]).read_text()) for d in (tmp_path, smoke_run))
+    assert rules_a["rules"] == rules_b["rules"]
