@@ -3,9 +3,7 @@
 #   snakemake --cores 2                          default profile (README: numbers and timings)
 #   snakemake --cores 2 --config profile=smoke   toy sizes, the whole DAG in minutes
 #   snakemake --cores 2 --directory /tmp/run     relocated: every output under /tmp/run
-import os
 import shlex
-import sys
 
 from nnxai import registry
 from nnxai.config import ConfigError, load_config
@@ -13,21 +11,14 @@ from nnxai.data import DATASETS
 from nnxai.models.variants import variant_pattern
 from nnxai import workflow as wf
 
-os.environ.setdefault("NNXAI_CONFIG_DIR", os.path.join(workflow.basedir, "configs"))
 from snakemake.exceptions import WorkflowError
 
+wf.prepare_job_environment(workflow.basedir)   # jobs run `python -m nnxai` with this interpreter
 try:
     CFG = load_config(dict(config))   # command-line --config overrides, validated before any job
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 
-from snakemake.settings.types import DeploymentMethod
-
-# Jobs run the CLI with this interpreter; under --use-conda, with the conda env's python on this checkout's src/.
-if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    NNXAI = f"PYTHONPATH={shlex.quote(os.path.join(workflow.basedir, 'src'))} python -m nnxai"
-else:
-    NNXAI = f"{shlex.quote(sys.executable)} -m nnxai"
 ENV = "envs/nnxai.yaml"
 SETTINGS = lambda stage: lambda w: shlex.quote(wf.settings_json(CFG, stage, **dict(w.items())))
 TARGETS = wf.targets(CFG)
@@ -47,7 +38,7 @@ rule prepare_data:
     params: settings=SETTINGS("prepare"),
     conda: ENV
     log: "logs/prepare/{dataset}.log",
-    shell: "{NNXAI} prepare --dataset {wildcards.dataset} --settings {params.settings} > {log} 2>&1"
+    shell: "python -m nnxai prepare --dataset {wildcards.dataset} --settings {params.settings} > {log} 2>&1"
 
 
 rule train_model:
@@ -58,7 +49,7 @@ rule train_model:
     resources: gpu=lambda w: 1 if CFG["device"].startswith("cuda") else 0,
     conda: ENV
     log: "logs/train/{dataset}/{model}.log",
-    shell: "{NNXAI} train --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings} "
+    shell: "python -m nnxai train --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings} "
            "--threads {threads} > {log} 2>&1"
 
 
@@ -69,7 +60,7 @@ rule explain_attribution:
     threads: CFG["threads"]
     conda: ENV
     log: "logs/explain/{dataset}/{model}/{method}.log",
-    shell: "{NNXAI} explain -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
+    shell: "python -m nnxai explain -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
            "--settings {params.settings} > {log} 2>&1"
 
 
@@ -84,7 +75,7 @@ rule evaluate_explanation:
     threads: CFG["threads"]
     conda: ENV
     log: "logs/evaluate/{dataset}/{model}/{method}.log",
-    shell: "{NNXAI} evaluate -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
+    shell: "python -m nnxai evaluate -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
            "--settings {params.settings} > {log} 2>&1"
 
 
@@ -94,7 +85,7 @@ rule evaluate_model:
     params: settings=SETTINGS("evaluate_model"),
     conda: ENV
     log: "logs/evaluate/{dataset}/{model}/model.log",
-    shell: "{NNXAI} evaluate -d {wildcards.dataset} -m {wildcards.model} -x model "
+    shell: "python -m nnxai evaluate -d {wildcards.dataset} -m {wildcards.model} -x model "
            "--settings {params.settings} > {log} 2>&1"
 
 
@@ -103,7 +94,7 @@ rule aggregate_metrics:
     output: "data/metrics/all.csv", "data/metrics/summary.json",
     conda: ENV
     log: "logs/aggregate.log",
-    shell: "{NNXAI} aggregate {input} > {log} 2>&1"
+    shell: "python -m nnxai aggregate {input} > {log} 2>&1"
 
 
 rule make_table:
@@ -112,7 +103,7 @@ rule make_table:
     wildcard_constraints: table="|".join(wf.TABLES),
     conda: ENV
     log: "logs/report/{table}.log",
-    shell: "{NNXAI} report {wildcards.table} --out paper/tables > {log} 2>&1"
+    shell: "python -m nnxai report {wildcards.table} --out paper/tables > {log} 2>&1"
 
 
 rule make_figure:
@@ -121,7 +112,7 @@ rule make_figure:
     wildcard_constraints: figure="|".join(wf.FIGURES),
     conda: ENV
     log: "logs/report/{figure}.log",
-    shell: "{NNXAI} report {wildcards.figure} --out paper/figures > {log} 2>&1"
+    shell: "python -m nnxai report {wildcards.figure} --out paper/figures > {log} 2>&1"
 
 
 # Stage groups (what dvc.yaml's stages call): `snakemake --cores 2 train_all`.

@@ -58,3 +58,15 @@ def test_deep_merge_keeps_siblings():
 def test_all_selects_every_implemented_method():
     assert selected_methods(load_config()) == registry.implemented_ids()
     assert selected_methods(load_config({"methods": ["gradient"]})) == ["gradient"]
+
+
+def test_metric_params_must_match_the_metric():
+    cfg = load_config()
+    bad = copy.deepcopy(cfg)
+    bad["metric_params"]["pixel_flipping"].pop("steps")
+    with pytest.raises(ConfigError, match="metric_params.pixel_flipping"):
+        validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["metric_params"]["no_such_metric"] = {}
+    with pytest.raises(ConfigError, match="no_such_metric"):
+        validate(bad)

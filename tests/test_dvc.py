@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from e2e_helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 

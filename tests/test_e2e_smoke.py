@@ -20,7 +20,7 @@ from nnxai.config import load_config
 from nnxai.explanations import load_explanation
 from nnxai.workflow import experiment_cells, explanation_path, targets
 
-from conftest import ROOT, snakemake
+from e2e_helpers import ROOT, snakemake
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import jupytext
 import nbclient
 import pytest
 
-from conftest import ROOT
+from e2e_helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -53,7 +53,7 @@ def _settings(args, stage: str, **wildcards) -> dict:
         try:
             return json.loads(args.settings)
         except json.JSONDecodeError as err:
-            raise SystemExit(f"nnxai: --settings is not valid JSON: {err}") from None
+            raise ValueError(f"--settings is not valid JSON: {err}") from None
     from nnxai.config import load_config
     from nnxai.workflow import stage_settings
 

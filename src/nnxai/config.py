@@ -123,7 +123,23 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(f"config key 'method_params.{method_id}': expected {sorted(cls.param_names)}"
                               + (f", missing {sorted(missing)}" if missing else "")
                               + (f", unknown {sorted(unknown)}" if unknown else ""))
+    _validate_metric_params(cfg["metric_params"])
     return cfg
+
+
+def _validate_metric_params(params: dict) -> None:
+    from nnxai.metrics import metrics
+
+    registered = metrics()
+    for metric_id, given in params.items():
+        if metric_id not in registered:
+            raise ConfigError(f"config key 'metric_params.{metric_id}': unknown metric; known: "
+                              f"{', '.join(sorted(registered))}")
+    for metric_id, cls in registered.items():
+        given = params.get(metric_id, {})
+        if set(given) != set(cls.param_names):
+            raise ConfigError(f"config key 'metric_params.{metric_id}': expected {sorted(cls.param_names)}, "
+                              f"got {sorted(given)}")
 
 
 def load_config(overrides: dict | None = None, directory: str | Path | None = None) -> dict:

@@ -7,6 +7,8 @@ stays a handful of generic rules over the wildcards {dataset} {model} {method}.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from nnxai import registry
@@ -87,8 +89,12 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
         return {**train_settings(cfg, wildcards["dataset"], wildcards["model"]), **common}
     if stage == "explain":
         m = wildcards["method"]
+        registry.get(m)  # unknown or unimplemented: a clear error before anything else
+        if m not in cfg["method_params"]:
+            raise ValueError(f"config key 'method_params.{m}' is missing")
         return {"method": m, "params": cfg["method_params"][m], "seed": cfg["seed"], **common}
     if stage == "evaluate":
+        registry.get(wildcards["method"])
         return {"method": wildcards["method"], "metric_params": cfg["metric_params"], "seed": cfg["seed"], **common}
     if stage == "evaluate_model":
         return {"seed": cfg["seed"], **common}
@@ -101,3 +107,17 @@ def settings_json(cfg: dict, stage: str, **wildcards: str) -> str:
 
 def relative(path: str, workdir: str | Path) -> Path:
     return Path(workdir) / path
+
+
+def prepare_job_environment(basedir: str | Path) -> None:
+    """Make every job's ``python -m nnxai`` the interpreter running Snakemake, on this checkout's sources.
+
+    The interpreter's folder goes first on PATH and ``src/`` on PYTHONPATH (so the conda env of
+    ``--use-conda``, which pins only the dependencies, runs this checkout's ``nnxai`` too); the config
+    folder is the checkout's ``configs/`` unless NNXAI_CONFIG_DIR says otherwise.
+    """
+    basedir = Path(basedir)
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(basedir / "src"), os.environ.get("PYTHONPATH", "")] if p)
+    os.environ.setdefault("NNXAI_CONFIG_DIR", str(basedir / "configs"))

@@ -6,6 +6,7 @@ library versions (DESIGN.md, output contract).  Files are written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ def _json_record(cls):
     """Give a dataclass of JSON-able fields ``save``/``load`` through a ``{"kind", ...fields}`` document."""
 
     def save(self, path):
-        doc = {"kind": self.kind, **{name: getattr(self, name) for name in self.__dataclass_fields__}}
+        doc = {"kind": self.kind, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
         return atomic_write_json(path, doc)
 
     @classmethod

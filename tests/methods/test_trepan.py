@@ -1,0 +1,223 @@
+"""TREPAN [89]: planted rules are recovered, M-of-N tests are found, queries respect the path, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from nnxai.data import DatasetInfo, PreparedSplit, shapes
+from nnxai.explanations import RuleSet
+from nnxai.explanations.records import condition_holds
+from nnxai.methods.base import ExplainContext
+from nnxai.methods.rule import _sampling
+from nnxai.methods.rule._mofn import negate
+from nnxai.methods.rule.trepan import Trepan
+from nnxai.metrics.rules import Fidelity
+from nnxai.models.networks import ConvNet
+
+PARAMS = {"n_queries": 20000, "min_samples": 1000, "max_leaves": 8, "beam_width": 2, "max_m": 3, "significance": 0.05}
+
+
+def tabular_context(model, x_train, seed=0, y_train=None, x_test=None, y_test=None):
+    info = DatasetInfo("toy", "tabular", 2, (x_train.shape[1],), False, False, "test toy")
+
+    def split(x, y):
+        x = torch.as_tensor(x, dtype=torch.float32)
+        y = torch.zeros(len(x), dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long)
+        return PreparedSplit(x=x, y=y, meta={"class_names": ["neg", "pos"]})
+
+    return ExplainContext(model=model, dataset="toy", model_id="toy", info=info, train=split(x_train, y_train),
+                          test=split(x_train if x_test is None else x_test, y_test), seed=seed)
+
+
+def threshold_net(units: list[tuple[int, float]], need: int, n_features: int = 5, k: float = 200.0) -> nn.Module:
+    """Class 1 iff at least ``need`` of the half-spaces ``x[j] > t`` hold (steep sigmoid units, hand-set)."""
+    net = nn.Sequential(nn.Linear(n_features, len(units)), nn.Sigmoid(), nn.Linear(len(units), 2))
+    with torch.no_grad():
+        net[0].weight.zero_()
+        for i, (j, t) in enumerate(units):
+            net[0].weight[i, j] = k
+            net[0].bias[i] = -k * t
+        net[2].weight.copy_(torch.stack([torch.zeros(len(units)), torch.full((len(units),), 10.0)]))
+        net[2].bias.copy_(torch.tensor([0.0, -10.0 * (need - 0.5)]))
+    net.architecture = "mlp"
+    return net.eval()
+
+
+def literals(rules: RuleSet) -> list[dict]:
+    return [lit for rule in rules.rules for cond in rule["conditions"] for lit in cond["literals"]]
+
+
+def test_recovers_planted_conjunction():
+    """Class 1 iff x0 > 0.5 and x2 > 0: high fidelity, only features 0 and 2, thresholds at 0.5 and 0."""
+    net = threshold_net([(0, 0.5), (2, 0.0)], need=2, n_features=4)
+    rng = np.random.default_rng(0)
+    record = Trepan(**PARAMS).explain(tabular_context(net, rng.normal(size=(300, 4))))
+    fresh = rng.normal(size=(5000, 4))
+    assert np.mean(record.predict(fresh) == _sampling.predict_classes(net, fresh)) >= 0.97
+    lits = literals(record)
+    assert {lit["feature"] for lit in lits} == {0, 2}
+    for lit in lits:
+        assert abs(lit["threshold"] - {0: 0.5, 2: 0.0}[lit["feature"]]) < 0.15, lit
+    assert record.tree["n_leaves"] == len(record.rules) <= PARAMS["max_leaves"]
+    assert record.meta["method"] == "trepan" and record.feature_space == "inputs"
+
+
+def test_finds_two_of_three_at_the_root():
+    """At least 2 of {x0 > 0, x1 > 0, x2 > 0}: one 2-of-3 test at the root, which no single-feature split is."""
+    net = threshold_net([(0, 0.0), (1, 0.0), (2, 0.0)], need=2)
+    record = Trepan(**{**PARAMS, "max_leaves": 4}).explain(
+        tabular_context(net, np.random.default_rng(1).normal(size=(200, 5))))
+    root = record.tree["nodes"][0]["test"]
+    assert root["m"] == 2 and len(root["literals"]) == 3
+    assert sorted(lit["feature"] for lit in root["literals"]) == [0, 1, 2]
+    assert len({lit["op"] for lit in root["literals"]}) == 1
+    assert all(abs(lit["threshold"]) < 0.15 for lit in root["literals"])
+    assert record.tree["n_leaves"] == 2
+
+
+def test_single_literal_search_needs_more_leaves():
+    """With max_m = 1 the beam can only form disjunctions: the 2-of-3 concept then needs a deeper tree."""
+    net = threshold_net([(0, 0.0), (1, 0.0), (2, 0.0)], need=2)
+    x = np.random.default_rng(1).normal(size=(200, 5))
+    record = Trepan(**{**PARAMS, "max_m": 1, "max_leaves": 4}).explain(tabular_context(net, x))
+    assert record.tree["nodes"][0]["test"]["m"] == 1
+    assert record.tree["n_leaves"] > 2
+
+
+def test_a_constant_network_gives_one_unconditional_rule():
+    net = threshold_net([(0, 99.0)], need=1)        # never class 1 on Gaussian data
+    record = Trepan(**{**PARAMS, "n_queries": 500}).explain(
+        tabular_context(net, np.random.default_rng(0).normal(size=(100, 5))))
+    assert record.rules == [{"conditions": [], "prediction": 0, "support": 100}]
+    assert (record.tree["depth"], record.tree["n_leaves"], record.tree["n_queries"]) == (0, 1, 500)
+
+
+def test_queries_satisfy_the_path_conditions():
+    x = np.random.default_rng(2).normal(size=(500, 5))
+    space = _sampling.feature_space(threshold_net([(0, 0.0)], 1), tabular_context(None, x))
+    two_of_three = {"m": 2, "literals": [{"feature": 0, "op": ">", "threshold": 0.3},
+                                         {"feature": 1, "op": "<=", "threshold": -0.2},
+                                         {"feature": 3, "op": ">", "threshold": 0.8}]}
+    path = [{"m": 1, "literals": [{"feature": 2, "op": ">", "threshold": 1.0}]}, two_of_three,
+            negate({"m": 1, "literals": [{"feature": 4, "op": ">", "threshold": 0.5},
+                                         {"feature": 0, "op": ">", "threshold": 1.5}]}),
+            {"m": 2, "literals": [{"feature": 1, "op": "<=", "threshold": 0.5},
+                                  {"feature": 4, "op": ">", "threshold": -1.0}]}]
+    # the false branch of a test is its exact complement
+    np.testing.assert_array_equal(condition_holds(negate(two_of_three), x), ~condition_holds(two_of_three, x))
+    queries = _sampling.sample(space, _sampling.NodeModel.root(space), path, 2000, np.random.default_rng(0))
+    assert queries.shape == (2000, 5)
+    for cond in path:
+        assert condition_holds(cond, queries).all(), cond
+
+
+def test_constructive_fallback_when_rejection_fails():
+    """A 3-of-4 condition far in the tails: rejection accepts ~nothing, the fallback still obeys the path."""
+    x = np.random.default_rng(3).normal(size=(400, 5))
+    space = _sampling.feature_space(threshold_net([(0, 0.0)], 1), tabular_context(None, x))
+    cond = {"m": 3, "literals": [{"feature": j, "op": ">", "threshold": 2.0} for j in range(4)]}
+    queries = _sampling.sample(space, _sampling.NodeModel.root(space), [cond], 500, np.random.default_rng(0))
+    assert len(queries) == 500 and condition_holds(cond, queries).all()
+
+
+def test_truncated_kde_matches_the_truncated_normal():
+    """Queries under x0 > 0.5 from N(0, 1) training data: E[x0] = phi(0.5)/(1 - Phi(0.5)); others untouched."""
+    x = np.random.default_rng(4).normal(size=(20000, 5))
+    space = _sampling.feature_space(threshold_net([(0, 0.0)], 1), tabular_context(None, x))
+    cond = {"m": 1, "literals": [{"feature": 0, "op": ">", "threshold": 0.5}]}
+    q = _sampling.sample(space, _sampling.NodeModel.root(space), [cond], 20000, np.random.default_rng(1))
+    assert q[:, 0].min() > 0.5
+    assert q[:, 0].mean() == pytest.approx(stats.norm.pdf(0.5) / stats.norm.sf(0.5), abs=0.03)
+    assert np.abs(q[:, 1:].mean(0)).max() < 0.04 and np.abs(q[:, 1:].std(0) - 1).max() < 0.04
+
+
+def test_shapes_queries_are_valid_concepts_on_the_path():
+    data = shapes.generate(400, 5)
+    space = _sampling.shapes_space(ConvNet(3, 2, (4, 4, 4)), data["concepts"].astype(np.float64))
+    col = shapes.CONCEPT_FEATURES.index
+    path = [{"m": 1, "literals": [{"feature": col("texture=stripes"), "op": ">", "threshold": 0.5}]},
+            negate({"m": 1, "literals": [{"feature": col("shape=triangle"), "op": ">", "threshold": 0.5}]}),
+            {"m": 1, "literals": [{"feature": col("x"), "op": ">", "threshold": 20.0},
+                                  {"feature": col("size"), "op": "<=", "threshold": 6.0}]}]
+    q = _sampling.sample(space, _sampling.NodeModel.root(space), path, 1000, np.random.default_rng(0))
+    assert len(q) == 1000
+    for cond in path:
+        assert condition_holds(cond, q).all()
+    np.testing.assert_array_equal(q[:, 0:3].sum(1), 1)
+    np.testing.assert_array_equal(q[:, 4:7].sum(1), 1)
+    assert set(np.unique(q[:, 3])) == {1.0}
+    # valid records: the table survives decoding unchanged, so the rendered image shows this very vector
+    np.testing.assert_allclose(shapes.concept_table(shapes.concepts_from_table(q)), q, atol=1e-5)
+
+
+def test_same_seed_same_rules_and_bad_params():
+    net = threshold_net([(0, 0.5), (2, 0.0)], need=2)
+    x = np.random.default_rng(0).normal(size=(150, 5))
+    params = {**PARAMS, "n_queries": 3000, "min_samples": 300}
+    a, b = (Trepan(**params).explain(tabular_context(net, x, seed=3)) for _ in range(2))
+    assert a.rules == b.rules and a.tree == b.tree
+    for name, value in (("max_m", 0), ("beam_width", 0), ("min_samples", 0), ("max_leaves", 0),
+                        ("n_queries", -1), ("significance", 1.5), ("max_m", 2.5)):
+        with pytest.raises(ValueError, match=f"{name}.*{value}"):
+            Trepan(**{**params, name: value})
+
+
+def test_applicability_and_json_round_trip(tmp_path):
+    net = threshold_net([(0, 0.5), (2, 0.0)], need=2)
+    x = np.random.default_rng(0).normal(size=(150, 5))
+    record = Trepan(**{**PARAMS, "n_queries": 2000, "min_samples": 300}).explain(tabular_context(net, x))
+    loaded = RuleSet.load(record.save(tmp_path / "trepan.json"))
+    assert loaded.rules == record.rules and loaded.tree == record.tree
+    fresh = np.random.default_rng(9).normal(size=(1000, 5))
+    np.testing.assert_array_equal(loaded.predict(fresh), record.predict(fresh))
+    traits = {"architecture": "cnn", "activation": "relu", "gap_head": True, "linear_head": True}
+    digits = DatasetInfo("digits", "image", 10, (1, 28, 28), False, False, "")
+    assert "concept" in Trepan.why_not(digits, traits)
+    assert Trepan.why_not(DatasetInfo("s", "image", 2, (3, 32, 32), True, True, ""), traits) is None
+
+
+def _train_shapes_cnn(n_train=3000, epochs=6, seed=0):
+    """A small ConvNet on generated shapes images: Adam, one-cycle learning rate up to 0.01, batches of 32."""
+    train, test = shapes.generate(n_train, [seed, 0]), shapes.generate(1000, [seed, 2])
+    torch.manual_seed(seed)
+    net = ConvNet(3, 2, widths=(8, 16, 32))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    batches = torch.arange(n_train).split(32)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=epochs * len(batches))
+    x, y = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
+    order = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(n_train, generator=order).split(32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+            schedule.step()
+    return net.eval(), train, test
+
+
+@pytest.mark.e2e
+def test_recovers_the_shapes_rule_from_a_trained_cnn():
+    """A CNN trained on shapes images; TREPAN, given only 150 training examples and rendered membership
+    queries over concept vectors, finds "stripes and not triangle"."""
+    net, train, test = _train_shapes_cnn()
+    assert np.mean(_sampling.predict_classes(net, test["x"]) == test["y"]) >= 0.95
+    info = DatasetInfo("shapes", "image", 2, (3, 32, 32), True, True, "test")
+    meta = {"class_names": list(shapes.CLASS_NAMES), "concept_features": shapes.CONCEPT_FEATURES}
+
+    def split(d, n):
+        return PreparedSplit(x=torch.from_numpy(d["x"][:n]), y=torch.from_numpy(d["y"][:n]),
+                             concepts=d["concepts"][:n], meta=meta)
+
+    ctx = ExplainContext(model=net, dataset="shapes", model_id="cnn", info=info, train=split(train, 150),
+                         test=split(test, None), seed=0)
+    record = Trepan(n_queries=3000, min_samples=600, max_leaves=8, beam_width=2, max_m=3,
+                    significance=0.05).explain(ctx)
+    assert record.feature_space == "concepts" and record.tree["n_queries"] > 0
+    assert Fidelity(n_queries=0)(record, ctx)["fidelity"] >= 0.9
+    fresh = shapes.sample_concepts(4000, np.random.default_rng(11))
+    agree = np.mean(record.predict(shapes.concept_table(fresh)) == shapes.label_from_concepts(fresh))
+    assert agree >= 0.95, record.to_text()
