@@ -10,15 +10,21 @@ from pathlib import Path
 _PACKAGES = ("nnxai", "torch", "numpy", "captum", "scikit-learn", "scipy")
 
 
-@functools.lru_cache(maxsize=1)
-def library_versions() -> dict[str, str]:
+def package_versions(names) -> dict[str, str]:
+    """Installed version of each distribution in ``names`` (``"absent"`` when not installed)."""
     out = {}
-    for name in _PACKAGES:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape every result (recorded in checkpoints and explanations)."""
+    return package_versions(_PACKAGES)
 
 
 @functools.lru_cache(maxsize=1)

