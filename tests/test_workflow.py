@@ -44,3 +44,10 @@ def test_job_settings_are_slices():
     train_before = settings_json(cfg, "train", dataset="shapes", model="baseline")
     cfg["data"]["digits"]["train"] += 1
     assert settings_json(cfg, "train", dataset="shapes", model="baseline") == train_before
+
+
+def test_paper_profile_adds_the_torchvision_sets():
+    paths = all_targets(load_config({"profile": "paper"}))
+    assert "data/checkpoints/cifar10/baseline.pt" in paths
+    assert "data/explanations/mnist/baseline/integrated_gradients.npz" in paths
+    assert "data/explanations/mnist/baseline/network_dissection.json" not in paths   # no concept masks
