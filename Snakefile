@@ -115,7 +115,7 @@ rule make_figure:
     shell: "python -m nnxai report {wildcards.figure} --out paper/figures > {log} 2>&1"
 
 
-# Stage groups (what dvc.yaml's stages call): `snakemake --cores 2 train_all`.
+# Stage groups (what dvc.yaml's stages call): `snakemake train_all --cores 2` (target first: --config swallows what follows).
 rule prepare_all:
     input: TARGETS["prepared"],
 
