@@ -137,6 +137,9 @@ class AttributionMethod(Method):
 
     record_type = AttributionMap
     uses_baseline: ClassVar[bool] = False
+    # Claims Σ attributions = f(x) − f(x_ref) (IG [114], DeepLIFT [112]); the completeness metric scores
+    # only such methods: occlusion has a reference too but spreads each window's drop over its pixels.
+    claims_completeness: ClassVar[bool] = False
 
     @abstractmethod
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,

@@ -9,7 +9,9 @@ measure the relative error
 on the logit ``f_c`` of the explained class, and report its mean over inputs as ``completeness`` (lower
 is better).  It is ≈0 for Integrated Gradients with enough steps (O(1/n_steps) on ReLU networks), and 1
 for a map that is twice the right one.  It applies only to methods with a reference
-(``uses_baseline``), which record it in ``meta["baseline"]`` (:func:`reference_from_meta`).
+(``uses_baseline``) that claim the property (``claims_completeness``: IG, DeepLIFT; not occlusion, whose
+windows' drops are spread over every pixel they cover), which record the reference in ``meta["baseline"]``
+(:func:`reference_from_meta`).
 
 Inputs with f_c(x) ≈ f_c(x_ref) have a large relative error for any method; they are kept, as the
 definition asks.
@@ -34,6 +36,8 @@ class Completeness(Metric):
     def why_not(cls, method_cls, info):
         if not getattr(method_cls, "uses_baseline", False):
             return f"{method_cls.spec.id} has no reference input, so f(x) - f(x_ref) is undefined"
+        if not getattr(method_cls, "claims_completeness", False):
+            return f"{method_cls.spec.id} does not claim completeness (sum of attributions = f(x) - f(x_ref))"
         return super().why_not(method_cls, info)
 
     def __call__(self, record, ctx, method):

@@ -78,6 +78,7 @@ class IntegratedGradients(AttributionMethod):
 
     param_names = ("n_explain", "batch_size", "n_steps", "baseline")
     uses_baseline = True
+    claims_completeness = True
 
     def __init__(self, **params: Any):
         super().__init__(**params)

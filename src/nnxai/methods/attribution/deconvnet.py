@@ -1,0 +1,82 @@
+"""DeconvNet attribution, Zeiler & Fergus [72].
+
+Zeiler & Fergus (Sec. 2.1) project a unit's activity back to pixel space through a "deconvnet" attached
+to each layer: *unpooling* with the max-pool switches recorded in the forward pass, *rectification* by a
+ReLU, and *filtering* with the transposed filters.  The survey (Sec. III-C) notes after Simonyan et al.
+[71] that this is the gradient of the class score except at ReLU layers: where back-propagation passes
+``δ_in = δ_out · 1[z > 0]`` (``z`` the ReLU's forward input), DeconvNet passes
+
+    δ_in = max(δ_out, 0),
+
+ignoring the sign of the forward input.  Unpooling with switches and filtering with the transposed
+kernels are exactly the gradients of max-pooling and convolution, so the whole projection is a backward
+pass with that ReLU rule — what Captum's ``Deconvolution`` computes and :class:`DeconvNet` wraps.
+
+Adaptations.  The signal starts at the logit of the explained class ``c`` (one-hot ``δ`` on the logits),
+as for the other attribution methods here, rather than at a single feature-map activation as in [72];
+the global-average-pool and linear head are passed by their gradients (they are linear).  The result is
+signed and keeps every input channel; :func:`~nnxai.methods.attribution.gradient.saliency_map` gives the
+survey's one-channel map.  Applies only to ReLU CNNs whose ReLUs are ``nn.ReLU`` modules (the project's
+:class:`~nnxai.models.networks.ConvNet`), since the rule rewrites each module's backward pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.methods.base import AttributionMethod
+from nnxai.registry import register
+
+
+def check_relu_modules(owner: str, model: nn.Module) -> None:
+    """Raise a ValueError unless ``model`` has ``nn.ReLU`` modules (the rule hooks them), none in place."""
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError(f"{owner}: the model has no nn.ReLU module; "
+                         "the rule rewrites the backward pass of ReLU modules")
+    if any(m.inplace for m in relus):
+        raise ValueError(f"{owner}: in-place nn.ReLU(inplace=True) modules cannot be hooked; "
+                         "use inplace=False")
+
+
+@register("deconvnet")
+class DeconvNet(AttributionMethod):
+    """Backward pass of the class logit with the DeconvNet ReLU rule ``δ_in = max(δ_out, 0)`` [72].
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
+    batch_size : int
+        Inputs per backward pass.
+
+    Notes
+    -----
+    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
+    """
+
+    param_names = ("n_explain", "batch_size")
+    architectures = frozenset({"cnn"})
+    activations = frozenset({"relu"})
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        check_relu_modules(f"method {self.spec.id!r}", model)
+        leaf = inputs.detach().clone().requires_grad_(True)   # the caller's tensor and .grad stay untouched
+        from captum.attr import Deconvolution  # lazy, see gradient.py
+
+        explainer = Deconvolution(model)
+        size = self.params["batch_size"]
+        with warnings.catch_warnings():   # Captum warns on every call that it hooks the ReLUs; we know
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            return torch.cat([explainer.attribute(part, target=t).detach()
+                              for part, t in zip(leaf.split(size), target.split(size))])

@@ -1,0 +1,68 @@
+"""Guided backpropagation, Springenberg, Dosovitskiy, Brox & Riedmiller [102].
+
+Springenberg et al. (Sec. 3.4, Fig. 1) compare three ways of passing a signal ``δ_out`` back through a
+ReLU whose forward input is ``z``:
+
+* back-propagation (the gradient, [71]):   ``δ_in = δ_out · 1[z > 0]``;
+* "deconvnet" (Zeiler & Fergus [72]):       ``δ_in = δ_out · 1[δ_out > 0]``;
+* guided back-propagation:                 ``δ_in = δ_out · 1[z > 0] · 1[δ_out > 0]``.
+
+As the survey puts it (Sec. III-C), guided backprop "combines the above two methods. It only takes into
+account the gradients (the former method) that have positive error signal (the latter method) when
+backpropagating through a ReLU layer."  Every other layer passes its ordinary gradient.
+
+:class:`GuidedBackprop` wraps Captum's ``GuidedBackprop``, starting from the logit of the explained class
+``c``; the result is signed and keeps every input channel.  Applies only to ReLU CNNs whose ReLUs are
+``nn.ReLU`` modules, since the rule rewrites each module's backward pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnxai.methods.attribution.deconvnet import check_relu_modules
+from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.methods.base import AttributionMethod
+from nnxai.registry import register
+
+
+@register("guided_backprop")
+class GuidedBackprop(AttributionMethod):
+    """Backward pass of the class logit, guided ReLU rule ``δ_out · 1[z > 0] · 1[δ_out > 0]`` [102].
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
+    batch_size : int
+        Inputs per backward pass.
+
+    Notes
+    -----
+    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
+    """
+
+    param_names = ("n_explain", "batch_size")
+    architectures = frozenset({"cnn"})
+    activations = frozenset({"relu"})
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        check_relu_modules(f"method {self.spec.id!r}", model)
+        leaf = inputs.detach().clone().requires_grad_(True)   # the caller's tensor and .grad stay untouched
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop  # lazy, see gradient.py
+
+        explainer = CaptumGuidedBackprop(model)
+        size = self.params["batch_size"]
+        with warnings.catch_warnings():   # Captum warns on every call that it hooks the ReLUs; we know
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            return torch.cat([explainer.attribute(part, target=t).detach()
+                              for part, t in zip(leaf.split(size), target.split(size))])
