@@ -22,30 +22,12 @@ survey's one-channel map.  Applies only to ReLU CNNs whose ReLUs are ``nn.ReLU``
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
-import torch
-from torch import nn
-
-from nnxai.methods.attribution.gradient import check_positive_ints
-from nnxai.methods.base import AttributionMethod
+from nnxai.methods.attribution._captum import CaptumAttribution
 from nnxai.registry import register
 
 
-def check_relu_modules(owner: str, model: nn.Module) -> None:
-    """Raise a ValueError unless ``model`` has ``nn.ReLU`` modules (the rule hooks them), none in place."""
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    if not relus:
-        raise ValueError(f"{owner}: the model has no nn.ReLU module; "
-                         "the rule rewrites the backward pass of ReLU modules")
-    if any(m.inplace for m in relus):
-        raise ValueError(f"{owner}: in-place nn.ReLU(inplace=True) modules cannot be hooked; "
-                         "use inplace=False")
-
-
 @register("deconvnet")
-class DeconvNet(AttributionMethod):
+class DeconvNet(CaptumAttribution):
     """Backward pass of the class logit with the DeconvNet ReLU rule ``δ_in = max(δ_out, 0)`` [72].
 
     Parameters
@@ -60,23 +42,7 @@ class DeconvNet(AttributionMethod):
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
     """
 
-    param_names = ("n_explain", "batch_size")
+    captum_class = "Deconvolution"
+    hooks_relus = True
     architectures = frozenset({"cnn"})
     activations = frozenset({"relu"})
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
-
-    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  baselines: torch.Tensor | None = None) -> torch.Tensor:
-        check_relu_modules(f"method {self.spec.id!r}", model)
-        leaf = inputs.detach().clone().requires_grad_(True)   # the caller's tensor and .grad stay untouched
-        from captum.attr import Deconvolution  # lazy, see gradient.py
-
-        explainer = Deconvolution(model)
-        size = self.params["batch_size"]
-        with warnings.catch_warnings():   # Captum warns on every call that it hooks the ReLUs; we know
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            return torch.cat([explainer.attribute(part, target=t).detach()
-                              for part, t in zip(leaf.split(size), target.split(size))])

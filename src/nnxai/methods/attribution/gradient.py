@@ -17,13 +17,10 @@ This module also holds two helpers that every attribution method and metric of t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-from torch import nn
 
-from nnxai.methods.base import AttributionMethod
+from nnxai.methods.attribution._captum import CaptumAttribution, check_positive_ints  # noqa: F401 (re-exported)
 from nnxai.registry import register
 
 
@@ -53,16 +50,8 @@ def saliency_map(attr: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
                      f"got shape {tuple(attr.shape)}")
 
 
-def check_positive_ints(owner: str, params: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the first of ``names`` whose value in ``params`` is not an integer >= 1."""
-    for name in names:
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= 1, got {value!r}")
-
-
 @register("gradient")
-class Gradient(AttributionMethod):
+class Gradient(CaptumAttribution):
     """Saliency ``|∂S_c(x)/∂x|`` of [71], [137] (Captum ``Saliency``, ``abs=True``).
 
     Parameters
@@ -78,16 +67,7 @@ class Gradient(AttributionMethod):
     returned; the survey's single-channel map is :func:`saliency_map` of it.
     """
 
-    param_names = ("n_explain", "batch_size")
+    captum_class = "Saliency"
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
-
-    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  baselines: torch.Tensor | None = None) -> torch.Tensor:
-        # A detached leaf copy: Captum flips requires_grad on what it gets; the caller's tensor stays as it was.
-        leaf = inputs.detach().clone().requires_grad_(True)
-        from captum.attr import Saliency  # lazy: captum (and the matplotlib it imports) only where used
-
-        return Saliency(model).attribute(leaf, target=target, abs=True).detach()
+    def captum_kwargs(self):
+        return {"abs": True}

@@ -15,18 +15,12 @@ class ``c``), unlike the ``|·|`` of the plain ``gradient`` saliency.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
-
-from nnxai.methods.attribution.gradient import check_positive_ints
-from nnxai.methods.base import AttributionMethod
+from nnxai.methods.attribution._captum import CaptumAttribution
 from nnxai.registry import register
 
 
 @register("gradient_x_input")
-class GradientXInput(AttributionMethod):
+class GradientXInput(CaptumAttribution):
     """Signed ``x ⊙ ∂S_c(x)/∂x`` of Table IV / [139] (Captum ``InputXGradient``).
 
     Parameters
@@ -42,18 +36,4 @@ class GradientXInput(AttributionMethod):
     zero, which is why the product with ``x`` is taken).
     """
 
-    param_names = ("n_explain", "batch_size")
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
-
-    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  baselines: torch.Tensor | None = None) -> torch.Tensor:
-        leaf = inputs.detach().clone().requires_grad_(True)   # the caller's tensor and .grad stay untouched
-        from captum.attr import InputXGradient  # lazy, see gradient.py
-
-        explainer = InputXGradient(model)
-        size = self.params["batch_size"]
-        return torch.cat([explainer.attribute(part, target=t).detach()
-                          for part, t in zip(leaf.split(size), target.split(size))])
+    captum_class = "InputXGradient"

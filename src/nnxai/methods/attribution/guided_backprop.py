@@ -18,20 +18,12 @@ backpropagating through a ReLU layer."  Every other layer passes its ordinary gr
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
-import torch
-from torch import nn
-
-from nnxai.methods.attribution.deconvnet import check_relu_modules
-from nnxai.methods.attribution.gradient import check_positive_ints
-from nnxai.methods.base import AttributionMethod
+from nnxai.methods.attribution._captum import CaptumAttribution
 from nnxai.registry import register
 
 
 @register("guided_backprop")
-class GuidedBackprop(AttributionMethod):
+class GuidedBackprop(CaptumAttribution):
     """Backward pass of the class logit, guided ReLU rule ``δ_out · 1[z > 0] · 1[δ_out > 0]`` [102].
 
     Parameters
@@ -46,23 +38,7 @@ class GuidedBackprop(AttributionMethod):
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
     """
 
-    param_names = ("n_explain", "batch_size")
+    captum_class = "GuidedBackprop"
+    hooks_relus = True
     architectures = frozenset({"cnn"})
     activations = frozenset({"relu"})
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
-
-    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  baselines: torch.Tensor | None = None) -> torch.Tensor:
-        check_relu_modules(f"method {self.spec.id!r}", model)
-        leaf = inputs.detach().clone().requires_grad_(True)   # the caller's tensor and .grad stay untouched
-        from captum.attr import GuidedBackprop as CaptumGuidedBackprop  # lazy, see gradient.py
-
-        explainer = CaptumGuidedBackprop(model)
-        size = self.params["batch_size"]
-        with warnings.catch_warnings():   # Captum warns on every call that it hooks the ReLUs; we know
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            return torch.cat([explainer.attribute(part, target=t).detach()
-                              for part, t in zip(leaf.split(size), target.split(size))])
