@@ -105,10 +105,6 @@ def settings_json(cfg: dict, stage: str, **wildcards: str) -> str:
     return json.dumps(stage_settings(cfg, stage, **wildcards), sort_keys=True, separators=(",", ":"))
 
 
-def relative(path: str, workdir: str | Path) -> Path:
-    return Path(workdir) / path
-
-
 def prepare_job_environment(basedir: str | Path) -> None:
     """Make every job's ``python -m nnxai`` the interpreter running Snakemake, on this checkout's sources.
 
