@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from nnxai.methods.attribution.gradient import check_positive_ints, saliency_map
-from nnxai.methods.attribution.integrated_gradients import channel_means
+from nnxai.methods.attribution._reference import channel_means
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 

@@ -39,9 +39,8 @@ import torch
 from torch import nn
 
 from nnxai.methods.attribution._lrp_rules import IDENTITY, WEIGHTED, layer_chain, linear_map, replay, vjp
-from nnxai.methods.attribution.integrated_gradients import BASELINES, IntegratedGradients
+from nnxai.methods.attribution._reference import ReferenceAttribution
 from nnxai.methods.attribution.gradient import check_positive_ints
-from nnxai.methods.base import AttributionMethod
 from nnxai.registry import register
 
 RULES = ("rescale", "reveal_cancel")
@@ -120,7 +119,7 @@ def chain_deeplift(chain, x: torch.Tensor, reference: torch.Tensor, target: torc
 
 
 @register("deeplift")
-class DeepLift(IntegratedGradients):
+class DeepLift(ReferenceAttribution):
     """DeepLIFT [112] of the class logit against a reference, rescale or reveal-cancel rule.
 
     Parameters
@@ -136,24 +135,19 @@ class DeepLift(IntegratedGradients):
 
     Notes
     -----
-    Reuses the reference handling of :class:`~.integrated_gradients.IntegratedGradients` (``_run`` records
-    ``meta["baseline"]``); nothing of its path integral.
+    The reference handling (and ``meta["baseline"]``) is :class:`~._reference.ReferenceAttribution`'s.
     """
 
     param_names = ("n_explain", "batch_size", "rule", "baseline")
     activations = frozenset({"relu"})
-    uses_baseline = True
     claims_completeness = True
 
     def __init__(self, **params):
-        AttributionMethod.__init__(self, **params)
+        super().__init__(**params)
         owner = f"method {self.spec.id!r}"
         check_positive_ints(owner, self.params, ("n_explain", "batch_size"))
-        for name, allowed in (("rule", RULES), ("baseline", BASELINES)):
-            if self.params[name] not in allowed:
-                raise ValueError(f"{owner}: parameter {name!r} must be one of {list(allowed)}, "
-                                 f"got {self.params[name]!r}")
-        self._context_reference = None
+        if self.params["rule"] not in RULES:
+            raise ValueError(f"{owner}: parameter 'rule' must be one of {list(RULES)}, got {self.params['rule']!r}")
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:

@@ -37,30 +37,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnxai.methods.attribution._reference import ReferenceAttribution
 from nnxai.methods.attribution.gradient import check_positive_ints
-from nnxai.methods.base import AttributionMethod, ExplainContext
 from nnxai.registry import register
 
-BASELINES = ("zero", "mean")
 QUADRATURE = "gausslegendre"
 #: Most scaled input values in one forward/backward pass (16 MiB of float32); bounds memory only.
 PASS_ELEMENTS = 2**22
 
 
-def channel_means(x: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over every axis but axis 1 (channels of images, features of tables), shape ``(C,)``."""
-    dims = [d for d in range(x.dim()) if d != 1]
-    return x.double().mean(dim=dims).to(x.dtype)
-
-
-def constant_reference(per_channel: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """A ``(1, *input_shape)`` reference whose channel ``k`` is the constant ``per_channel[k]``."""
-    view = (1, len(per_channel)) + (1,) * (len(input_shape) - 1)
-    return per_channel.reshape(view).expand((1, *input_shape)).clone()
-
-
 @register("integrated_gradients")
-class IntegratedGradients(AttributionMethod):
+class IntegratedGradients(ReferenceAttribution):
     """Integrated Gradients [114] of the class logit along the straight path from a reference.
 
     Parameters
@@ -77,42 +64,11 @@ class IntegratedGradients(AttributionMethod):
     """
 
     param_names = ("n_explain", "batch_size", "n_steps", "baseline")
-    uses_baseline = True
     claims_completeness = True
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         check_positive_ints(f"method {self.spec.id!r}", self.params, ("n_explain", "batch_size", "n_steps"))
-        if self.params["baseline"] not in BASELINES:
-            raise ValueError(f"method {self.spec.id!r}: parameter 'baseline' must be one of {list(BASELINES)}, "
-                             f"got {self.params['baseline']!r}")
-        self._context_reference: torch.Tensor | None = None
-
-    def reference_values(self, ctx: ExplainContext) -> torch.Tensor:
-        """The reference's value per channel (per feature for tables), shape ``(C,)``."""
-        x_train = ctx.train.x
-        if self.params["baseline"] == "mean":
-            return channel_means(x_train)
-        return torch.zeros(x_train.shape[1], dtype=x_train.dtype)
-
-    def _run(self, ctx):
-        per_channel = self.reference_values(ctx)
-        self._context_reference = constant_reference(per_channel, tuple(ctx.test.x.shape[1:])).to(ctx.device)
-        try:
-            record, n_inputs = super()._run(ctx)
-        finally:
-            self._context_reference = None
-        record.meta["baseline"] = {"kind": self.params["baseline"],
-                                   "per_channel": [float(v) for v in per_channel]}
-        return record, n_inputs
-
-    def _default_reference(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self._context_reference is not None:
-            return self._context_reference
-        if self.params["baseline"] == "zero":
-            return torch.zeros_like(inputs[:1])
-        raise ValueError("baseline='mean' is the per-channel mean of the train split: call explain(ctx), "
-                         "or pass baselines to attribute()")
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:

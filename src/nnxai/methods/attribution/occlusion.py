@@ -37,11 +37,8 @@ import torch
 from torch import nn
 
 from nnxai.methods.attribution.gradient import check_positive_ints
-from nnxai.methods.attribution.integrated_gradients import channel_means, constant_reference
-from nnxai.methods.base import AttributionMethod, ExplainContext
+from nnxai.methods.attribution._reference import ReferenceAttribution
 from nnxai.registry import register
-
-FILLS = ("zero", "mean")
 #: Most occluded inputs in one forward pass; bounds memory (results change only by float rounding).
 PASS_INPUTS = 512
 
@@ -52,7 +49,7 @@ def window_counts(size: int, window: int, stride: int) -> int:
 
 
 @register("occlusion")
-class Occlusion(AttributionMethod):
+class Occlusion(ReferenceAttribution):
     """Mean drop of the class logit when a sliding square (one feature for tables) is filled [72].
 
     Parameters
@@ -70,7 +67,7 @@ class Occlusion(AttributionMethod):
     """
 
     param_names = ("n_explain", "batch_size", "window", "stride", "fill")
-    uses_baseline = True
+    reference_param = "fill"
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -79,34 +76,6 @@ class Occlusion(AttributionMethod):
         if self.params["stride"] > self.params["window"]:
             raise ValueError(f"{owner}: parameter 'stride' ({self.params['stride']}) must not exceed 'window' "
                              f"({self.params['window']}), or some pixels would never be occluded")
-        if self.params["fill"] not in FILLS:
-            raise ValueError(f"{owner}: parameter 'fill' must be one of {list(FILLS)}, got {self.params['fill']!r}")
-        self._context_reference: torch.Tensor | None = None
-
-    def reference_values(self, ctx: ExplainContext) -> torch.Tensor:
-        """The fill value per channel (per feature for tables), shape ``(C,)``."""
-        x_train = ctx.train.x
-        if self.params["fill"] == "mean":
-            return channel_means(x_train)
-        return torch.zeros(x_train.shape[1], dtype=x_train.dtype)
-
-    def _run(self, ctx):
-        per_channel = self.reference_values(ctx)
-        self._context_reference = constant_reference(per_channel, tuple(ctx.test.x.shape[1:])).to(ctx.device)
-        try:
-            record, n_inputs = super()._run(ctx)
-        finally:
-            self._context_reference = None
-        record.meta["baseline"] = {"kind": self.params["fill"], "per_channel": [float(v) for v in per_channel]}
-        return record, n_inputs
-
-    def _default_reference(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self._context_reference is not None:
-            return self._context_reference
-        if self.params["fill"] == "zero":
-            return torch.zeros_like(inputs[:1])
-        raise ValueError("fill='mean' is the per-channel mean of the train split: call explain(ctx), "
-                         "or pass baselines to attribute()")
 
     def window_shape(self, inputs: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Captum's ``(sliding_window_shapes, strides)``: a square over all channels, or one feature."""
