@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up the project's Python environment and link it as ./.venv.
 #
-#   bash envs/setup.sh            create or reuse the environment, install nnxai from this checkout
+#   bash envs/setup.sh                       create or reuse the environment, install nnxai from this checkout
+#   NNXAI_EXTRAS=test,bench bash envs/setup.sh   the same with Quantus, for benchmarks/ (a separate environment)
 #
 # The environment lives outside the clone, in $NNXAI_ENV_CACHE (default ~/.cache/nnxai), under a name
 # derived from pyproject.toml and this script: a fresh clone reuses it as long as neither changed, and a
@@ -15,7 +16,9 @@ cache=${NNXAI_ENV_CACHE:-$HOME/.cache/nnxai}
 "$python" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), sys.version' 2>/dev/null || {
   echo "envs/setup.sh: needs Python 3.11 or 3.12 as \$PYTHON (got: $("$python" --version 2>&1))" >&2; exit 1; }
 
-key=$(cat "$root/pyproject.toml" "$root/envs/setup.sh" | sha256sum | cut -c1-16)
+extras=${NNXAI_EXTRAS:-test}
+case "$extras" in *[!a-z,]*|"") echo "envs/setup.sh: NNXAI_EXTRAS must be a comma list of extras (test,bench), got '$extras'" >&2; exit 1;; esac
+key=$( (cat "$root/pyproject.toml" "$root/envs/setup.sh"; echo "$extras") | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 
 if [ ! -f "$venv/.complete" ]; then
@@ -24,8 +27,8 @@ if [ ! -f "$venv/.complete" ]; then
   mkdir -p "$cache"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "setuptools>=68" wheel
-  # Dependencies (and the test extra) from pyproject.toml; the package itself is re-linked below.
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$root[test]"
+  # Dependencies (and the extras) from pyproject.toml; the package itself is re-linked below.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$root[$extras]"
   touch "$venv/.complete"
 fi
 
