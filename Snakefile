@@ -54,7 +54,7 @@ rule train_model:
 
 
 rule explain_attribution:
-    input: "data/checkpoints/{dataset}/{model}.pt", "data/prepared/{dataset}/test.npz",
+    input: lambda w: wf.explain_inputs(CFG, w.dataset, w.model, w.method),
     output: "data/explanations/{dataset}/{model}/{method}.npz",
     params: settings=SETTINGS("explain"),
     threads: CFG["threads"]
@@ -68,25 +68,20 @@ use rule explain_attribution as explain_structured with:
     output: "data/explanations/{dataset}/{model}/{method}.json",
 
 
-rule evaluate_explanation:
-    input: lambda w: [wf.explanation_path(w.dataset, w.model, w.method), f"data/checkpoints/{w.dataset}/{w.model}.pt"],
-    output: "data/metrics/{dataset}/{model}/{method}.json",
-    params: settings=SETTINGS("evaluate"),
-    threads: CFG["threads"]
-    conda: ENV
-    log: "logs/evaluate/{dataset}/{model}/{method}.log",
-    shell: "python -m nnxai evaluate -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
-           "--settings {params.settings} > {log} 2>&1"
-
-
-rule evaluate_model:
-    input: "data/checkpoints/{dataset}/{model}.pt", "data/prepared/{dataset}/test.npz",
-    output: "data/metrics/{dataset}/{model}/model.json",
-    params: settings=SETTINGS("evaluate_model"),
-    conda: ENV
-    log: "logs/evaluate/{dataset}/{model}/model.log",
-    shell: "python -m nnxai evaluate -d {wildcards.dataset} -m {wildcards.model} -x model "
-           "--settings {params.settings} > {log} 2>&1"
+# One evaluate job per trained model scores the model and all its explanations: its outputs depend on the
+# (dataset, model) pair, so the rule is written out once per pair.
+for _dataset, _model in wf.model_cells(CFG):
+    rule:
+        name: f"evaluate_{_dataset}_{_model}"
+        input: wf.evaluate_inputs(CFG, _dataset, _model),
+        output: wf.evaluate_outputs(CFG, _dataset, _model),
+        params: settings=shlex.quote(wf.settings_json(CFG, "evaluate", dataset=_dataset, model=_model)),
+                dataset=_dataset, model=_model,
+        threads: CFG["threads"]
+        conda: ENV
+        log: f"logs/evaluate/{_dataset}/{_model}.log",
+        shell: "python -m nnxai evaluate -d {params.dataset} -m {params.model} --quiet "
+               "--settings {params.settings} > {log} 2>&1"
 
 
 rule aggregate_metrics:

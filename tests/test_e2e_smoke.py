@@ -94,7 +94,7 @@ def test_nothing_left_to_do_and_rerun_one_stage(smoke_run):
     target = "data/explanations/shapes/baseline/gradient.npz"
     dry = snakemake(smoke_run, "-n", "--cores", "2", "--forcerun", target)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
-    assert jobs.get("explain_attribution") == "1" and jobs.get("evaluate_explanation") == "1"
+    assert jobs.get("explain_attribution") == "1" and jobs.get("evaluate_shapes_baseline") == "1"
     assert "train_model" not in jobs and "prepare_data" not in jobs and "explain_structured" not in jobs
 
 

@@ -1,8 +1,13 @@
 """Target lists derive from the registry and the config (nothing typed twice)."""
 
+import json
+
+import pytest
+
 from nnxai import registry
 from nnxai.config import load_config
-from nnxai.workflow import all_targets, experiment_cells, methods_for, settings_json, targets
+from nnxai.workflow import (all_targets, evaluate_inputs, evaluate_outputs, experiment_cells, explain_inputs,
+                            methods_for, settings_json, stage_settings, targets)
 
 
 def test_methods_follow_applicability():
@@ -51,3 +56,32 @@ def test_paper_profile_adds_the_torchvision_sets():
     assert "data/checkpoints/cifar10/baseline.pt" in paths
     assert "data/explanations/mnist/baseline/integrated_gradients.npz" in paths
     assert "data/explanations/mnist/baseline/network_dissection.json" not in paths   # no concept masks
+
+
+def test_one_evaluate_job_per_model_scores_each_method_with_its_metrics():
+    cfg = load_config({"profile": "smoke"})
+    settings = json.loads(settings_json(cfg, "evaluate", dataset="shapes", model="baseline"))
+    assert set(settings["methods"]) == set(methods_for(cfg, "shapes", "baseline"))
+    assert "completeness" in settings["methods"]["integrated_gradients"]
+    assert "completeness" not in settings["methods"]["gradient"]
+    assert set(settings["metric_params"]) == {m for ids in settings["methods"].values() for m in ids}
+    outputs = evaluate_outputs(cfg, "shapes", "baseline")
+    assert "data/metrics/shapes/baseline/model.json" in outputs
+    assert len(outputs) == len(settings["methods"]) + 1
+    inputs = evaluate_inputs(cfg, "shapes", "baseline")
+    assert "data/explanations/shapes/baseline/gradient.npz" in inputs
+
+
+def test_evaluating_one_method_names_what_the_config_runs_when_it_does_not_apply():
+    cfg = load_config({"profile": "smoke"})
+    one = stage_settings(cfg, "evaluate", dataset="shapes", model="baseline", method="gradient")
+    assert list(one["methods"]) == ["gradient"] and not one["model_metrics"]
+    with pytest.raises(ValueError, match="trepan.*not run on digits/baseline"):
+        stage_settings(cfg, "evaluate", dataset="digits", model="baseline", method="trepan")
+
+
+def test_explain_inputs_include_what_the_method_asks_for(monkeypatch):
+    cfg = load_config({"profile": "smoke"})
+    cls = registry.get("gradient")
+    monkeypatch.setattr(cls, "required_inputs", classmethod(lambda c, p, d, m: [f"data/checkpoints/{d}/baseline_seed1.pt"]))
+    assert "data/checkpoints/shapes/baseline_seed1.pt" in explain_inputs(cfg, "shapes", "baseline", "gradient")

@@ -91,12 +91,12 @@ def cmd_explain(args) -> int:
 def cmd_evaluate(args) -> int:
     from nnxai import pipeline
 
-    if args.method == "model":
-        settings = _settings(args, "evaluate_model", dataset=args.dataset, model=args.model)
-        print(pipeline.evaluate_model(args.dataset, args.model, settings, Path(args.workdir)))
-    else:
-        settings = _settings(args, "evaluate", dataset=args.dataset, model=args.model, method=args.method)
-        print(pipeline.evaluate(args.dataset, args.model, settings, Path(args.workdir)))
+    wildcards = {"dataset": args.dataset, "model": args.model}
+    if args.method:
+        wildcards["method"] = args.method
+    settings = _settings(args, "evaluate", **wildcards)
+    for path in pipeline.evaluate(args.dataset, args.model, settings, Path(args.workdir), progress=not args.quiet):
+        print(path)
     return 0
 
 
@@ -157,15 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=["rule", "hidden_semantics", "attribution", "example"])
     p.set_defaults(func=cmd_methods)
 
-    def stage(name, help_text, func, model=False, method=False, method_extra=()):
+    def stage(name, help_text, func, model=False, method=False, method_required=True):
         sp = sub.add_parser(name, help=help_text)
         sp.add_argument("--dataset", "-d", required=True, choices=sorted(DATASETS))
         if model:
             sp.add_argument("--model", "-m", required=True, help="model variant id, e.g. baseline, l1, baseline_seed1")
         if method:
-            sp.add_argument("--method", "-x", required=True, choices=[s.id for s in registry.specs()] + list(method_extra),
+            sp.add_argument("--method", "-x", required=method_required, choices=[s.id for s in registry.specs()],
                             metavar="METHOD", help="a method id of `nnxai methods`" +
-                            (" or 'model' (model accuracy)" if method_extra else ""))
+                            ("" if method_required else " (default: every method the config runs on the model, "
+                             "and the model's accuracy)"))
         sp.add_argument("--profile", choices=["smoke", "default", "paper"], help="config profile (default: default)")
         sp.add_argument("--settings", help="JSON slice of the config (as passed by the Snakefile)")
         sp.add_argument("--device", help="auto | cpu | cuda[:k]; overrides the config")
@@ -178,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--threads", type=int, help="torch threads (default: config)")
     tp.add_argument("--quiet", action="store_true", help="no progress bar")
     stage("explain", "run one method on one trained model", cmd_explain, model=True, method=True)
-    stage("evaluate", "score one explanation (or 'model': accuracy) with every applicable metric", cmd_evaluate,
-          model=True, method=True, method_extra=("model",))
+    ep = stage("evaluate", "score a model (accuracy) and its explanations with every applicable metric",
+               cmd_evaluate, model=True, method=True, method_required=False)
+    ep.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("aggregate", help="collect metric files into data/metrics/all.csv")
     p.add_argument("files", nargs="*", help="metric files relative to --workdir (default: all)")

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nnxai import data, registry
 from nnxai.explanations import load_explanation
 from nnxai.io import atomic_write_json, atomic_write_text, read_json
 from nnxai.methods.base import ExplainContext
-from nnxai.metrics.base import applicable_metrics, metrics
+from nnxai.metrics.base import metrics
 from nnxai.models import build_network, load_model, save_checkpoint
 from nnxai.training import TrainConfig, train_model
 from nnxai.training.runtime import resolve_device, seed_everything, set_threads
@@ -104,33 +105,31 @@ def explain(dataset: str, model_id: str, settings: dict, workdir: Path) -> Path:
     return record.save(Path(workdir) / explanation_path(dataset, model_id, method_id))
 
 
-def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path) -> Path:
-    """Score one explanation with every metric that applies to it."""
-    method_id = settings["method"]
-    method_cls = registry.get(method_id)
-    info = data.DATASETS[dataset]
-    ids = applicable_metrics(method_cls, info)
+def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progress: bool = True) -> list[Path]:
+    """Score the model (accuracy) and each of its explanations named in ``settings["methods"]`` with the
+    metrics listed there; write one ``{method}.json`` per explanation and ``model.json``."""
     registered = metrics()
-    params = settings["metric_params"]
-    instances = {m: registered[m](**params.get(m, {})) for m in ids}
+    plan = settings["methods"]
+    instances = {m: registered[m](**settings["metric_params"].get(m, {}))      # bad params fail first
+                 for m in sorted({m for ids in plan.values() for m in ids})}
     set_threads(settings["threads"])
     ctx = _context(dataset, model_id, workdir, settings["seed"], resolve_device(settings["device"]))
-    record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id))
-    method = method_cls(**record.meta["params"])
-    values: dict[str, float] = {}
-    for metric_id, metric in instances.items():
-        seed_everything(settings["seed"])
-        values.update({k: float(v) for k, v in metric(record, ctx, method).items()})
-    return atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, method_id), values)
-
-
-def evaluate_model(dataset: str, model_id: str, settings: dict, workdir: Path) -> Path:
-    """The model's own metrics: test accuracy (the price of active intervention, METHODS.md)."""
-    set_threads(settings["threads"])
-    model = load_model(Path(workdir) / checkpoint_path(dataset, model_id))
-    test = data.load_split(dataset, "test", workdir)
-    return atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, "model"),
-                             {"accuracy": accuracy(model, test.x, test.y)})
+    written = []
+    if settings.get("model_metrics", True):
+        written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, "model"),
+                                         {"accuracy": accuracy(ctx.model, ctx.test.x, ctx.test.y)}))
+    for method_id, metric_ids in tqdm(sorted(plan.items()), desc=f"evaluate {dataset}/{model_id}",
+                                      disable=not progress):
+        record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id))
+        method = registry.get(method_id)(**record.meta["params"])
+        values: dict[str, float] = {}
+        for metric_id in metric_ids:
+            seed_everything(settings["seed"])
+            start = time.perf_counter()
+            values.update({k: float(v) for k, v in instances[metric_id](record, ctx, method).items()})
+            log.info("%s/%s %s %s: %.2f s", dataset, model_id, method_id, metric_id, time.perf_counter() - start)
+        written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, method_id), values))
+    return written
 
 
 COLUMNS = ("dataset", "model", "method", "metric", "value", "seed")

@@ -53,6 +53,45 @@ def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
     return [m for m in selected_methods(cfg) if registry.get(m).why_not(info, traits) is None]
 
 
+def model_cells(cfg: dict) -> list[tuple[str, str]]:
+    """Every (dataset, model) pair the run trains."""
+    return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
+
+
+def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
+    """Metrics computed for one cell: those that apply to the method and that the run can compute."""
+    from nnxai.metrics.base import applicable_metrics, metrics
+
+    registered = metrics()
+    return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
+            if registered[m].cell_why_not(cfg, dataset, model, method) is None]
+
+
+def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
+    """What one explain job reads: the checkpoint, the prepared splits and what the method asks for."""
+    extra = registry.get(method).required_inputs(cfg["method_params"][method], dataset, model)
+    return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
+
+
+def evaluate_inputs(cfg: dict, dataset: str, model: str) -> list[str]:
+    """What the evaluate job of one model reads: its checkpoint, test split, explanations and what metrics ask for."""
+    from nnxai.metrics.base import metrics
+
+    registered = metrics()
+    paths = [checkpoint_path(dataset, model), prepared_path(dataset, "test")]
+    for method in methods_for(cfg, dataset, model):
+        paths.append(explanation_path(dataset, model, method))
+        for metric in metrics_for(cfg, dataset, model, method):
+            paths += registered[metric].required_inputs(cfg, dataset, model, method)
+    return list(dict.fromkeys(paths))
+
+
+def evaluate_outputs(cfg: dict, dataset: str, model: str) -> list[str]:
+    """The metric files the evaluate job of one model writes: one per method, and the model's own."""
+    return [metrics_path(dataset, model, m) for m in methods_for(cfg, dataset, model)] + [
+        metrics_path(dataset, model, "model")]
+
+
 def experiment_cells(cfg: dict) -> list[tuple[str, str, str]]:
     return [(d, m, meth) for d in cfg["datasets"] for m in models_for(cfg, d) for meth in methods_for(cfg, d, m)]
 
@@ -94,10 +133,19 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
             raise ValueError(f"config key 'method_params.{m}' is missing")
         return {"method": m, "params": cfg["method_params"][m], "seed": cfg["seed"], **common}
     if stage == "evaluate":
-        registry.get(wildcards["method"])
-        return {"method": wildcards["method"], "metric_params": cfg["metric_params"], "seed": cfg["seed"], **common}
-    if stage == "evaluate_model":
-        return {"seed": cfg["seed"], **common}
+        # One job per model scores all its explanations (one process instead of one per method: a job's
+        # start-up, mostly importing torch, costs more than scoring a toy explanation).
+        d, model = wildcards["dataset"], wildcards["model"]
+        only = wildcards.get("method")
+        if only is not None:
+            registry.get(only)
+        methods = {m: metrics_for(cfg, d, model, m) for m in methods_for(cfg, d, model) if only in (None, m)}
+        if only is not None and only not in methods:
+            raise ValueError(f"method {only!r} is not run on {d}/{model} by this config "
+                             f"(it runs: {', '.join(methods_for(cfg, d, model)) or 'none'})")
+        used = sorted({m for ids in methods.values() for m in ids})
+        return {"methods": methods, "metric_params": {m: cfg["metric_params"].get(m, {}) for m in used},
+                "model_metrics": only is None, "seed": cfg["seed"], **common}
     raise ValueError(f"unknown stage {stage!r}")
 
 

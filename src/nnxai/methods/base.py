@@ -99,6 +99,12 @@ class Method(ABC):
             return "needs a global-average-pool head"
         return None
 
+    @classmethod
+    def required_inputs(cls, params: dict[str, Any], dataset: str, model: str) -> list[str]:
+        """Files (relative to the work directory) the method reads beyond the model's checkpoint and the
+        prepared splits, e.g. the checkpoints of other seeds (DeepConsensus); the workflow makes them inputs."""
+        return []
+
     def explain(self, ctx: ExplainContext) -> Explanation:
         reason = self.why_not(ctx.info, model_traits(ctx.model))
         if reason:

@@ -56,6 +56,19 @@ class Metric(ABC):
             return f"{info.name} has no ground-truth masks"
         return None
 
+    @classmethod
+    def cell_why_not(cls, cfg: dict, dataset: str, model: str, method: str) -> str | None:
+        """Why the run described by ``cfg`` does not compute this metric for the cell (dataset, model,
+        method), or ``None``: e.g. a metric that needs another model of the matrix, or one the config
+        restricts to some methods.  Called after :meth:`applies` holds."""
+        return None
+
+    @classmethod
+    def required_inputs(cls, cfg: dict, dataset: str, model: str, method: str) -> list[str]:
+        """Files (relative to the work directory) the metric reads beyond the cell's own explanation and
+        checkpoint, e.g. the same method's explanation of another model; the workflow makes them inputs."""
+        return []
+
     @abstractmethod
     def __call__(self, record: Explanation, ctx: Any, method: Any) -> dict[str, float]:
         ...

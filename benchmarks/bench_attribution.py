@@ -1,0 +1,261 @@
+"""Benchmark of the attribution methods (issue 3's performance targets live here, never in tests).
+
+    .venv/bin/python benchmarks/bench_attribution.py                  # all three parts, default sizes
+    .venv/bin/python benchmarks/bench_attribution.py --part captum    # ours vs plain Captum only
+    .venv/bin/python benchmarks/bench_attribution.py --methods gradient lime --dataset digits
+
+Three parts, each printing one table (and ``--json PATH`` writes every figure):
+
+``captum``
+    For every method that wraps a Captum class, ours (``method(model, x, target)``: validation, batching,
+    leaf copies) against the same Captum call made directly on the same model and batch, timed alternately
+    (best of ``--repeat``).  Target: ratio <= 1.05.
+``floor``
+    For every attribution method, its *floor*: the forward and backward passes it makes (counted by hooks on
+    the model, in input rows) times the cost of one row in a large batch, and the ratio of its measured
+    time to that floor.  Target: <= 1.15 (a method that does other work, e.g. fitting a surrogate or
+    sampling a conditional Gaussian, shows it here).
+``scaling``
+    Wall time of ``explain`` for each method on 3 sizes of ``n_explain`` (the default profile's value and
+    half and a quarter of it), i.e. how the family grows with the number of explained inputs.
+
+The model is the default profile's ConvNet (or MLP) for the dataset, with seeded random weights: timing
+does not depend on training.  Method parameters are the default profile's (``configs/config.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnxai import registry
+from nnxai.config import load_config
+from nnxai.data import DATASETS
+from nnxai.methods.attribution._captum import CaptumAttribution
+from nnxai.methods.base import AttributionMethod, ExplainContext, model_traits
+from nnxai.models import build_network
+
+
+def default_model(cfg: dict, dataset: str, seed: int = 0) -> torch.nn.Module:
+    info = DATASETS[dataset]
+    torch.manual_seed(seed)
+    if info.kind == "image":
+        model = build_network("cnn", in_channels=info.input_shape[0], n_classes=info.n_classes,
+                              widths=cfg["architecture"]["cnn"]["widths"])
+    else:
+        model = build_network("mlp", n_features=int(np.prod(info.input_shape)), n_classes=info.n_classes,
+                              hidden=cfg["architecture"]["mlp"]["hidden"])
+    return model.eval()
+
+
+def inputs_for(dataset: str, n: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand((n, *DATASETS[dataset].input_shape), generator=gen)
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# --- ours vs plain Captum -------------------------------------------------------------------------------
+
+def plain_captum_call(method: AttributionMethod, model, x, target, baseline):
+    """The Captum call a wrapped method makes, written directly (same class, arguments and batch)."""
+    import captum.attr as ca
+
+    p = method.params
+    if isinstance(method, CaptumAttribution):
+        leaf = x.clone().requires_grad_(True)
+        return ca.__dict__[method.captum_class](model).attribute(leaf, target=target, **method.captum_kwargs())
+    mid = method.spec.id
+    if mid == "integrated_gradients":
+        return ca.IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=p["n_steps"],
+                                                       method="gausslegendre")
+    if mid == "smoothgrad":
+        sigma = p["noise_level"] * float(x.max() - x.min())
+        return ca.NoiseTunnel(ca.Saliency(model)).attribute(
+            x.clone().requires_grad_(True), nt_type="smoothgrad", nt_samples=p["n_samples"],
+            nt_samples_batch_size=p["n_samples"] * len(x), stdevs=sigma, target=target, abs=False).abs()
+    if mid == "occlusion":
+        shapes, strides = method.window_shape(x)
+        with torch.no_grad():
+            return ca.Occlusion(model).attribute(x, sliding_window_shapes=shapes, strides=strides, baselines=baseline,
+                                                 target=target, perturbations_per_eval=64)
+    if mid == "deeplift" and p["rule"] == "rescale":
+        return ca.DeepLift(model).attribute(x.clone().requires_grad_(True), baselines=baseline.expand_as(x).clone(),
+                                            target=target)
+    return None
+
+
+def part_captum(cfg, dataset, method_ids, repeat):
+    model = default_model(cfg, dataset)
+    rows = []
+    for mid in method_ids:
+        method = registry.get(mid)(**cfg["method_params"][mid])
+        if not isinstance(method, AttributionMethod):
+            continue
+        x = inputs_for(dataset, method.params["batch_size"])
+        target = model(x).argmax(1)
+        baseline = torch.zeros_like(x[:1])
+        if plain_captum_call(method, model, x[:2], target[:2], baseline) is None:
+            continue
+        ours_fn = lambda: method(model, x, target, baseline if method.uses_baseline else None)
+        captum_fn = lambda: plain_captum_call(method, model, x, target, baseline)
+        ours_fn(), captum_fn()                                    # warm-up
+        ours, plain = [], []
+        for _ in range(repeat):                                   # alternate, so drift hits both
+            ours.append(best_of(ours_fn, 1))
+            plain.append(best_of(captum_fn, 1))
+        rows.append({"method": mid, "batch": len(x), "ours_s": min(ours), "captum_s": min(plain),
+                     "ratio": min(ours) / min(plain)})
+        print(f"  {mid:24s} batch {len(x):4d}  ours {min(ours):8.3f} s  captum {min(plain):8.3f} s  "
+              f"ratio {min(ours) / min(plain):5.2f}", flush=True)
+    return rows
+
+
+# --- floor: passes x one pass ----------------------------------------------------------------------------
+
+class PassCounter:
+    """Counts the input rows that go forward through ``model`` and the rows whose gradient comes back."""
+
+    def __init__(self, model):
+        self.forward_rows = self.backward_rows = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        self.forward_rows += len(args[0])
+        if output.requires_grad:
+            output.register_hook(self._grad_hook)
+
+    def _grad_hook(self, grad):
+        self.backward_rows += len(grad)
+
+    def remove(self):
+        self.handle.remove()
+
+
+def row_costs(model, dataset, rows: int = 256, repeat: int = 5) -> tuple[float, float]:
+    """Seconds per input row of a forward pass, and of the backward pass alone, at batch ``rows``."""
+    x = inputs_for(dataset, rows, seed=1)
+    with torch.no_grad():
+        fwd = best_of(lambda: model(x), repeat)
+
+    def fwd_bwd():
+        leaf = x.clone().requires_grad_(True)
+        model(leaf)[:, 0].sum().backward()
+
+    both = best_of(fwd_bwd, repeat)
+    return fwd / rows, max(both - fwd, 0.0) / rows
+
+
+def part_floor(cfg, dataset, method_ids, repeat):
+    model = default_model(cfg, dataset)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    t_fwd, t_bwd = row_costs(model, dataset)
+    print(f"  one row: forward {t_fwd * 1e3:.3f} ms, backward {t_bwd * 1e3:.3f} ms (batch 256)")
+    rows = []
+    for mid in method_ids:
+        method = registry.get(mid)(**cfg["method_params"][mid])
+        if not isinstance(method, AttributionMethod):
+            continue
+        x = inputs_for(dataset, method.params["batch_size"])
+        target = model(x).argmax(1)
+        baseline = torch.zeros_like(x[:1]) if method.uses_baseline else None
+        method(model, x[:2], target[:2], baseline)                # warm-up
+        counter = PassCounter(model)
+        try:
+            method(model, x, target, baseline)
+        finally:
+            counter.remove()
+        floor = counter.forward_rows * t_fwd + counter.backward_rows * t_bwd
+        measured = best_of(lambda: method(model, x, target, baseline), repeat)
+        ratio = measured / floor if floor > 0 else float("nan")
+        rows.append({"method": mid, "batch": len(x), "forward_rows": counter.forward_rows,
+                     "backward_rows": counter.backward_rows, "floor_s": floor, "measured_s": measured,
+                     "ratio": ratio})
+        print(f"  {mid:24s} fwd rows {counter.forward_rows:7d}  bwd rows {counter.backward_rows:7d}  "
+              f"floor {floor:8.3f} s  measured {measured:8.3f} s  ratio {ratio:6.2f}", flush=True)
+    return rows
+
+
+# --- scaling with the number of explained inputs --------------------------------------------------------
+
+def part_scaling(cfg, dataset, method_ids):
+    from nnxai.data import PreparedSplit
+
+    model = default_model(cfg, dataset)
+    info = DATASETS[dataset]
+    rows = []
+    for mid in method_ids:
+        cls = registry.get(mid)
+        if not issubclass(cls, AttributionMethod) or cls.why_not(info, model_traits(model)) is not None:
+            continue
+        base = cfg["method_params"][mid]["n_explain"]
+        sizes = sorted({max(1, base // 4), max(1, base // 2), base})
+        times = []
+        for n in sizes:
+            split = PreparedSplit(x=inputs_for(dataset, n, seed=2), y=torch.zeros(n, dtype=torch.long))
+            train = PreparedSplit(x=inputs_for(dataset, 256, seed=3), y=torch.zeros(256, dtype=torch.long))
+            ctx = ExplainContext(model=model, dataset=dataset, model_id="bench", info=info, train=train,
+                                 test=split, seed=0)
+            method = cls(**{**cfg["method_params"][mid], "n_explain": n})
+            start = time.perf_counter()
+            method.explain(ctx)
+            times.append(time.perf_counter() - start)
+        rows.append({"method": mid, "sizes": sizes, "seconds": times})
+        print(f"  {mid:24s} " + "  ".join(f"n={n:4d}: {t:7.2f} s" for n, t in zip(sizes, times)), flush=True)
+    total = [sum(r["seconds"][i] for r in rows) for i in range(3)] if rows else []
+    if total:
+        print(f"  {'all methods':24s} " + "  ".join(f"{t:7.2f} s" for t in total))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["captum", "floor", "scaling", "all"], default="all")
+    parser.add_argument("--dataset", default="shapes", choices=sorted(DATASETS))
+    parser.add_argument("--methods", nargs="*", help="method ids (default: every implemented attribution method)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")   # Captum's per-call hook notices would drown the tables
+    torch.set_num_threads(args.threads)
+    cfg = load_config({})
+    info = DATASETS[args.dataset]
+    traits = model_traits(default_model(cfg, args.dataset))
+    ids = args.methods or [m for m in registry.implemented_ids()
+                           if issubclass(registry.get(m), AttributionMethod)
+                           and registry.get(m).why_not(info, traits) is None]
+    unknown = [m for m in ids if m not in registry.implemented_ids()]
+    if unknown:
+        parser.error(f"unknown or unimplemented method ids {unknown}; see `nnxai methods --implemented`")
+    results = {"dataset": args.dataset, "threads": args.threads, "torch": torch.__version__}
+    if args.part in ("captum", "all"):
+        print(f"[captum] ours vs plain Captum on {args.dataset} (target ratio <= 1.05)")
+        results["captum"] = part_captum(cfg, args.dataset, ids, args.repeat)
+    if args.part in ("floor", "all"):
+        print(f"[floor] measured vs passes x one pass on {args.dataset} (target ratio <= 1.15)")
+        results["floor"] = part_floor(cfg, args.dataset, ids, args.repeat)
+    if args.part in ("scaling", "all"):
+        print(f"[scaling] explain wall time vs n_explain on {args.dataset}")
+        results["scaling"] = part_scaling(cfg, args.dataset, ids)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Benchmark: our attribution metrics against Quantus 0.6 on the same explanations (speed and values).
+
+    NNXAI_EXTRAS=test,bench bash envs/setup.sh     # an environment with Quantus (plain `quantus`)
+    .venv/bin/python benchmarks/bench_metrics_quantus.py [--n 200] [--json out.json]
+
+On the default profile's `shapes` test inputs (prepared in a temporary folder), a seeded ConvNet and its
+gradient saliency maps, each metric is computed by us and by the Quantus metric with the matching
+definition, timed (best of ``--repeat``), and the two values printed side by side.  Where the definitions
+match exactly (localisation: relevance mass, rank, pointing game on non-negative maps), the values must be
+equal and the script says so; where they differ (Quantus's region perturbation orders patches and fills
+differently, its max-sensitivity samples noise differently, its randomisation test compares other
+layers), the difference is printed with the reason, and only the timing is compared.  Target: ours
+>= 10x faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnxai import data, registry
+from nnxai.explanations import AttributionMap
+from nnxai.methods.attribution.gradient import saliency_map
+from nnxai.methods.base import ExplainContext
+from nnxai.metrics.base import metrics
+from nnxai.metrics.localisation import MASK
+from nnxai.training import TrainConfig, train_model
+
+SIZES = {"train": 600, "val": 100, "test": 1000}
+
+
+def best_of(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def setup(n: int, workdir: Path):
+    from bench_attribution import default_model
+    from nnxai.config import load_config
+
+    data.prepare("shapes", workdir, SIZES, 0)
+    train, test = data.load_split("shapes", "train", workdir), data.load_split("shapes", "test", workdir)
+    model = default_model(load_config({}), "shapes")
+    val = data.load_split("shapes", "val", workdir)
+    # Two epochs, so the scores are not those of a constant classifier (AOPC of an untrained net is ~0).
+    train_model(model, (train.x, train.y), (val.x, val.y),
+                TrainConfig(epochs=2, batch_size=64, lr=0.004, weight_decay=0.0, penalty="none", penalty_weight=0.0),
+                0, torch.device("cpu"), progress=False)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    ctx = ExplainContext(model=model, dataset="shapes", model_id="bench", info=data.DATASETS["shapes"],
+                         train=train, test=test, seed=0, workdir=workdir)
+    method = registry.get("gradient")(n_explain=n, batch_size=100)
+    record = method.explain(ctx)
+    return ctx, method, record
+
+
+def quantus_inputs(ctx, record):
+    idx = torch.as_tensor(record.indices)
+    x = ctx.test.x[idx].numpy()
+    y = record.targets
+    a = saliency_map(torch.as_tensor(record.attributions))[:, None].numpy()          # (N, 1, H, W), >= 0
+    names = list(ctx.test.meta.get("mask_names"))
+    s = ctx.test.masks[record.indices, names.index(MASK)][:, None].astype(float)
+    return x, y, a, s
+
+
+def compare_localisation(ctx, method, record, repeat):
+    import quantus
+
+    ours_metric = metrics()["localisation"]()
+    x, y, a, s = quantus_inputs(ctx, record)
+    keep = s.reshape(len(s), -1).any(1)                      # we leave out empty masks; so must Quantus
+    x, y, a, s = x[keep], y[keep], a[keep], s[keep]
+    kw = dict(model=ctx.model, x_batch=x, y_batch=y, a_batch=a, s_batch=s, channel_first=True, device="cpu")
+    t_ours, ours = best_of(lambda: ours_metric(record, ctx, method), repeat)
+    rows, t_quantus = [], 0.0
+    for key, cls in (("localisation.mass", quantus.RelevanceMassAccuracy),
+                     ("localisation.rank", quantus.RelevanceRankAccuracy),
+                     ("localisation.pointing", quantus.PointingGame)):
+        q = cls(normalise=False, abs=False, disable_warnings=True)
+        t_q, values = best_of(lambda: q(**kw), repeat)
+        theirs = float(np.mean(values))
+        t_quantus += t_q
+        rows.append({"metric": key, "ours": ours[key], "quantus": theirs, "equal": abs(ours[key] - theirs) < 1e-6})
+    for row in rows:    # we compute the three scores in one call: time the three against the three
+        row.update({"ours_s": t_ours, "quantus_s": t_quantus, "timed": "all three scores"})
+    return rows
+
+
+def compare_pixel_flipping(ctx, method, record, repeat):
+    import quantus
+
+    params = {"patch": 4, "steps": 16, "fill": "zero"}
+    ours_metric = metrics()["pixel_flipping"](**params)
+    x, y, a, _ = quantus_inputs(ctx, record)
+    t_ours, ours = best_of(lambda: ours_metric(record, ctx, method), repeat)
+    q = quantus.RegionPerturbation(patch_size=params["patch"], regions_evaluation=params["steps"], order="morf",
+                                   perturb_baseline="black", normalise=False, abs=False, disable_warnings=True)
+    t_q, curves = best_of(lambda: q(model=ctx.model, x_batch=x, y_batch=y, a_batch=a, channel_first=True,
+                                    device="cpu", softmax=True), repeat)
+    # Quantus returns, per input, f(x) - f(x^(k)) for k = 1..L; AOPC is their mean.
+    theirs = float(np.mean([np.mean(c) for c in curves]))
+    # Ours computes two curves per call (the ranking's and a random order's): half its time is the AOPC's.
+    return [{"metric": "pixel_flipping (AOPC, zero fill)", "ours": ours["pixel_flipping"], "quantus": theirs,
+             "ours_s": t_ours / 2, "quantus_s": t_q, "timed": "one AOPC (ours: half a call)",
+             "equal": abs(ours["pixel_flipping"] - theirs) < 1e-5}]
+
+
+COMPARISONS = {"localisation": compare_localisation, "pixel_flipping": compare_pixel_flipping}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="explained inputs (default profile: 200)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", choices=sorted(COMPARISONS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        import quantus  # noqa: F401
+    except ImportError:
+        parser.error("Quantus is not installed here: NNXAI_EXTRAS=test,bench bash envs/setup.sh")
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx, method, record = setup(args.n, Path(tmp))
+        for name in args.only or sorted(COMPARISONS):
+            for row in COMPARISONS[name](ctx, method, record, args.repeat):
+                rows.append(row)
+                speedup = row["quantus_s"] / row["ours_s"]
+                print(f"{row['metric']:34s} ours {row['ours']:.6f} ({row['ours_s'] * 1e3:8.1f} ms)  "
+                      f"quantus {row['quantus']:.6f} ({row['quantus_s'] * 1e3:8.1f} ms)  "
+                      f"speed-up {speedup:6.1f}x  {'equal' if row['equal'] else 'DIFFERENT'}  (timed: {row['timed']})",
+                      flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
