@@ -109,3 +109,16 @@ def test_taxonomy_orders_are_the_surveys():
         "rule", "hidden_semantics", "attribution", "example"]
     assert [s.value for s in sorted(Scope, key=lambda s: s.rank)] == ["local", "semi_local", "global"]
     assert registry.spec("l2x").scopes == (Scope.LOCAL, Scope.SEMI_LOCAL, Scope.GLOBAL)
+
+
+def test_the_registry_imports_no_heavy_library():
+    """Every pipeline job is a fresh process that imports the registry: scipy.stats, scikit-learn,
+    scikit-image, Captum and matplotlib cost seconds each, so method modules import them where used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nnxai.registry as r; r.implemented_ids(); import nnxai.metrics; "
+            "print(' '.join(m for m in ('scipy.stats', 'sklearn', 'skimage', 'captum', 'matplotlib', 'pandas') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == [], f"imported at registry load: {loaded}"

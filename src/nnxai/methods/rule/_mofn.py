@@ -22,7 +22,6 @@ A test is ``(m, literals)``.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
 
 Literal = tuple[int, bool, float]
 Test = tuple[int, tuple[Literal, ...]]
@@ -30,6 +29,7 @@ Test = tuple[int, tuple[Literal, ...]]
 
 def entropy(counts: np.ndarray) -> np.ndarray:
     """Entropy (nats) of class-count vectors along the last axis."""
+    from scipy import special  # lazy: scipy.stats costs ~1 s per job start
     total = counts.sum(-1, keepdims=True)
     p = counts / np.where(total > 0, total, 1.0)
     return -special.xlogy(p, p).sum(-1)
@@ -45,6 +45,7 @@ def gain(true_counts: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 def p_value(g_nats: float, n: int, n_classes: int) -> float:
     """p-value of the G-test ``G = 2 n IG`` with ``n_classes - 1`` degrees of freedom."""
+    from scipy import stats  # lazy: scipy.stats costs ~1 s per job start
     if n_classes < 2:
         return 1.0
     return float(stats.chi2.sf(2.0 * n * max(g_nats, 0.0), n_classes - 1))

@@ -35,7 +35,6 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from scipy import special, stats
 from torch import nn
 
 from nnxai.data import shapes
@@ -172,6 +171,7 @@ def _field_values(space: FeatureSpace, fld: Field, rows: np.ndarray) -> np.ndarr
 
 
 def _differs(fld: Field, local: np.ndarray, base: np.ndarray, significance: float) -> bool:
+    from scipy import stats  # lazy: scipy.stats costs ~1 s per job start
     if fld.patterns is None:
         return stats.ks_2samp(local, base).pvalue < significance
     k = len(fld.patterns)
@@ -253,6 +253,7 @@ def _categorical(mask: np.ndarray, counts: np.ndarray, n: int, rng: np.random.Ge
 def _truncated_kde(centres: np.ndarray, sigma: float, a: float, b: float, n: int,
                    rng: np.random.Generator) -> np.ndarray:
     """``n`` draws from the Gaussian KDE on ``centres`` truncated to ``(a, b]``."""
+    from scipy import special  # lazy: scipy.stats costs ~1 s per job start
     if len(centres) == 0 or not a < b:
         return np.full(n, np.nan)
     za, zb = (a - centres) / sigma, (b - centres) / sigma
