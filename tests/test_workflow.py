@@ -85,3 +85,11 @@ def test_explain_inputs_include_what_the_method_asks_for(monkeypatch):
     cls = registry.get("gradient")
     monkeypatch.setattr(cls, "required_inputs", classmethod(lambda c, p, d, m: [f"data/checkpoints/{d}/baseline_seed1.pt"]))
     assert "data/checkpoints/shapes/baseline_seed1.pt" in explain_inputs(cfg, "shapes", "baseline", "gradient")
+
+
+def test_a_method_restricted_to_some_models_runs_only_there():
+    cfg = load_config({"profile": "smoke"})
+    assert registry.get("deepconsensus").only_models == frozenset({"baseline"})
+    assert "deepconsensus" in methods_for(cfg, "shapes", "baseline")
+    assert "deepconsensus" not in methods_for(cfg, "shapes", "baseline_shuffled_labels")
+    assert "data/checkpoints/shapes/baseline_seed1.pt" in explain_inputs(cfg, "shapes", "baseline", "deepconsensus")

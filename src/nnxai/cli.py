@@ -120,7 +120,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-NEEDS_WORKDIR = {"table2"}
+NEEDS_WORKDIR = {"table2", "table_comparison", "metrics_heatmap", "perturbation_curves", "runtime"}
 
 
 def cmd_targets(args) -> int:
@@ -189,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("report", help="write one table or figure")
-    p.add_argument("item", help="table1 | table2 | table3 | table4 | taxonomy3d")
+    from nnxai.workflow import FIGURES, TABLES
+
+    p.add_argument("item", choices=list(TABLES) + list(FIGURES), metavar="ITEM",
+                   help=" | ".join(list(TABLES) + list(FIGURES)))
     p.add_argument("--out", required=True, help="output folder, e.g. paper/tables")
     p.add_argument("--workdir", default=".")
     p.set_defaults(func=cmd_report)

@@ -17,8 +17,8 @@ from nnxai.data import DATASETS
 from nnxai.models.variants import variant
 
 SPLITS = ("train", "val", "test")
-TABLES = ("table1", "table2", "table3", "table4")
-FIGURES = ("taxonomy3d",)
+TABLES = ("table1", "table2", "table3", "table4", "table_comparison")
+FIGURES = ("taxonomy3d", "metrics_heatmap", "perturbation_curves", "runtime")
 FIGURE_FORMATS = ("pdf", "png", "html")
 
 
@@ -50,7 +50,12 @@ def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
 def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
     """Selected methods that apply to this dataset/model pair."""
     info, traits = DATASETS[dataset], model_traits_for(cfg, dataset, model)
-    return [m for m in selected_methods(cfg) if registry.get(m).why_not(info, traits) is None]
+    out = []
+    for m in selected_methods(cfg):
+        cls = registry.get(m)
+        if cls.why_not(info, traits) is None and (cls.only_models is None or model in cls.only_models):
+            out.append(m)
+    return out
 
 
 def model_cells(cfg: dict) -> list[tuple[str, str]]:

@@ -2,10 +2,13 @@
 
 The methods come from the registry (implemented, explanation type ``attribution``) and their parameters
 from ``configs/config.yaml`` under the ``smoke`` profile, so a new method inherits these tests.  Each runs
-on the toy models it declares itself applicable to: a seeded ConvNet (3×8×8 images) and a seeded MLP.
+on the toy models it declares itself applicable to: a seeded ConvNet (3×8×8 images) and a seeded MLP; a
+method applicable to neither (one that needs a known causal graph) runs on an MLP over the ``causal`` features.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ import yaml
 
 from nnxai import registry
 from nnxai.config import config_dir, deep_merge
+from nnxai.data import causal
 from nnxai.methods.base import AttributionMethod, model_traits
 from nnxai.taxonomy import ExplanationType
 from toy_models import tiny_convnet, tiny_mlp, toy_context
@@ -33,6 +37,12 @@ def toy_case(kind: str, seed: int = 0):
     if kind == "image":
         model = tiny_convnet(seed, in_channels=3, n_classes=N_CLASSES)
         x_train, x_test = torch.rand(16, 3, 8, 8, generator=gen), torch.rand(9, 3, 8, 8, generator=gen)
+    elif kind == "causal":                            # a table whose causal graph is known (causal_shapley)
+        model = tiny_mlp(seed, n_features=causal.SCM.n_features, n_classes=N_CLASSES)
+        x_train, x_test = (torch.randn(n, causal.SCM.n_features, generator=gen) for n in (16, 9))
+        ctx = toy_context(model, x_train, x_test, N_CLASSES, seed=seed)
+        ctx.info = dataclasses.replace(ctx.info, name="causal")
+        return model, ctx
     else:
         model = tiny_mlp(seed, n_features=5, n_classes=N_CLASSES)
         x_train, x_test = torch.randn(16, 5, generator=gen), torch.randn(9, 5, generator=gen)
@@ -48,9 +58,10 @@ def cases():
         cls = registry.get(spec.id)
         if not issubclass(cls, AttributionMethod):    # global attribution (TCAV, SpRAy, ...): own record types
             continue
-        for kind in ("image", "tabular"):
+        for kind in ("image", "tabular", "causal"):
             model, ctx = toy_case(kind)
-            if cls.why_not(ctx.info, model_traits(model)) is None:
+            covered = any(c.values[0] == spec.id for c in out)
+            if cls.why_not(ctx.info, model_traits(model)) is None and not (kind == "causal" and covered):
                 out.append(pytest.param(spec.id, kind, id=f"{spec.id}-{kind}"))
     return out
 

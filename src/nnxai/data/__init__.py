@@ -6,7 +6,8 @@
   (row in the source); ``shapes`` also ``concepts`` float32 (:data:`shapes.CONCEPT_FEATURES`) and
   ``masks`` (bool masks packed with ``np.packbits`` along the last axis, uint8);
 - ``meta.json`` -- names, classes, features / concepts / masks / rule, sizes, seed, class counts,
-  the sha256 of each npz and, for tables, the train-split standardisation.
+  the sha256 of each npz and, for the bundled tables, the train-split standardisation (the generated
+  ``causal`` table instead records its structural causal model, ``scm`` and ``label``).
 
 Every file is written atomically and byte-reproducibly (same inputs, same bytes: the determinism
 contract of DESIGN.md); ``meta.json`` is written last, so its presence means the set is complete.
@@ -56,6 +57,8 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("wine", "tabular", 3, (13,), False, False, "sklearn.datasets.load_wine (bundled)"),
     DatasetInfo("breast_cancer", "tabular", 2, (30,), False, False,
                 "sklearn.datasets.load_breast_cancer (bundled)"),
+    DatasetInfo("causal", "tabular", 2, (6,), False, False,
+                "generated: linear-Gaussian SCM, graph documented (nnxai.data.causal)"),
     DatasetInfo("mnist", "image", 10, (1, 28, 28), False, False,
                 "torchvision.datasets.MNIST from data/raw/mnist (DVC)", ("paper",)),
     DatasetInfo("fashion_mnist", "image", 10, (1, 28, 28), False, False,
@@ -112,6 +115,9 @@ def _build(name: str, sizes: dict[str, int | None], seed: int, workdir: Path) ->
     if name == "digits":
         from nnxai.data import digits
         return digits.build(sizes, seed)
+    if name == "causal":
+        from nnxai.data import causal
+        return causal.build(sizes, seed)
     if DATASETS[name].kind == "tabular":
         from nnxai.data import tabular
         return tabular.build(name, sizes, seed)

@@ -1,4 +1,5 @@
-"""Explanation records: attribution maps (``.npz``), rule sets, unit concepts and examples (``.json``).
+"""Explanation records: attribution maps (``.npz``), rule sets, unit concepts, examples and concept scores
+(``.json``).
 
 Each record carries a ``meta`` dict: method id, params, seconds per input, seed, dataset, model and
 library versions (DESIGN.md, output contract).  Files are written atomically.
@@ -175,7 +176,46 @@ class Examples(Explanation):
     suffix: ClassVar[str] = ".json"
 
 
-RECORD_TYPES: dict[str, type[Explanation]] = {c.kind: c for c in (AttributionMap, RuleSet, UnitConcepts, Examples)}
+@_json_record
+@dataclass
+class ConceptScores(Explanation):
+    """Global concept attribution (survey Sec. III-C: TCAV [63], ACE [115]): one score per (concept, class)
+    at one ``layer``, not a map per input.
+
+    ``tests``: one entry per tested (concept, class) pair, ``{"concept": name, "class": int, "tcav_score":
+    mean TCAV score over the runs, "run_scores": [one per CAV run], "random_mean": mean of the class's
+    random-vs-random scores, "p_value": two-sided t-test, "p_value_corrected": Bonferroni, "significant":
+    corrected p < alpha}``.  ``random_scores[k]``: the random-vs-random TCAV scores of class ``k`` (``[]``
+    when no concept was tested for it).  ACE only: ``concept_classes[i]`` is the class concept ``i`` was
+    discovered in, ``members[i]`` its segments ``{"image": test index, "resolution", "segment", "bbox":
+    [top, left, bottom, right] (ends exclusive), "area", "runs": "start:length ..."}`` (``runs``: the
+    run-length code of the segment's row-major pixel indices); both are ``[]`` for TCAV.
+    """
+
+    concepts: list
+    layer: str
+    class_names: list
+    tests: list
+    random_scores: list
+    alpha: float
+    concept_classes: list = field(default_factory=list)
+    members: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    kind: ClassVar[str] = "concept_attribution"
+    suffix: ClassVar[str] = ".json"
+
+    def __post_init__(self):
+        for name in ("concept_classes", "members"):
+            value = getattr(self, name)
+            if value and len(value) != len(self.concepts):
+                raise ValueError(f"{name} has {len(value)} entries for {len(self.concepts)} concepts")
+        unknown = {t["concept"] for t in self.tests} - set(self.concepts)
+        if unknown:
+            raise ValueError(f"tests name concepts {sorted(unknown)} that are not in concepts")
+
+
+RECORD_TYPES: dict[str, type[Explanation]] = {c.kind: c for c in (AttributionMap, RuleSet, UnitConcepts, Examples,
+                                                                   ConceptScores)}
 
 
 def load_explanation(path: str | Path) -> Explanation:

@@ -69,6 +69,19 @@ class Method(ABC):
     needs_concepts: ClassVar[bool] = False
     needs_linear_head: ClassVar[bool] = False
     needs_gap_head: ClassVar[bool] = False
+    # Model variants the method is run on (None: every variant it applies to); e.g. DeepConsensus compares
+    # the baseline with its other seeds, which is meaningless for the shuffled-label control.
+    only_models: ClassVar[frozenset[str] | None] = None
+    #: Fits a model on a data set before it explains (an explainer, a surrogate, a density or a classifier
+    #: trained once and used for many inputs: L2X's selector, MAPLE's forest, TCAV/ACE's concept
+    #: classifiers). The "Training" column of the companion survey's Table 1 ("whether a method requires
+    #: training on an unlabeled data set", after L2X [110]); optimising per input (LIME's local surrogate,
+    #: a meaningful-perturbation mask) is not training there: the table marks LIME "No".
+    trains: ClassVar[bool] = False
+    #: Needs only the model's outputs (a black box: no gradients, activations or weights), so it keeps the
+    #: default ``architectures`` and ``activations``. The "Model-agnostic" column of the companion survey's
+    #: Table 1: occlusion, LIME, KernelSHAP, L2X, ...
+    model_agnostic: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.param_names)

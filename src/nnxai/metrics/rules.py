@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnxai.explanations import RuleSet
+from nnxai.explanations import AttributionMap, RuleSet
 from nnxai.methods.rule._sampling import NodeModel, feature_space, predict_classes, sample, split_features
 from nnxai.metrics.base import Metric, register_metric
+from nnxai.metrics.multilevel import level_fidelity
 
 
 def _rules(record) -> RuleSet:
@@ -31,11 +32,15 @@ class Fidelity(Metric):
     concept table); the network reads the test inputs.  ``n_queries`` fresh instances, drawn from the
     product-of-marginals kernel density model of the training features (TREPAN's query distribution [89];
     for concepts: rendered images), give ``fidelity.queries``; 0 skips it.
+
+    An attribution record (MAME's tree [68], the only attribution method judged by ``fidelity``) gets the
+    fidelity of each tree level instead: :func:`~nnxai.metrics.multilevel.level_fidelity`, with
+    ``n_queries`` group-masked copies of the explained inputs.
     """
 
     id = "fidelity"
     higher_is_better = True
-    kinds = frozenset({"rule"})
+    kinds = frozenset({"rule", "attribution"})
     param_names = ("n_queries",)
     description = "agreement of the extracted rules with the network on the test split (and on fresh queries)"
 
@@ -46,6 +51,8 @@ class Fidelity(Metric):
             raise ValueError(f"fidelity: n_queries must be an integer >= 0, got {n!r}")
 
     def __call__(self, record, ctx, method=None):
+        if isinstance(record, AttributionMap):
+            return level_fidelity(record, ctx, int(self.params["n_queries"]))
         rules = _rules(record)
         network = predict_classes(ctx.model, ctx.test.x)
         predicted = rules.predict(split_features(ctx.test, rules.feature_space))

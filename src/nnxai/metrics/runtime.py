@@ -9,7 +9,7 @@ from nnxai.metrics.base import Metric, register_metric
 class Runtime(Metric):
     id = "runtime"
     higher_is_better = False
-    kinds = frozenset({"attribution", "rule", "hidden_semantics", "example"})
+    kinds = frozenset({"attribution", "concept_attribution", "rule", "hidden_semantics", "example"})
     universal = True
     description = "wall-clock seconds per explained input, measured in the explain stage"
 

@@ -3,8 +3,8 @@
 The survey's Table II (Section II) illustrates each cell of explanation type × scope with a typical
 explanation.  Here every cell instead shows what the implemented methods of that cell actually produced
 on the first dataset/model of the run that they were applied to (``shapes``/``baseline`` by default):
-the extracted rules, the units labelled with concepts, the attribution maps' measured scores and the
-selected training examples.  Cells whose methods are not implemented yet say so, naming them.
+the extracted rules, the units labelled with concepts, the attribution maps' measured scores, the concepts
+with the largest significant TCAV scores and the selected training examples.  Cells whose methods are not implemented yet say so, naming them.
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def _excerpt(record, metrics: dict) -> str:
         first = record.indices[0]
         picks = ", ".join(f"#{i} ({s:+.2f})" for i, s in zip(record.examples[0][:3], record.scores[0][:3]))
         return f"test #{first} is explained by training examples {picks}"
+    if record.kind == "concept_attribution":
+        ranked = sorted(record.tests, key=lambda t: (not t["significant"], -abs(t["tcav_score"] - t["random_mean"])))
+        text = "; ".join(f"{t['concept']} → {record.class_names[t['class']]}: TCAV {t['tcav_score']:.2f} "
+                         f"(p {t['p_value_corrected']:.2g})" for t in ranked[:3])
+        n_significant = sum(t["significant"] for t in record.tests)
+        return f"{text}; {n_significant} of {len(record.tests)} concept/class pairs significant at {record.layer}"
     raise ValueError(f"unknown explanation kind {record.kind!r}")
 
 

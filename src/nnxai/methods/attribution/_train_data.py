@@ -1,0 +1,105 @@
+"""What the attribution methods that learn from the train split share (prediction difference [108] fits a
+Gaussian to it, MAPLE [101] a random forest and local linear models): the split they read, the seed of
+their per-input randomness, and a cache for what they build from a model, all bound for one explain
+context by :meth:`TrainDataAttribution.bound`.
+
+Train split.  :meth:`TrainDataAttribution.explain` (and the ``local_fidelity`` metric) bind
+``ctx.train.x``; :meth:`TrainDataAttribution.fit` binds given inputs for direct ``attribute`` calls.  A bare
+``attribute`` call on an unfitted method has no train split at hand (the registry-wide property tests make
+such calls); it then fits on a fixed *stand-in*: :data:`STAND_IN_SIZE` inputs drawn from N(0, I) with the
+seed :data:`STAND_IN_SEED`, whose first two moments are those of the project's standardised tables, and
+warns.  ``explain`` never uses the stand-in.
+
+Randomness.  Every random draw for an input comes from :func:`per_input_normals`, i.e. SmoothGrad's
+:func:`~nnxai.methods.attribution.smoothgrad.input_noise` (a generator seeded by the input's bytes and
+``noise_seed``, which is ``ctx.seed`` during ``explain`` and 0 otherwise), so that results do not depend
+on how the inputs are batched and the global RNG is neither read nor advanced.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from nnxai.methods.attribution.smoothgrad import input_noise
+from nnxai.methods.base import AttributionMethod, ExplainContext
+
+#: Size and seed of the stand-in train split of a bare ``attribute`` call (see the module docstring).
+STAND_IN_SIZE = 64
+STAND_IN_SEED = 0
+
+
+def stand_in_train(input_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The stand-in train split: ``STAND_IN_SIZE`` seeded draws from N(0, I) of shape ``input_shape``."""
+    gen = torch.Generator().manual_seed(STAND_IN_SEED)
+    return torch.randn((STAND_IN_SIZE, *input_shape), generator=gen, dtype=dtype).to(device)
+
+
+def per_input_normals(x: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` standard normal draws (1-D) determined by the values of the one input ``x`` and ``seed``."""
+    copies = max(1, math.ceil(count / max(x.numel(), 1)))
+    return input_noise(x, copies, seed).reshape(-1)[:count]
+
+
+class TrainDataAttribution(AttributionMethod):
+    """An attribution method that reads the train split (see the module docstring).
+
+    Attributes
+    ----------
+    noise_seed : int
+        Seed mixed into every input's random draws; :meth:`bound` sets it to ``ctx.seed``.
+    """
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.noise_seed = 0
+        self._train: torch.Tensor | None = None
+        self._cache: dict | None = None          # per-model state, kept only while bound to a context
+
+    def fit(self, x_train: torch.Tensor) -> "TrainDataAttribution":
+        """Use ``x_train`` (N, ...) as the train split of later :meth:`attribute` calls."""
+        x_train = torch.as_tensor(x_train)
+        if x_train.dim() < 2 or len(x_train) < 2:
+            raise ValueError(f"method {self.spec.id!r}: fit needs at least 2 train inputs (N, ...), got shape "
+                             f"{tuple(x_train.shape)}")
+        self._train = x_train.detach()
+        return self
+
+    def train_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The bound train split (the stand-in when none is), checked against the shape of ``inputs``."""
+        if self._train is None:
+            warnings.warn(f"method {self.spec.id!r}: no train split bound (use explain(ctx), bound(ctx) or "
+                          f"fit(x_train)); fitting on the stand-in of {STAND_IN_SIZE} N(0, I) draws",
+                          RuntimeWarning, stacklevel=3)
+            return stand_in_train(tuple(inputs.shape[1:]), inputs.dtype, inputs.device)
+        if self._train.shape[1:] != inputs.shape[1:]:
+            raise ValueError(f"method {self.spec.id!r}: inputs of shape {tuple(inputs.shape[1:])} do not match the "
+                             f"train split's {tuple(self._train.shape[1:])}")
+        return self._train.to(device=inputs.device, dtype=inputs.dtype)
+
+    def cached(self, key: Any, build):
+        """``build()``, memoised under ``key`` while bound to a context (recomputed on bare calls)."""
+        if self._cache is None:
+            return build()
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @contextmanager
+    def bound(self, ctx: ExplainContext) -> Iterator["TrainDataAttribution"]:
+        """Bind ``ctx.train.x``, ``ctx.seed`` and a fresh cache; restore the previous state on exit."""
+        saved = self._train, self.noise_seed, self._cache
+        self._train, self.noise_seed, self._cache = ctx.train.x.to(ctx.device).detach(), int(ctx.seed), {}
+        try:
+            yield self
+        finally:
+            self._train, self.noise_seed, self._cache = saved
+
+    def _run(self, ctx):
+        with self.bound(ctx):
+            return super()._run(ctx)

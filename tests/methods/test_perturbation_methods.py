@@ -1,0 +1,305 @@
+"""Perturbation and model-agnostic attribution: prediction difference [108], meaningful perturbation
+(2nd survey [25]), LIME [20] and MAPLE [101], checked on closed-form cases and planted ground truths."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from sklearn.metrics.pairwise import cosine_distances
+
+from nnxai.methods.attribution._conditional_gaussian import Gaussian, conditional, fit_gaussian
+from nnxai.methods.attribution.lime import Lime, coin_samples, proximity, superpixels
+from nnxai.methods.attribution.maple import Maple, grid_index, leaf_weights
+from nnxai.methods.attribution.meaningful_perturbation import MeaningfulPerturbation, adam_update, gaussian_blur
+from nnxai.methods.attribution.prediction_difference import PredictionDifference, fit_window_gaussian, laplace
+from probability_models import ProbabilityLinear
+from toy_models import RegionSumModel, tiny_convnet, toy_context
+
+PDA = dict(n_explain=4, batch_size=4, window=2, padding=1, stride=1, n_samples=4)
+MP = dict(n_explain=4, batch_size=4, fill="zero", mask_size=16, sigma=2.0, steps=150, lr=0.1, lambda_l1=0.05,
+          lambda_tv=0.0, tv_beta=3.0)
+LIME = dict(n_explain=4, batch_size=4, fill="zero", n_segments=12, compactness=20.0, n_samples=300,
+            kernel_width=0.25, alpha=0.0)
+MAPLE = dict(n_explain=4, batch_size=4, patch=4, n_trees=20, min_samples_leaf=20, max_features=0.5, alpha=0.0)
+
+
+def correlated_table(n: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """``n`` rows of a 3-feature normal with strong correlations, and its covariance."""
+    cov = np.array([[1.0, 0.7, 0.3], [0.7, 1.0, -0.4], [0.3, -0.4, 1.0]])
+    rng = np.random.default_rng(seed)
+    return torch.as_tensor(rng.multivariate_normal([0.5, -1.0, 0.0], cov, size=n), dtype=torch.float32), cov
+
+
+# --- prediction difference analysis --------------------------------------------------------------------
+
+def test_conditional_gaussian_matches_the_bivariate_closed_form():
+    mu, s1, s2, rho = np.array([1.0, -2.0]), 2.0, 0.5, 0.8
+    cov = torch.tensor([[s1 ** 2, rho * s1 * s2], [rho * s1 * s2, s2 ** 2]], dtype=torch.float64)
+    law = conditional(Gaussian(torch.as_tensor(mu), cov, 10), torch.tensor([0]), torch.tensor([1]))
+    x2 = torch.tensor([-1.5], dtype=torch.float64)
+    mean = mu[0] + rho * s1 / s2 * (x2.item() - mu[1])
+    torch.testing.assert_close((law.A @ x2 + law.c).item(), mean, rtol=2e-4, atol=0)
+    torch.testing.assert_close((law.L @ law.L.T).item(), s1 ** 2 * (1 - rho ** 2), rtol=2e-3, atol=0)
+    draws = law.sample(x2, torch.randn(200_000, 1, generator=torch.Generator().manual_seed(0)))[:, 0]
+    assert abs(draws.mean().item() - mean) < 0.01 and abs(draws.var().item() - s1 ** 2 * (1 - rho ** 2)) < 0.02
+
+
+def test_fitted_gaussian_is_the_sample_mean_and_covariance():
+    x, _ = correlated_table(500)
+    fit = fit_gaussian(x)
+    np.testing.assert_allclose(fit.mean.numpy(), x.double().numpy().mean(0), rtol=1e-12)
+    np.testing.assert_allclose(fit.cov.numpy(), np.cov(x.double().numpy().T), rtol=1e-10)
+
+
+def test_window_gaussian_is_fitted_to_the_windows_a_loop_cuts_out():
+    x = torch.rand(5, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    side, step = 4, 2
+    windows = [img[:, r:r + side, c:c + side].reshape(-1).double().numpy()
+               for img in x for r in range(0, 9 - side + 1, step) for c in range(0, 9 - side + 1, step)]
+    fit = fit_window_gaussian(x, side, step)
+    assert fit.n_fit == len(windows) == 5 * 9
+    np.testing.assert_allclose(fit.mean.numpy(), np.mean(windows, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(fit.cov.numpy(), np.cov(np.array(windows).T), atol=1e-12)
+
+
+def test_table_weight_of_evidence_follows_the_conditional_mean_in_closed_form():
+    x_train, _ = correlated_table(4000)
+    weight = torch.tensor([0.08, 0.0, -0.05])
+    model = ProbabilityLinear(weight)
+    x = torch.tensor([[1.2, -0.3, 0.9]])
+    method = PredictionDifference(**{**PDA, "n_samples": 20_000}).fit(x_train)
+    evidence = method(model, x, torch.tensor([1]))[0].double()
+
+    data = x_train.double().numpy()
+    mu, cov = data.mean(0), np.cov(data.T)
+    n, expected = len(data), []
+    for i in range(3):
+        rest = [j for j in range(3) if j != i]
+        given = x[0, rest].double().numpy() - mu[rest]
+        cond_mean = mu[i] + cov[i, rest] @ np.linalg.solve(cov[np.ix_(rest, rest)], given)
+        p_without = 0.5 + float(weight[rest].double() @ x[0, rest].double()) + float(weight[i]) * cond_mean
+        p, q = laplace(model.probability(x)[0], n, 2).item(), laplace(torch.tensor(p_without), n, 2).item()
+        expected.append(math.log2(p / (1 - p)) - math.log2(q / (1 - q)))
+    torch.testing.assert_close(evidence, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-2)
+    assert abs(evidence[1]) < 1e-5                   # the model ignores feature 1 (float32 round-off only)
+    assert abs(evidence[0]) > 0.05 and abs(evidence[2]) > 0.05
+
+
+def test_image_evidence_is_zero_where_no_patch_meets_the_planted_region():
+    region = torch.zeros(1, 12, 12)
+    region[:, :4, :4] = 1
+    model = RegionSumModel(region, scale=0.2)      # logit 1 ≈ 1.6: p_1 far from saturation
+    gen = torch.Generator().manual_seed(0)
+    x_train, x = torch.rand(40, 1, 12, 12, generator=gen), torch.rand(2, 1, 12, 12, generator=gen)
+    out = PredictionDifference(**PDA).fit(x_train)(model, x, torch.tensor([1, 1]))
+    # patches are 2x2 with stride 1: pixel (r, c) lies only in patches starting at rows r-1..r, cols c-1..c
+    assert (out[:, :, 5:, :] == 0).all() and (out[:, :, :, 5:] == 0).all()
+    assert (out[:, :, :4, :4] != 0).all()
+
+
+def test_conditional_sampling_recovers_perfectly_correlated_pixels():
+    """Train images are flat grey levels: the patch given its frame is the frame's level, so resampling
+    leaves a flat image (almost) unchanged and any model sees (almost) no evidence; marginal sampling does."""
+    levels = torch.rand(200, 1, 1, 1, generator=torch.Generator().manual_seed(1))
+    x_train = levels.expand(200, 1, 10, 10).contiguous()
+    model = tiny_convnet(0, in_channels=1, n_classes=3)
+    x = torch.full((1, 1, 10, 10), 0.3)
+    conditional_we = PredictionDifference(**PDA).fit(x_train)(model, x, torch.tensor([0]))
+    marginal_we = PredictionDifference(**{**PDA, "padding": 0}).fit(x_train)(model, x, torch.tensor([0]))
+    assert conditional_we.abs().max() < 0.01 * marginal_we.abs().max()
+
+
+def test_prediction_difference_rejects_bad_settings_before_work():
+    with pytest.raises(ValueError, match="'stride' \\(3\\) must not exceed 'window' \\(2\\)"):
+        PredictionDifference(**{**PDA, "stride": 3})
+    with pytest.raises(ValueError, match="'padding' must be an integer >= 0, got -1"):
+        PredictionDifference(**{**PDA, "padding": -1})
+    model = tiny_convnet(0, in_channels=1, n_classes=3)
+    with pytest.raises(ValueError, match="window \\+ 2·padding = 8 exceeds the image size"):
+        PredictionDifference(**{**PDA, "window": 4, "padding": 2})(model, torch.rand(1, 1, 6, 6), torch.tensor([0]))
+
+
+# --- meaningful perturbation ------------------------------------------------------------------------------
+
+def test_blur_matches_scipy():
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = np.stack([[gaussian_filter(channel, sigma=2.0, mode="nearest", truncate=3.0) for channel in image]
+                         for image in x.numpy()])
+    np.testing.assert_allclose(gaussian_blur(x, 2.0).numpy(), expected, atol=1e-12)
+
+
+def test_deletion_mask_covers_exactly_the_planted_region():
+    region = torch.zeros(1, 16, 16)
+    region[:, 4:8, 6:10] = 1
+    model = RegionSumModel(region, scale=0.25)
+    x = region[None].clone()                         # the object is the region: logit 1 = 4
+    saliency = MeaningfulPerturbation(**MP)(model, x, torch.tensor([1]))[0, 0]
+    inside = region[0].bool()
+    assert (saliency[~inside] == 0).all()            # deleting elsewhere only costs λ₁: m stays 1
+    assert (saliency[inside] > 0.5).all()
+
+
+def test_low_resolution_mask_deletes_the_region_and_only_cells_that_reach_it():
+    region = torch.zeros(1, 16, 16)
+    region[:, 4:8, 4:8] = 1
+    model = RegionSumModel(region, scale=0.25)
+    params = {**MP, "mask_size": 4, "lambda_tv": 0.02}
+    saliency = MeaningfulPerturbation(**params)(model, region[None].clone(), torch.tensor([1]))[0, 0]
+    assert saliency[region[0].bool()].min() > 0.9
+    # bilinear upsampling of 4x4 cells: rows/cols 14-15 read only the last cell row/column, whose
+    # pixels 12-15 never touch the region: deleting them only costs λ₁ and TV, so they stay
+    assert (saliency[14:, :] == 0).all() and (saliency[:, 14:] == 0).all()
+
+
+def test_table_mask_deletes_only_the_features_the_model_uses():
+    model = ProbabilityLinear(torch.tensor([0.2, 0.0, -0.2, 0.0]))
+    x = torch.tensor([[0.75, 0.5, -0.75, -0.5]])     # p_1 = 0.8
+    saliency = MeaningfulPerturbation(**MP)(model, x, torch.tensor([1]))[0]
+    assert saliency[1] == 0 and saliency[3] == 0
+    assert saliency[0] > 0.5 and saliency[2] > 0.5
+
+
+def test_adam_update_matches_torch_adam():
+    target = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    ours = torch.zeros(3, dtype=torch.float64)
+    theirs = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.Adam([theirs], lr=0.05)
+    moments = (torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    for step in range(1, 60):
+        ours -= adam_update(2 * (ours - target) ** 3, moments, step, 0.05)
+        theirs.grad = (2 * (theirs - target) ** 3).detach()
+        optimiser.step()
+    torch.testing.assert_close(ours, theirs.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_meaningful_perturbation_rejects_bad_settings():
+    with pytest.raises(ValueError, match="'sigma' must be a finite number > 0, got 0"):
+        MeaningfulPerturbation(**{**MP, "sigma": 0})
+    with pytest.raises(ValueError, match="'tv_beta' must be a finite number >= 1, got 0.5"):
+        MeaningfulPerturbation(**{**MP, "tv_beta": 0.5})
+
+
+# --- LIME --------------------------------------------------------------------------------------------------
+
+def test_lime_recovers_a_linear_model_on_a_table():
+    weight = torch.tensor([0.1, -0.05, 0.0, 0.2])
+    model = ProbabilityLinear(weight)
+    x, reference = torch.tensor([[0.5, 1.0, -2.0, 0.3]]), torch.tensor([[0.1, -0.5, 0.4, 0.0]])
+    method = Lime(**LIME)
+    for c, sign in ((1, 1.0), (0, -1.0)):
+        out = method(model, x, torch.tensor([c]), reference)[0]
+        torch.testing.assert_close(out, sign * weight * (x[0] - reference[0]), rtol=0, atol=2e-6)
+
+
+def test_lime_on_superpixels_gives_each_segment_its_share_of_a_linear_model():
+    gen = torch.Generator().manual_seed(3)
+    blocks = torch.rand(1, 3, 3, 3, generator=gen)   # a 3x3 grid of flat colours, for SLIC to find
+    x = (blocks.repeat_interleave(4, 2).repeat_interleave(4, 3) + 0.05 * torch.rand(1, 3, 12, 12, generator=gen))
+    weight = (torch.rand(3, 12, 12, generator=gen) - 0.5) * 0.01
+    model = ProbabilityLinear(weight)
+    out = Lime(**LIME)(model, x, torch.tensor([1]), torch.zeros(1, 3, 12, 12))[0]
+    segments = superpixels(x[0], LIME["n_segments"], LIME["compactness"])
+    assert segments.max() >= 3
+    for s in range(int(segments.max()) + 1):
+        member = (segments == s).expand(3, 12, 12)
+        expected = (weight * x[0])[member].sum()
+        torch.testing.assert_close(out[member], expected.expand(int(member.sum())), rtol=1e-4, atol=2e-6)
+
+
+def test_lime_kernel_is_the_exponential_of_the_cosine_distance():
+    coins = coin_samples(torch.rand(5), 7, 40, seed=0)
+    assert coins[0].all() and set(coins.unique().tolist()) <= {0.0, 1.0}
+    coins[1] = 0
+    distance = cosine_distances(coins.numpy(), np.ones((1, 7)))[:, 0]
+    distance[1] = 1.0                                # sklearn's distance of the zero vector
+    np.testing.assert_allclose(proximity(coins, 0.25).numpy(), np.exp(-distance ** 2 / 0.25 ** 2), atol=1e-12)
+
+
+def test_superpixels_are_deterministic_and_labelled_densely():
+    x = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(0))
+    a, b = superpixels(x, 10, 20.0), superpixels(x.clone(), 10, 20.0)
+    assert torch.equal(a, b) and a.shape == (16, 16)
+    assert torch.equal(a.unique(), torch.arange(int(a.max()) + 1)) and a[0, 0] == 0
+
+
+def test_lime_rejects_bad_settings():
+    with pytest.raises(ValueError, match="'kernel_width' must be a finite number > 0, got 0"):
+        Lime(**{**LIME, "kernel_width": 0})
+    with pytest.raises(ValueError, match="'n_samples' must be >= 2"):
+        Lime(**{**LIME, "n_samples": 1})
+
+
+# --- MAPLE -------------------------------------------------------------------------------------------------
+
+def test_leaf_weights_match_the_authors_loop():
+    rng = np.random.default_rng(0)
+    train, query = rng.integers(0, 4, size=(30, 5)), rng.integers(0, 4, size=(3, 5))
+    for b in range(3):
+        slow = np.zeros(30)
+        for k in range(5):                            # MAPLE's training_point_weights
+            same = train[:, k] == query[b, k]
+            if same.sum() > 0:
+                slow[same] += 1.0 / same.sum()
+        np.testing.assert_allclose(leaf_weights(train, query)[b], slow, rtol=1e-12)
+
+
+def test_maple_recovers_a_linear_model_on_a_table():
+    weight = torch.tensor([0.1, -0.05, 0.0, 0.15])
+    model = ProbabilityLinear(weight)
+    gen = torch.Generator().manual_seed(0)
+    x_train, x = torch.rand(300, 4, generator=gen) * 2 - 1, torch.rand(3, 4, generator=gen) * 2 - 1
+    method = Maple(**MAPLE).fit(x_train)
+    torch.testing.assert_close(method(model, x, torch.tensor([1, 1, 0])),
+                               torch.stack([weight, weight, -weight]), rtol=0, atol=1e-5)
+
+
+def test_maple_on_images_recovers_the_weights_of_grid_cell_means():
+    index = grid_index((3, 8, 8), 4)                  # 3 channels x 4 cells
+    cell_weight = torch.linspace(-0.1, 0.1, 12)
+    weight = cell_weight[index] / 16                  # p_1 = 0.5 + Σ_j cell_weight_j · mean of cell j
+    model = ProbabilityLinear(weight)
+    gen = torch.Generator().manual_seed(1)
+    x_train, x = torch.rand(400, 3, 8, 8, generator=gen), torch.rand(2, 3, 8, 8, generator=gen)
+    out = Maple(**MAPLE).fit(x_train)(model, x, torch.tensor([1, 1]))
+    torch.testing.assert_close(out, cell_weight[index].expand(2, 3, 8, 8), rtol=0, atol=1e-5)
+
+
+def test_maple_records_intercepts_for_the_local_fidelity_metric():
+    weight = torch.tensor([0.1, -0.05, 0.0, 0.15])
+    gen = torch.Generator().manual_seed(2)
+    ctx = toy_context(ProbabilityLinear(weight), torch.rand(200, 4, generator=gen) - 0.5,
+                      torch.rand(20, 4, generator=gen) - 0.5, 2)
+    record = Maple(**MAPLE).explain(ctx)
+    intercepts = torch.tensor(record.meta["surrogate"]["intercept"], dtype=torch.float64)
+    assert len(intercepts) == len(record.indices) and set(record.targets.tolist()) == {0, 1}
+    # p_1 = 0.5 + w·x and p_0 = 0.5 − w·x: the intercept is 0.5 for either class
+    torch.testing.assert_close(intercepts, torch.full_like(intercepts, 0.5), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method_cls, params", [(PredictionDifference, PDA), (Maple, MAPLE)],
+                         ids=["prediction_difference", "maple"])
+def test_a_bare_call_without_train_split_warns_and_explain_binds_the_split(method_cls, params):
+    model = ProbabilityLinear(torch.tensor([0.1, -0.05, 0.0, 0.15]))
+    x_train, x_test = torch.rand(100, 4) - 0.5, torch.rand(6, 4) - 0.5
+    with pytest.warns(RuntimeWarning, match="no train split bound"):
+        method_cls(**params)(model, x_test[:1], torch.tensor([1]))
+    ctx = toy_context(model, x_train, x_test, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)       # explain binds ctx.train.x: no stand-in
+        record = method_cls(**params).explain(ctx)
+    fitted = method_cls(**params).fit(x_train)
+    fitted.noise_seed = ctx.seed
+    expected = fitted(model, x_test[record.indices], torch.as_tensor(record.targets))
+    torch.testing.assert_close(torch.as_tensor(record.attributions), expected.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_maple_rejects_bad_settings():
+    with pytest.raises(ValueError, match="'max_features' must be a fraction in \\(0, 1\\], got 1.5"):
+        Maple(**{**MAPLE, "max_features": 1.5})
+    with pytest.raises(ValueError, match="'n_trees' must be an integer >= 1, got 0"):
+        Maple(**{**MAPLE, "n_trees": 0})
