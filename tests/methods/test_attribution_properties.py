@@ -37,6 +37,9 @@ def toy_case(kind: str, seed: int = 0):
     if kind == "image":
         model = tiny_convnet(seed, in_channels=3, n_classes=N_CLASSES)
         x_train, x_test = torch.rand(16, 3, 8, 8, generator=gen), torch.rand(9, 3, 8, 8, generator=gen)
+    elif kind == "grey":                              # 1-channel images (digits; smoke runs shapes only)
+        model = tiny_convnet(seed, in_channels=1, n_classes=N_CLASSES)
+        x_train, x_test = torch.rand(16, 1, 12, 12, generator=gen), torch.rand(9, 1, 12, 12, generator=gen)
     elif kind == "causal":                            # a table whose causal graph is known (causal_shapley)
         model = tiny_mlp(seed, n_features=causal.SCM.n_features, n_classes=N_CLASSES)
         x_train, x_test = (torch.randn(n, causal.SCM.n_features, generator=gen) for n in (16, 9))
@@ -67,6 +70,7 @@ def cases():
 
 
 CASES = cases()
+GREY_CASES = [c for c in CASES if c.values[1] == "image"]
 
 
 def build(method_id: str):
@@ -162,3 +166,15 @@ def test_baseline_of_wrong_shape_is_a_clear_error(method_id, kind):
     wrong = torch.zeros(1, *x.shape[1:-1], x.shape[-1] + 1)
     with pytest.raises(ValueError, match="baseline shape"):
         build(method_id)(model, x, torch.tensor([0, 1]), wrong)
+
+
+@pytest.mark.parametrize("method_id, kind", GREY_CASES)
+def test_one_channel_images(method_id, kind):
+    """Every image method also runs on 1-channel images of another size (the digits data set)."""
+    model, ctx = toy_case("grey")
+    method = build(method_id)
+    x = ctx.test.x[:4]
+    out = call(method, model, x, model(x).argmax(1))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    record = method.explain(ctx)
+    assert record.attributions.shape == (len(record.indices), 1, 12, 12)

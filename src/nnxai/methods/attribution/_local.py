@@ -10,6 +10,7 @@ the same inputs as every other attribution method of the run) and its ``batch_si
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -54,11 +55,15 @@ def predicted_classes(model: nn.Module, inputs: torch.Tensor, batch_size: int) -
 
 
 def attribute_batches(method: AttributionMethod, model: nn.Module, inputs: torch.Tensor,
-                      targets: torch.Tensor) -> np.ndarray:
-    """``method``'s validated attributions of ``inputs`` for ``targets``, in batches of its ``batch_size``."""
+                      targets: torch.Tensor, ctx: ExplainContext) -> np.ndarray:
+    """``method``'s validated attributions of ``inputs`` for ``targets``, in batches of its ``batch_size``;
+    a method that reads the train split or the seed (prediction difference, MAPLE, LIME, ...) gets them
+    from ``ctx`` as in its own ``explain``."""
     size = method.params["batch_size"]
-    return torch.cat([method(model, xb, tb).detach().cpu()
-                      for xb, tb in zip(inputs.split(size), targets.split(size))]).numpy()
+    bound = method.bound(ctx) if hasattr(method, "bound") else contextlib.nullcontext()
+    with bound:
+        return torch.cat([method(model, xb, tb).detach().cpu()
+                          for xb, tb in zip(inputs.split(size), targets.split(size))]).numpy()
 
 
 def local_maps(method: AttributionMethod, ctx: ExplainContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

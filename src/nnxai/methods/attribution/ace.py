@@ -103,6 +103,7 @@ class ACE(Method):
     n_runs, n_random, alpha, cav_l2, batch_size
         As for :class:`~nnxai.methods.attribution.tcav.TCAV`.
     """
+    trains = True            # fits k-means concepts and CAVs (companion survey's 'Training' column)
 
     record_type = ConceptScores
     param_names = ("layer", "n_images", "resolutions", "compactness", "n_clusters", "min_members", "n_members",

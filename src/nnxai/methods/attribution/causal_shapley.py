@@ -200,6 +200,7 @@ class CausalShapley(AttributionMethod):
     -----
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
     """
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "n_samples")
     modalities = frozenset({"tabular"})

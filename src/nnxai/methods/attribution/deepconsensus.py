@@ -134,6 +134,7 @@ class DeepConsensus(Method):
     n_clusters : int
         k-means clusters of each member's explanations.
     """
+    trains = True            # fits extra networks, one per seed (companion survey's 'Training' column)
 
     record_type = AttributionMap
     param_names = ("local_method", "local_params", "seeds", "min_agree", "n_clusters")
@@ -166,7 +167,7 @@ class DeepConsensus(Method):
         size = self.local.params["batch_size"]
         targets = predicted_classes(ctx.model, inputs, size)
         votes = torch.stack([predicted_classes(m, inputs, size) == targets for m in models]).sum(0)
-        maps = np.stack([attribute_batches(self.local, m, inputs, targets) for m in models])
+        maps = np.stack([attribute_batches(self.local, m, inputs, targets, ctx) for m in models])
         consensus = consensus_maps(maps)
         agreement = rank_agreement(maps, consensus)
         meta = {"deepconsensus": {

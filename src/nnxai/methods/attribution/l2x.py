@@ -79,6 +79,8 @@ class L2X(AttributionMethod):
     train_batch_size : int
         Training inputs per Adam step.
     """
+    trains = True            # fits the explainer and approximator networks (companion survey's 'Training' column)
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "epochs", "lr", "k_features", "k_patches", "patch_size", "tau",
                    "hidden", "train_batch_size")

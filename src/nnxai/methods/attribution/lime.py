@@ -107,6 +107,7 @@ class Lime(ReferenceAttribution, LocalSurrogate):
     alpha : float
         Ridge penalty of the linear fit (>= 0).
     """
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "fill", "n_segments", "compactness", "n_samples", "kernel_width",
                    "alpha")

@@ -122,6 +122,8 @@ class Maple(TrainDataAttribution, LocalSurrogate):
     alpha : float
         Ridge penalty of the local linear model (>= 0).
     """
+    trains = True            # fits a random forest on the train split (companion survey's 'Training' column)
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "patch", "n_trees", "min_samples_leaf", "max_features", "alpha")
 

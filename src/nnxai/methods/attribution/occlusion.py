@@ -65,6 +65,7 @@ class Occlusion(ReferenceAttribution):
     fill : {"zero", "mean"}
         What replaces the occluded values: zeros or the per-channel train mean.
     """
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "window", "stride", "fill")
     reference_param = "fill"

@@ -149,6 +149,7 @@ class PredictionDifference(TrainDataAttribution):
     n_samples : int
         Conditional draws per patch (feature), ``S``.
     """
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "window", "padding", "stride", "n_samples")
 

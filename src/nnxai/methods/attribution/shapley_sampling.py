@@ -58,6 +58,7 @@ class ShapleySampling(PlayerAttribution):
     baseline : {"zero", "mean"}
         Value of absent players: zeros, or the per-channel mean of the train split.
     """
+    model_agnostic = True    # queries the model's outputs only
 
     param_names = ("n_explain", "batch_size", "n_samples", "patch", "baseline")
     integer_params = ("n_explain", "batch_size", "n_samples", "patch")

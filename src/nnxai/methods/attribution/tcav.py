@@ -88,6 +88,7 @@ class TCAV(Method):
     Returns (:meth:`explain`) a :class:`~nnxai.explanations.ConceptScores` with one test per
     (concept, class).
     """
+    trains = True            # fits linear concept classifiers (CAVs) (companion survey's 'Training' column)
 
     record_type = ConceptScores
     param_names = ("layer", "n_concept_examples", "n_runs", "n_random", "alpha", "cav_l2", "n_inputs",
