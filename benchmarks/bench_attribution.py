@@ -95,7 +95,18 @@ def plain_captum_call(method: AttributionMethod, model, x, target, baseline):
     if mid == "deeplift" and p["rule"] == "rescale":
         return ca.DeepLift(model).attribute(x.clone().requires_grad_(True), baselines=baseline.expand_as(x).clone(),
                                             target=target)
+    if mid == "deep_shap":
+        return ca.DeepLiftShap(model).attribute(x.clone().requires_grad_(True), baselines=baseline.clone(),
+                                                target=target)
     return None
+
+
+def reference_for(method: AttributionMethod, x: torch.Tensor) -> torch.Tensor:
+    """What the benchmark passes as ``baselines``: a seeded background set for DeepSHAP, else the zero input."""
+    if method.spec.id == "deep_shap":
+        gen = torch.Generator().manual_seed(4)
+        return torch.rand((method.params["n_background"], *x.shape[1:]), generator=gen)
+    return torch.zeros_like(x[:1])
 
 
 def part_captum(cfg, dataset, method_ids, repeat):
@@ -107,10 +118,11 @@ def part_captum(cfg, dataset, method_ids, repeat):
             continue
         x = inputs_for(dataset, method.params["batch_size"])
         target = model(x).argmax(1)
-        baseline = torch.zeros_like(x[:1])
+        baseline = reference_for(method, x)
         if plain_captum_call(method, model, x[:2], target[:2], baseline) is None:
             continue
-        ours_fn = lambda: method(model, x, target, baseline if method.uses_baseline else None)
+        passed = baseline if (method.uses_baseline or mid == "deep_shap") else None
+        ours_fn = lambda: method(model, x, target, passed)
         captum_fn = lambda: plain_captum_call(method, model, x, target, baseline)
         ours_fn(), captum_fn()                                    # warm-up
         ours, plain = [], []
@@ -172,7 +184,7 @@ def part_floor(cfg, dataset, method_ids, repeat):
             continue
         x = inputs_for(dataset, method.params["batch_size"])
         target = model(x).argmax(1)
-        baseline = torch.zeros_like(x[:1]) if method.uses_baseline else None
+        baseline = reference_for(method, x) if (method.uses_baseline or mid == "deep_shap") else None
         method(model, x[:2], target[:2], baseline)                # warm-up
         counter = PassCounter(model)
         try:
@@ -192,7 +204,7 @@ def part_floor(cfg, dataset, method_ids, repeat):
 
 # --- scaling with the number of explained inputs --------------------------------------------------------
 
-def part_scaling(cfg, dataset, method_ids):
+def part_scaling(cfg, dataset, method_ids, n_explain=None):
     from nnxai.data import PreparedSplit
 
     model = default_model(cfg, dataset)
@@ -202,7 +214,7 @@ def part_scaling(cfg, dataset, method_ids):
         cls = registry.get(mid)
         if not issubclass(cls, AttributionMethod) or cls.why_not(info, model_traits(model)) is not None:
             continue
-        base = cfg["method_params"][mid]["n_explain"]
+        base = n_explain or cfg["method_params"][mid]["n_explain"]
         sizes = sorted({max(1, base // 4), max(1, base // 2), base})
         times = []
         for n in sizes:
@@ -230,6 +242,8 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", help="method ids (default: every implemented attribution method)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-explain", type=int, help="largest size of the scaling part (default: each method's "
+                        "default-profile n_explain); the others are a half and a quarter of it")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")   # Captum's per-call hook notices would drown the tables
@@ -252,7 +266,7 @@ def main(argv=None):
         results["floor"] = part_floor(cfg, args.dataset, ids, args.repeat)
     if args.part in ("scaling", "all"):
         print(f"[scaling] explain wall time vs n_explain on {args.dataset}")
-        results["scaling"] = part_scaling(cfg, args.dataset, ids)
+        results["scaling"] = part_scaling(cfg, args.dataset, ids, args.n_explain)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -119,7 +119,58 @@ def compare_pixel_flipping(ctx, method, record, repeat):
              "equal": abs(ours["pixel_flipping"] - theirs) < 1e-5}]
 
 
-COMPARISONS = {"localisation": compare_localisation, "pixel_flipping": compare_pixel_flipping}
+def gradient_explain_func(method):
+    """Quantus's ``explain_func`` for our gradient method (numpy in, numpy saliency maps out)."""
+    def explain(model, inputs, targets, **kwargs):
+        x = torch.as_tensor(inputs, dtype=torch.float32)
+        return saliency_map(method(model, x, torch.as_tensor(targets))).numpy()[:, None]
+    return explain
+
+
+def compare_continuity(ctx, method, record, repeat):
+    """Max-sensitivity [Yeh et al.]: both re-explain ``n`` inputs under ``n_samples`` uniform perturbations;
+    the noise draws differ (ours per-input seeded, radius relative to the channel range), so only time is
+    compared."""
+    import quantus
+
+    params = {"n_inputs": 50, "n_samples": 10, "radius": 0.05}
+    ours_metric = metrics()["continuity"](**params)
+    x, y, a, _ = quantus_inputs(ctx, record)
+    n = params["n_inputs"]
+    t_ours, ours = best_of(lambda: ours_metric(record, ctx, method), repeat)
+    q = quantus.MaxSensitivity(nr_samples=params["n_samples"], lower_bound=params["radius"], abs=False,
+                               normalise=False, disable_warnings=True)
+    t_q, values = best_of(lambda: q(model=ctx.model, x_batch=x[:n], y_batch=y[:n], a_batch=a[:n], channel_first=True,
+                                    device="cpu", explain_func=gradient_explain_func(method)), repeat)
+    return [{"metric": "continuity (max-sensitivity)", "ours": ours["continuity"], "quantus": float(np.mean(values)),
+             "ours_s": t_ours, "quantus_s": t_q, "timed": f"{n} inputs x {params['n_samples']} samples",
+             "equal": None}]
+
+
+def compare_sanity(ctx, method, record, repeat):
+    """Cascading model randomisation [Adebayo et al.], top down, Spearman of |maps|: Quantus's MPRT walks
+    every parameterised layer as we do, but re-initialises with its own draws: only time is compared."""
+    import quantus
+
+    n = 50
+    ours_metric = metrics()["sanity_model_randomisation"](n_inputs=n)
+    x, y, a, _ = quantus_inputs(ctx, record)
+    t_ours, ours = best_of(lambda: ours_metric(record, ctx, method), repeat)
+    q = quantus.MPRT(similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down",
+                     return_last_correlation=True, abs=True, normalise=False, disable_warnings=True)
+    t_q, values = best_of(lambda: q(model=ctx.model, x_batch=x[:n], y_batch=y[:n], a_batch=a[:n], channel_first=True,
+                                    device="cpu", explain_func=gradient_explain_func(method)), repeat)
+    theirs = float(np.mean(values)) if not isinstance(values, dict) else float("nan")
+    return [{"metric": "sanity_model_randomisation (Spearman)", "ours": ours["sanity_model_randomisation"],
+             "quantus": theirs, "ours_s": t_ours, "quantus_s": t_q, "timed": f"{n} inputs, all layers",
+             "equal": None}]
+
+
+COMPARISONS = {"localisation": compare_localisation, "pixel_flipping": compare_pixel_flipping,
+               "continuity": compare_continuity, "sanity": compare_sanity}
+
+
+VERDICT = {True: "equal", False: "DIFFERENT", None: "values not comparable (different random draws)"}
 
 
 def main(argv=None):
@@ -145,7 +196,7 @@ def main(argv=None):
                 speedup = row["quantus_s"] / row["ours_s"]
                 print(f"{row['metric']:34s} ours {row['ours']:.6f} ({row['ours_s'] * 1e3:8.1f} ms)  "
                       f"quantus {row['quantus']:.6f} ({row['quantus_s'] * 1e3:8.1f} ms)  "
-                      f"speed-up {speedup:6.1f}x  {'equal' if row['equal'] else 'DIFFERENT'}  (timed: {row['timed']})",
+                      f"speed-up {speedup:6.1f}x  {VERDICT[row['equal']]}  (timed: {row['timed']})",
                       flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
