@@ -49,6 +49,7 @@ rule train_model:
     resources: gpu=lambda w: 1 if CFG["device"].startswith("cuda") else 0,
     conda: ENV
     log: "logs/train/{dataset}/{model}.log",
+    benchmark: "logs/benchmarks/train/{dataset}/{model}.tsv",
     shell: "python -m nnxai train --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings} "
            "--threads {threads} > {log} 2>&1"
 
@@ -60,6 +61,7 @@ rule explain_attribution:
     threads: CFG["threads"]
     conda: ENV
     log: "logs/explain/{dataset}/{model}/{method}.log",
+    benchmark: "logs/benchmarks/explain/{dataset}/{model}/{method}.tsv",
     shell: "python -m nnxai explain -d {wildcards.dataset} -m {wildcards.model} -x {wildcards.method} "
            "--settings {params.settings} > {log} 2>&1"
 
@@ -80,6 +82,7 @@ for _dataset, _model in wf.model_cells(CFG):
         threads: CFG["threads"]
         conda: ENV
         log: f"logs/evaluate/{_dataset}/{_model}.log",
+        benchmark: f"logs/benchmarks/evaluate/{_dataset}/{_model}.tsv",
         shell: "python -m nnxai evaluate -d {params.dataset} -m {params.model} --quiet "
                "--settings {params.settings} > {log} 2>&1"
 
