@@ -83,7 +83,7 @@ for _dataset, _model in wf.model_cells(CFG):
         conda: ENV
         log: f"logs/evaluate/{_dataset}/{_model}.log",
         benchmark: f"logs/benchmarks/evaluate/{_dataset}/{_model}.tsv",
-        shell: "python -m nnxai evaluate -d {params.dataset} -m {params.model} --quiet "
+        shell: "python -m nnxai --verbose evaluate -d {params.dataset} -m {params.model} --quiet "
                "--settings {params.settings} > {log} 2>&1"
 
 

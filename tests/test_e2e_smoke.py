@@ -138,3 +138,17 @@ def test_same_seed_same_bytes(smoke_run, tmp_path):
     assert np.array_equal(a.attributions, b.attributions)
     rules_a, rules_b = (json.loads((d / files[4]).read_text()) for d in (tmp_path, smoke_run))
     assert rules_a["rules"] == rules_b["rules"]
+
+
+def test_every_job_leaves_a_timing_record_that_job_times_sums(smoke_run):
+    cfg = load_config({"profile": "smoke"})
+    expected = [f"logs/benchmarks/explain/{d}/{m}/{x}.tsv" for d, m, x in experiment_cells(cfg)]
+    assert all((smoke_run / p).is_file() for p in expected)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/job_times.py"), "--root", str(smoke_run)],
+                          capture_output=True, text=True, check=True)
+    n_jobs = int(re.match(r"(\d+) jobs", proc.stdout).group(1))
+    assert n_jobs == len(list((smoke_run / "logs/benchmarks").rglob("*.tsv"))) > len(expected)
+    assert re.search(r"^  attribution\s+[\d.]+ s", proc.stdout, flags=re.M)
+    assert re.search(r"^  (train|explain|evaluate)/\S+\s+[\d.]+ s", proc.stdout, flags=re.M)   # costliest jobs
+    log = (smoke_run / "logs/evaluate/shapes/baseline.log").read_text()
+    assert re.search(r"shapes/baseline gradient pixel_flipping: [\d.]+ s", log)   # each cell timed in the log
