@@ -4,7 +4,10 @@
 #   snakemake --cores 2 --config profile=smoke   toy sizes, the whole DAG in minutes
 #   snakemake --cores 2 --directory /tmp/run     relocated: every output under /tmp/run
 import shlex
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))   # this checkout's nnxai, whichever clone set up .venv
 from nnxai import registry
 from nnxai.config import ConfigError, load_config
 from nnxai.data import DATASETS

@@ -7,7 +7,7 @@ import pytest
 from nnxai import registry
 from nnxai.config import load_config
 from nnxai.workflow import (all_targets, evaluate_inputs, evaluate_outputs, experiment_cells, explain_inputs,
-                            methods_for, settings_json, stage_settings, targets)
+                            methods_for, metrics_for, settings_json, stage_settings, targets)
 
 
 def test_methods_follow_applicability():
@@ -19,6 +19,23 @@ def test_methods_follow_applicability():
     assert "trepan" in methods_for(cfg, "iris", "baseline_sigmoid")
     for dataset, model, method in experiment_cells(cfg):
         assert registry.is_implemented(method)
+
+
+def test_control_models_get_no_reexplaining_metrics():
+    from nnxai.metrics.base import metrics
+
+    cfg = load_config({})
+    reexplaining = {m for m, cls in metrics().items() if cls.reexplains}
+    assert {"continuity", "fragility", "sanity_model_randomisation", "input_invariance",
+            "implementation_invariance"} <= reexplaining
+    baseline = set(metrics_for(cfg, "shapes", "baseline", "gradient"))
+    control = set(metrics_for(cfg, "shapes", "baseline_shuffled_labels", "gradient"))
+    assert reexplaining & baseline == {"continuity", "fragility", "sanity_model_randomisation",
+                                       "input_invariance", "implementation_invariance"}
+    assert not control & reexplaining
+    assert {"pixel_flipping", "entropy", "localisation", "runtime"} <= control   # cheap references kept
+    assert "continuity" in metrics_for(cfg, "iris", "baseline_sigmoid", "gradient")   # not a control model
+    assert "shuffled labels" in metrics()["continuity"].control_why_not("baseline_shuffled_labels")
 
 
 def test_every_implemented_method_runs_somewhere_in_smoke():

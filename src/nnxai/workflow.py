@@ -69,7 +69,8 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
 
     registered = metrics()
     return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
-            if registered[m].cell_why_not(cfg, dataset, model, method) is None]
+            if registered[m].control_why_not(model) is None
+            and registered[m].cell_why_not(cfg, dataset, model, method) is None]
 
 
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:

@@ -32,6 +32,8 @@ class Metric(ABC):
     needs_masks: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    #: Re-runs the explanation method (many times): not computed on control models (see control_why_not).
+    reexplains: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.param_names)
@@ -61,6 +63,20 @@ class Metric(ABC):
         """Why the run described by ``cfg`` does not compute this metric for the cell (dataset, model,
         method), or ``None``: e.g. a metric that needs another model of the matrix, or one the config
         restricts to some methods.  Called after :meth:`applies` holds."""
+        return None
+
+    @classmethod
+    def control_why_not(cls, model: str) -> str | None:
+        """Why a re-explaining metric skips ``model``: a control model (trained on shuffled labels) exists
+        for its explanations to be compared against (sanity_data_randomisation, [75]); re-running every
+        method on it to score robustness would double the cost of the image models and measure a network
+        that learnt nothing.  Its cheap metrics (pixel flipping, entropy, ...) are kept as a reference."""
+        from nnxai.models.variants import VARIANTS
+
+        known = VARIANTS.get(model)
+        if cls.reexplains and known is not None and known.shuffle_labels:
+            return (f"{cls.id} re-runs the method; {model} is a control model (shuffled labels) whose maps are "
+                    f"only compared against")
         return None
 
     @classmethod

@@ -72,6 +72,7 @@ class Continuity(Metric):
     """
 
     id = "continuity"
+    reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
     param_names = ("n_inputs", "n_samples", "radius")

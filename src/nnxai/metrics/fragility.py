@@ -150,6 +150,7 @@ class Fragility(Metric):
     """
 
     id = "fragility"
+    reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
     param_names = ("n_inputs", "steps", "epsilon", "step_size", "top_fraction", "softplus_beta", "path_steps")

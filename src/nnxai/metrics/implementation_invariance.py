@@ -225,6 +225,7 @@ class ImplementationInvariance(Metric):
     """
 
     id = "implementation_invariance"
+    reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
     param_names = ("n_inputs", "transforms", "tolerance")

@@ -171,6 +171,7 @@ class InputInvariance(Metric):
     """
 
     id = "input_invariance"
+    reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
     param_names = ("n_inputs", "shift", "tolerance")

@@ -84,6 +84,7 @@ class SanityModelRandomisation(Metric):
     """
 
     id = "sanity_model_randomisation"
+    reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
     param_names = ("n_inputs",)
