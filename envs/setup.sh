@@ -32,7 +32,15 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 
-# Point the (possibly shared) environment at this checkout's sources.
+# Point the (possibly shared) environment at this checkout's sources: pip's editable install gives the
+# metadata and the `nnxai` script, and its .pth the path of the clone that ran this last.  Clones share the
+# environment, so the .pth also puts first the sources of the clone whose `.venv` link started Python
+# (sys.prefix is that link): `<clone>/.venv/bin/python` always runs `<clone>/src`.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
+for pth in "$venv"/lib/python*/site-packages/__editable__.nnxai-*.pth; do
+  printf '%s\n%s\n' "$root/src" \
+    'import os, sys; _src = os.path.join(os.path.dirname(sys.prefix), "src"); os.path.isfile(os.path.join(_src, "nnxai", "__init__.py")) and sys.path.insert(0, _src)' \
+    > "$pth"
+done
 ln -sfn "$venv" "$root/.venv"
 echo "envs/setup.sh: ready: $root/.venv -> $venv" >&2

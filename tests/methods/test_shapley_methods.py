@@ -360,3 +360,13 @@ def test_dasp_names_an_unsupported_layer():
     x = torch.randn(2, 4)
     with pytest.raises(ValueError, match="layer type Tanh is not supported"):
         method(Dasp)(model, x, torch.tensor([0, 1]), torch.zeros(1, 4))
+
+
+def test_deep_shap_validated_call_takes_a_background_of_any_size():
+    """``method(model, x, target, background)``: B background rows for N inputs, B != N, is the documented use."""
+    model, x, target = mlp_case(seed=2)
+    background = torch.randn(9, 5, generator=torch.Generator().manual_seed(1))
+    method = DeepShap(n_explain=4, batch_size=3, n_background=9)
+    torch.testing.assert_close(method(model, x, target, background), method.attribute(model, x, target, background))
+    with pytest.raises(ValueError, match=r"baseline shape \(9, 4\) \(a background set\) must be \(B, 5\)"):
+        method(model, x, target, background[:, :4])

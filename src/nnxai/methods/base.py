@@ -156,9 +156,30 @@ class AttributionMethod(Method):
 
     record_type = AttributionMap
     uses_baseline: ClassVar[bool] = False
+    #: ``baselines`` is a background set of any size (DeepSHAP), not one reference per input.
+    baselines_are_background: ClassVar[bool] = False
     # Claims Σ attributions = f(x) − f(x_ref) (IG [114], DeepLIFT [112]); the completeness metric scores
     # only such methods: occlusion has a reference too but spreads each window's drop over its pixels.
     claims_completeness: ClassVar[bool] = False
+
+    def _check_baselines(self, baselines: torch.Tensor, inputs: torch.Tensor) -> None:
+        """One reference per input, or one for all; a background set (``baselines_are_background``) may
+        have any number of rows ``B >= 1`` of the inputs' shape."""
+        row_shape = ", ".join(map(str, inputs.shape[1:]))
+        same_rows = baselines.dim() == inputs.dim() and baselines.shape[1:] == inputs.shape[1:]
+        if self.baselines_are_background:
+            if not same_rows or not len(baselines):
+                raise ValueError(f"baseline shape {tuple(baselines.shape)} (a background set) must be (B, {row_shape}), B >= 1, "
+                                 f"for inputs {tuple(inputs.shape)}")
+            return
+        try:
+            torch.broadcast_shapes(baselines.shape, inputs.shape)
+        except RuntimeError:
+            raise ValueError(f"baseline shape {tuple(baselines.shape)} does not broadcast to inputs "
+                             f"{tuple(inputs.shape)}") from None
+        if not same_rows:
+            raise ValueError(f"baseline shape {tuple(baselines.shape)} must match inputs {tuple(inputs.shape)} "
+                             f"(or (1, {row_shape}))")
 
     @abstractmethod
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
@@ -179,14 +200,7 @@ class AttributionMethod(Method):
             raise ValueError(f"target class {bad[0].item()} out of range: the model has {n_classes} classes (0..{n_classes - 1})")
         if baselines is not None:
             baselines = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
-            try:
-                torch.broadcast_shapes(baselines.shape, inputs.shape)
-            except RuntimeError:
-                raise ValueError(f"baseline shape {tuple(baselines.shape)} does not broadcast to inputs "
-                                 f"{tuple(inputs.shape)}") from None
-            if baselines.dim() != inputs.dim() or baselines.shape[1:] != inputs.shape[1:]:
-                raise ValueError(f"baseline shape {tuple(baselines.shape)} must match inputs {tuple(inputs.shape)} "
-                                 f"(or (1, {', '.join(map(str, inputs.shape[1:]))}))")
+            self._check_baselines(baselines, inputs)
         out = self.attribute(model, inputs, target, baselines)
         if out.shape != inputs.shape:
             raise RuntimeError(f"{self.spec.id} returned shape {tuple(out.shape)} for inputs {tuple(inputs.shape)}")

@@ -56,6 +56,7 @@ class DeepShap(AttributionMethod):
     param_names = ("n_explain", "batch_size", "n_background")
     activations = frozenset({"relu"})
     uses_baseline = True
+    baselines_are_background = True
 
     def __init__(self, **params: Any):
         super().__init__(**params)
