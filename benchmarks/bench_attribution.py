@@ -143,10 +143,15 @@ class PassCounter:
 
     def __init__(self, model):
         self.forward_rows = self.backward_rows = 0
-        self.handle = model.register_forward_hook(self._hook)
+        # Rows are counted where they enter the first layer: methods such as CAM call the feature extractor,
+        # not model.forward; gradients are counted where they leave the model's output.
+        first = next(m for m in model.modules() if not list(m.children()) and list(m.parameters(recurse=False)))
+        self.handles = [first.register_forward_hook(self._count_rows), model.register_forward_hook(self._hook)]
+
+    def _count_rows(self, module, args, output):
+        self.forward_rows += len(args[0])
 
     def _hook(self, module, args, output):
-        self.forward_rows += len(args[0])
         if output.requires_grad:
             output.register_hook(self._grad_hook)
 
@@ -154,7 +159,8 @@ class PassCounter:
         self.backward_rows += len(grad)
 
     def remove(self):
-        self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
 
 
 def row_costs(model, dataset, rows: int = 256, repeat: int = 5) -> tuple[float, float]:

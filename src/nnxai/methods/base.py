@@ -19,6 +19,7 @@ calls; it times the method and fills the record's ``meta``.
 from __future__ import annotations
 
 import time
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,23 @@ def explained_indices(n_test: int, n_explain: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n_test)[:min(n_explain, n_test)])
 
 
+#: Output width of each model seen by a validated call, so that checking targets costs one forward pass
+#: of one row per model, not per call (weak keys: a model that is freed leaves the cache).
+_OUTPUT_SIZES: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], int]]" = weakref.WeakKeyDictionary()
+
+
+def output_size(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Number of classes ``model`` scores for inputs shaped like ``inputs`` (cached per model and input shape)."""
+    key = tuple(inputs.shape[1:])
+    cached = _OUTPUT_SIZES.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        n_classes = int(model(inputs[:1]).shape[1])
+    _OUTPUT_SIZES[model] = (key, n_classes)
+    return n_classes
+
+
 class AttributionMethod(Method):
     """Attribution (survey Sec. III-C): relevance of each input feature for the output of class ``target``.
 
@@ -193,8 +211,7 @@ class AttributionMethod(Method):
             target = target.expand(len(inputs))
         if len(target) != len(inputs):
             raise ValueError(f"{len(target)} targets for {len(inputs)} inputs")
-        with torch.no_grad():
-            n_classes = model(inputs[:1]).shape[1]
+        n_classes = output_size(model, inputs)
         bad = target[(target < 0) | (target >= n_classes)]
         if len(bad):
             raise ValueError(f"target class {bad[0].item()} out of range: the model has {n_classes} classes (0..{n_classes - 1})")
