@@ -62,9 +62,10 @@ class CaptumAttribution(AttributionMethod):
         import captum.attr
 
         explainer = getattr(captum.attr, self.captum_class)(model)
-        leaf = inputs.detach().clone().requires_grad_(True)
         size = self.params["batch_size"]
         with warnings.catch_warnings():   # Captum warns on every call that it hooks the ReLUs; we know
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            return torch.cat([explainer.attribute(part, target=t, **self.captum_kwargs()).detach()
-                              for part, t in zip(leaf.split(size), target.split(size))])
+            # Each chunk is its own leaf (a detached view: no copy, and no split node in the graph).
+            out = [explainer.attribute(part.requires_grad_(True), target=t, **self.captum_kwargs()).detach()
+                   for part, t in zip(inputs.detach().split(size), target.split(size))]
+        return out[0] if len(out) == 1 else torch.cat(out)
