@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
 from e2e_helpers import snakemake
-
-# Subprocesses (Snakemake, the CLI, notebooks) import this checkout's sources too: the cached environment is
-# shared by clones, and its editable install points at whichever clone ran envs/setup.sh last.
-_SRC = str(Path(__file__).resolve().parents[1] / "src")
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [_SRC, os.environ.get("PYTHONPATH", "")] if p)
 
 
 @pytest.fixture(scope="session")

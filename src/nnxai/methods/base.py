@@ -187,8 +187,8 @@ class AttributionMethod(Method):
         same_rows = baselines.dim() == inputs.dim() and baselines.shape[1:] == inputs.shape[1:]
         if self.baselines_are_background:
             if not same_rows or not len(baselines):
-                raise ValueError(f"baseline shape {tuple(baselines.shape)} (a background set) must be (B, {row_shape}), B >= 1, "
-                                 f"for inputs {tuple(inputs.shape)}")
+                raise ValueError(f"baseline shape {tuple(baselines.shape)} (a background set) must be "
+                                 f"(B, {row_shape}), B >= 1, for inputs {tuple(inputs.shape)}")
             return
         try:
             torch.broadcast_shapes(baselines.shape, inputs.shape)
