@@ -21,7 +21,7 @@ from probability_models import ProbabilityLinear
 from toy_models import RegionSumModel, tiny_convnet, toy_context
 
 PDA = dict(n_explain=4, batch_size=4, window=2, padding=1, stride=1, n_samples=4)
-MP = dict(n_explain=4, batch_size=4, fill="zero", mask_size=16, sigma=2.0, steps=150, lr=0.1, lambda_l1=0.05,
+MP = dict(n_explain=4, batch_size=4, fill="zero", score="probability", mask_size=16, sigma=2.0, steps=150, lr=0.1, lambda_l1=0.05,
           lambda_tv=0.0, tv_beta=3.0)
 LIME = dict(n_explain=4, batch_size=4, fill="zero", n_segments=12, compactness=20.0, n_samples=300,
             kernel_width=0.25, alpha=0.0)
@@ -144,6 +144,18 @@ def test_deletion_mask_covers_exactly_the_planted_region():
     assert (saliency[inside] > 0.5).all()
 
 
+def test_a_saturated_probability_deletes_nothing_and_the_logit_finds_the_region():
+    region = torch.zeros(1, 16, 16)
+    region[:, 4:8, 6:10] = 1
+    model = RegionSumModel(region, scale=2.0)        # logit 1 = 32: p_1 = 1 − 1e-14, its gradient vanishes
+    x = region[None].clone()
+    inside = region[0].bool()
+    saturated = MeaningfulPerturbation(**MP)(model, x, torch.tensor([1]))[0, 0]
+    assert (saturated == 0).all()                    # the L1 prior wins everywhere: an empty map
+    saliency = MeaningfulPerturbation(**{**MP, "score": "logit", "lambda_l1": 2.0})(model, x, torch.tensor([1]))[0, 0]
+    assert (saliency[~inside] == 0).all() and (saliency[inside] > 0.5).all()
+
+
 def test_low_resolution_mask_deletes_the_region_and_only_cells_that_reach_it():
     region = torch.zeros(1, 16, 16)
     region[:, 4:8, 4:8] = 1
@@ -182,6 +194,8 @@ def test_meaningful_perturbation_rejects_bad_settings():
         MeaningfulPerturbation(**{**MP, "sigma": 0})
     with pytest.raises(ValueError, match="'tv_beta' must be a finite number >= 1, got 0.5"):
         MeaningfulPerturbation(**{**MP, "tv_beta": 0.5})
+    with pytest.raises(ValueError, match="'score' must be one of \\['probability', 'logit'\\], got 'margin'"):
+        MeaningfulPerturbation(**{**MP, "score": "margin"})
 
 
 # --- LIME --------------------------------------------------------------------------------------------------
@@ -209,6 +223,42 @@ def test_lime_on_superpixels_gives_each_segment_its_share_of_a_linear_model():
         member = (segments == s).expand(3, 12, 12)
         expected = (weight * x[0])[member].sum()
         torch.testing.assert_close(out[member], expected.expand(int(member.sum())), rtol=1e-4, atol=2e-6)
+
+
+def captum_lime(model, x, c, reference, method):
+    """The same LIME fit run by Captum's ``Lime`` (one sample at a time): our coins, kernel and sklearn's Ridge."""
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime as CaptumLime
+
+    index = method.feature_index(x)
+    coins = coin_samples(x, int(index.max()) + 1, method.params["n_samples"], method.noise_seed)
+
+    def sampler(original, **kwargs):              # Captum asks for a generator function
+        for row in coins:
+            yield row[None].long()
+
+    lime = CaptumLime(lambda z: model(z).softmax(dim=1),
+                      interpretable_model=SkLearnRidge(alpha=float(method.params["alpha"])),
+                      similarity_func=lambda _, __, row, **kw: float(proximity(row.double(),
+                                                                                method.params["kernel_width"])),
+                      perturb_func=sampler)
+    with torch.no_grad():
+        out = lime.attribute(x[None], baselines=reference, target=c, feature_mask=index[None],
+                             n_samples=len(coins), perturbations_per_eval=64)
+    return out[0], float(lime.interpretable_model.bias().reshape(-1)[0])
+
+
+def test_lime_equals_captums_lime_with_the_same_samples():
+    model = tiny_convnet(2, in_channels=3, n_classes=3)
+    x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    reference = torch.full((1, 3, 12, 12), 0.4)
+    method = Lime(**{**LIME, "n_samples": 60, "alpha": 1.0})
+    method._intercepts = []
+    ours = method(model, x, torch.tensor([0, 1, 2]), reference)
+    for j in range(3):
+        theirs, intercept = captum_lime(model, x[j], j, reference, method)
+        torch.testing.assert_close(ours[j], theirs.to(ours.dtype), rtol=1e-4, atol=1e-6)
+        assert method._intercepts[j] == pytest.approx(intercept, rel=1e-5)
 
 
 def test_lime_kernel_is_the_exponential_of_the_cosine_distance():

@@ -19,9 +19,11 @@ cosine distance between ``z'`` and the all-ones ``x'``, ``D = 1 − sqrt(|z'|/d)
 LIME package computes it for images (the package then takes the kernel's square root, i.e. its width is
 ``σ√2`` in the paper's form).  ``f`` is the softmax probability of the explained class and
 ``G`` linear models with intercept, fitted by weighted ridge regression (``alpha``; 0: weighted least
-squares), the LIME package's default fitter for all ``d`` components (its K-Lasso selection, [20] Alg. 1,
-is not used: every component gets a coefficient).  Captum's ``Lime`` runs the loop: our sampler, kernel and
-``SkLearnRidge`` plug into it.
+squares; :func:`~._surrogate.weighted_ridge`, scikit-learn's ``Ridge`` with sample weights), the LIME
+package's default fitter for all ``d`` components (its K-Lasso selection, [20] Alg. 1, is not used: every
+component gets a coefficient).  The result equals Captum's ``Lime`` run with this sampler, kernel and
+``SkLearnRidge`` up to float rounding (tested), but the samples of all inputs of a batch go through the
+model together (:func:`~._coalitions.coalition_scores`) instead of being built one by one in Python.
 
 The attribution is the coefficient of each component at every pixel (every channel) of the superpixel, or
 at the column; the intercepts go to ``meta["surrogate"]`` for the ``local_fidelity`` metric
@@ -39,15 +41,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnxai.methods.attribution._coalitions import coalition_scores
 from nnxai.methods.attribution._reference import ReferenceAttribution, constant_reference
-from nnxai.methods.attribution._surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood
+from nnxai.methods.attribution._surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
 from nnxai.methods.attribution._train_data import per_input_normals
 from nnxai.methods.attribution.gradient import check_positive_ints
 from nnxai.registry import register
-
-#: Most perturbed inputs in one forward pass; bounds memory (results change only by float rounding).
-PASS_INPUTS = 512
-
 
 def superpixels(image: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
     """SLIC superpixels of one image ``(C, H, W)``, labelled 0..K−1 in order of first appearance; long (H, W)."""
@@ -175,36 +174,21 @@ class Lime(ReferenceAttribution, LocalSurrogate):
                              f"of shape {tuple(inputs.shape)}")
         reference = self._default_reference(inputs) if baselines is None else baselines
         reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device).detach()
+        if len(inputs) == 0:
+            return torch.zeros_like(inputs)
+        n_samples, width, alpha = self.params["n_samples"], float(self.params["kernel_width"]), float(self.params["alpha"])
+        indices = [self.feature_index(x) for x in inputs.detach()]
+        coins = [coin_samples(x, int(index.max()) + 1, n_samples, self.noise_seed)
+                 for x, index in zip(inputs.detach(), indices)]
+        masks = torch.zeros(len(inputs), n_samples, max(c.shape[1] for c in coins), dtype=torch.bool,
+                            device=inputs.device)
+        for mask, c in zip(masks, coins):
+            mask[:, :c.shape[1]] = c > 0
+        scores = coalition_scores(model, inputs, reference, masks, torch.stack(indices), target, "probability")
         out = []
-        for n, (x, c) in enumerate(zip(inputs.detach(), target)):
-            ref = reference[:1] if len(reference) == 1 else reference[n:n + 1]
-            attribution, intercept = self._explain_one(model, x, int(c), ref)
-            out.append(attribution)
+        for c, index, score in zip(coins, indices, scores):
+            beta, intercept = weighted_ridge(c, score, proximity(c, width), alpha)
+            out.append(beta[index])
             if self._intercepts is not None:
-                self._intercepts.append(intercept)
-        return torch.stack(out).to(inputs.dtype) if out else torch.zeros_like(inputs)
-
-    def _explain_one(self, model, x, c, reference) -> tuple[torch.Tensor, float]:
-        from captum._utils.models.linear_model import SkLearnRidge
-        from captum.attr import Lime as CaptumLime  # lazy, see _captum.py
-
-        index = self.feature_index(x)
-        n_samples, width = self.params["n_samples"], float(self.params["kernel_width"])
-        coins = coin_samples(x, int(index.max()) + 1, n_samples, self.noise_seed)
-
-        def sampler(original, **kwargs):
-            for row in coins:
-                yield row[None].long()
-
-        def kernel(original, perturbed, coin_row, **kwargs):
-            return float(proximity(coin_row.double(), width))
-
-        def probability(z):
-            return model(z).softmax(dim=1)
-
-        lime = CaptumLime(probability, interpretable_model=SkLearnRidge(alpha=float(self.params["alpha"])),
-                          similarity_func=kernel, perturb_func=sampler)
-        with torch.no_grad():
-            attribution = lime.attribute(x[None], baselines=reference, target=c, feature_mask=index[None],
-                                         n_samples=n_samples, perturbations_per_eval=min(n_samples, PASS_INPUTS))
-        return attribution[0].detach(), float(lime.interpretable_model.bias().reshape(-1)[0])
+                self._intercepts.append(float(intercept))
+        return torch.stack(out).to(inputs.dtype)

@@ -11,7 +11,11 @@ smallest, smooth region whose deletion drops the class score:
 
     m* = argmin_m  λ₁ ‖1 − m‖₁ + λ₂ Σ_u ‖∇m(u)‖_β^β + f_c(Φ(x; m)),
 
-with ``f_c`` the softmax probability of class ``c``.  As [25] describes its implementation, ``m`` is a
+with ``f_c`` the network's score for class ``c`` (``score``).  [25] defines ``f_c`` as the output score
+for class ``c`` and its experiments read the softmax probability (``score="probability"``); but a
+probability saturates on confidently classified inputs, the game's gradient vanishes and the L1 prior
+holds ``m = 1``: 75% of 40 ``shapes`` test maps of the default run's baseline came out empty.  ``score="logit"`` plays the same game on the class logit, which does not saturate; its ``λ₁``
+is on the logit's scale (the default profile: 10; no empty map on the same inputs, 23% on iris's 30).  As [25] describes its implementation, ``m`` is a
 low-resolution ``mask_size × mask_size`` mask, upsampled bilinearly to the image, optimised by Adam
 (``lr``) for a fixed number of ``steps`` and projected onto [0, 1] after each step.  Here the two priors are
 *means* over the mask's cells (and neighbour pairs) rather than sums, so ``lambda_l1`` and ``lambda_tv`` do
@@ -79,6 +83,9 @@ class MeaningfulPerturbation(ReferenceAttribution):
         Inputs whose masks are optimised together (each has its own loss; Adam acts per mask cell).
     fill : {"mean", "zero"}
         Value a deleted feature of a table takes: its train mean, or 0 (tables only).
+    score : {"probability", "logit"}
+        ``f_c``: the softmax probability of class ``c`` (as [25]'s experiments), or its logit (does not
+        saturate; ``lambda_l1`` then on the logit's scale).
     mask_size : int
         Side of the low-resolution mask (images only).
     sigma : float
@@ -95,14 +102,19 @@ class MeaningfulPerturbation(ReferenceAttribution):
         Exponent ``β`` of the TV prior (>= 1).
     """
 
-    param_names = ("n_explain", "batch_size", "fill", "mask_size", "sigma", "steps", "lr", "lambda_l1",
+    param_names = ("n_explain", "batch_size", "fill", "score", "mask_size", "sigma", "steps", "lr", "lambda_l1",
                    "lambda_tv", "tv_beta")
+    #: What ``f_c`` reads of the model's output for class ``c``.
+    scores = ("probability", "logit")
     reference_param = "fill"
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         owner = f"method {self.spec.id!r}"
         check_positive_ints(owner, self.params, ("n_explain", "batch_size", "mask_size", "steps"))
+        if self.params["score"] not in self.scores:
+            raise ValueError(f"{owner}: parameter 'score' must be one of {list(self.scores)}, "
+                             f"got {self.params['score']!r}")
         for name, low, strict in (("sigma", 0, True), ("lr", 0, True), ("lambda_l1", 0, False),
                                   ("lambda_tv", 0, False), ("tv_beta", 1, False)):
             value = self.params[name]
@@ -157,7 +169,8 @@ class MeaningfulPerturbation(ReferenceAttribution):
         moments = (torch.zeros_like(mask), torch.zeros_like(mask))
         rows = torch.arange(len(mask), device=mask.device)
         for step in range(1, p["steps"] + 1):
-            score = model(perturb(mask)).softmax(dim=1)[rows, target]
+            logits = model(perturb(mask))
+            score = (logits.softmax(dim=1) if p["score"] == "probability" else logits)[rows, target]
             loss = score + p["lambda_l1"] * (1 - mask).flatten(1).mean(1)
             if use_tv and p["lambda_tv"]:
                 loss = loss + p["lambda_tv"] * total_variation(mask, float(p["tv_beta"]))
