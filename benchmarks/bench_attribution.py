@@ -9,7 +9,9 @@ Three parts, each printing one table (and ``--json PATH`` writes every figure):
 ``captum``
     For every method that wraps a Captum class, ours (``method(model, x, target)``: validation, batching,
     leaf copies) against the same Captum call made directly on the same model and batch, timed alternately
-    (best of ``--repeat``).  Target: ratio <= 1.05.
+    (best of ``--repeat``).  Target: ratio <= 1.05.  Shapley sampling and KernelSHAP, which batch their own
+    samplers, are timed against Captum's ``ShapleyValueSampling`` / ``KernelShap`` run input by input with
+    the same number of samples.
 ``floor``
     For every attribution method, its *floor*: the forward and backward passes it makes (recorded by hooks
     on the model, each with its batch size), replayed as plain passes of those batch sizes, and the ratio
@@ -95,6 +97,14 @@ def plain_captum_call(method: AttributionMethod, model, x, target, baseline):
     if mid == "deeplift" and p["rule"] == "rescale":
         return ca.DeepLift(model).attribute(x.clone().requires_grad_(True), baselines=baseline.expand_as(x).clone(),
                                             target=target)
+    if mid in ("shapley_sampling", "kernel_shap"):            # Captum's samplers, one input at a time
+        groups, n_players = method.player_groups(tuple(x.shape[1:]))
+        sampler = (ca.ShapleyValueSampling if mid == "shapley_sampling" else ca.KernelShap)(model)
+        per_eval = min(n_players if mid == "shapley_sampling" else p["n_samples"], 512)
+        with torch.no_grad():
+            return torch.cat([sampler.attribute(x[j:j + 1], baselines=baseline, target=int(target[j]),
+                                                feature_mask=groups[None], n_samples=p["n_samples"],
+                                                perturbations_per_eval=per_eval) for j in range(len(x))])
     if mid == "deep_shap":
         return ca.DeepLiftShap(model).attribute(x.clone().requires_grad_(True), baselines=baseline.clone(),
                                                 target=target)

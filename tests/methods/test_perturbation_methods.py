@@ -331,6 +331,35 @@ def test_maple_records_intercepts_for_the_local_fidelity_metric():
     torch.testing.assert_close(intercepts, torch.full_like(intercepts, 0.5), rtol=0, atol=1e-5)
 
 
+def test_maple_fits_one_forest_per_model_train_split_and_parameters(monkeypatch):
+    """Re-running metrics bind a fresh instance per call: they must not refit the forest each time."""
+    import dataclasses
+
+    from nnxai.methods.attribution import maple as maple_module
+    from nnxai.metrics.rerun import attribute_as_explained
+
+    fitted = []
+    original = maple_module.Forest.__init__
+
+    def counting(self, model, *args, **kwargs):
+        fitted.append(model)
+        original(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(maple_module.Forest, "__init__", counting)
+    gen = torch.Generator().manual_seed(3)
+    model, other = ProbabilityLinear(torch.tensor([0.1, -0.05, 0.0, 0.15])), ProbabilityLinear(torch.zeros(4))
+    ctx = toy_context(model, torch.rand(200, 4, generator=gen) - 0.5, torch.rand(6, 4, generator=gen) - 0.5, 2)
+    first = Maple(**MAPLE).explain(ctx)
+    again = attribute_as_explained(Maple(**MAPLE), ctx, model, ctx.test.x[:3], torch.ones(3, dtype=torch.long))
+    assert fitted == [model]
+    torch.testing.assert_close(again[first.targets[:3] == 1], torch.as_tensor(first.attributions[:3])[
+        first.targets[:3] == 1])
+    Maple(**MAPLE).explain(dataclasses.replace(ctx, model=other))                  # another model
+    Maple(**{**MAPLE, "n_trees": 5}).explain(ctx)                                 # other parameters
+    Maple(**MAPLE).explain(dataclasses.replace(ctx, seed=1))                      # another seed
+    assert fitted == [model, other, model, model]
+
+
 @pytest.mark.parametrize("method_cls, params", [(PredictionDifference, PDA), (Maple, MAPLE)],
                          ids=["prediction_difference", "maple"])
 def test_a_bare_call_without_train_split_warns_and_explain_binds_the_split(method_cls, params):

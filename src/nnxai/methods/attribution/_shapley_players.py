@@ -13,11 +13,11 @@ Maps.  A method's attribution map spreads the Shapley value ``φ_g`` of player `
 that the map *sums* over a group to the group's value (:func:`player_sums` inverts it) and efficiency
 ``Σ_g φ_g = v(all) − v(∅)`` holds for the sum of the whole map, as the ``completeness`` metric checks.
 
-Seeds.  Captum's ``ShapleyValueSampling`` and ``KernelShap`` draw their permutations/coalitions from
-torch's global RNG for the whole batch.  For results that do not depend on batching, each input is
-explained alone with torch's RNG seeded by :func:`input_seed` (a BLAKE2b hash of the input's shape and
-bytes, the seed and a salt, as :func:`nnxai.methods.attribution.smoothgrad.input_noise`) inside
-``torch.random.fork_rng``, so the caller's RNG state is left as it was.
+Seeds.  The sampling methods draw their permutations/coalitions from torch's RNG.  For results that do
+not depend on batching, each input's draws are made with torch's RNG seeded by :func:`input_seed` (a
+BLAKE2b hash of the input's shape and bytes, the seed and a salt, as
+:func:`nnxai.methods.attribution.smoothgrad.input_noise`) inside ``torch.random.fork_rng``, so the
+caller's RNG state is left as it was.
 """
 
 from __future__ import annotations

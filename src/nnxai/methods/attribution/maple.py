@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnxai.methods.attribution._shapley_players import input_seed
 from nnxai.methods.attribution._surrogate import (SURROGATE_SCORE, LocalSurrogate, Neighbourhood,
                                                   weighted_ridge)
 from nnxai.methods.attribution._train_data import TrainDataAttribution
@@ -157,8 +158,7 @@ class Maple(TrainDataAttribution, LocalSurrogate):
         """The points of ``pool`` other than ``x`` that share a leaf with ``x``, with MAPLE's weights (leaf
         sizes counted within those points); ``n_samples`` and ``seed`` are unused."""
         forest = self.forest(model, x[None])
-        pool_leaves = self.cached(("pool", id(model), pool.data_ptr(), tuple(pool.shape)),
-                                  lambda: forest.leaves_of(pool))
+        pool_leaves = self.cached(("pool", id(model), input_seed(pool, 0, "pool")), lambda: forest.leaves_of(pool))
         others = ~(pool == x).reshape(len(pool), -1).all(1).cpu().numpy()
         weights = np.zeros(len(pool))
         weights[others] = leaf_weights(pool_leaves[others], forest.leaves_of(x[None]))[0]

@@ -1,5 +1,5 @@
-"""Shapley values by permutation sampling, Štrumbelj & Kononenko (survey [104]; Captum's
-``ShapleyValueSampling``).
+"""Shapley values by permutation sampling, Štrumbelj & Kononenko (survey [104]; the estimator of Captum's
+``ShapleyValueSampling``, batched).
 
 The survey (Sec. III-C) writes the Shapley value of player ``i`` in the game ``v`` over the players ``N``
 in the permutation form that Štrumbelj & Kononenko adopt "so that v can be approximated in polynomial
