@@ -358,6 +358,11 @@ def test_maple_fits_one_forest_per_model_train_split_and_parameters(monkeypatch)
     Maple(**{**MAPLE, "n_trees": 5}).explain(ctx)                                 # other parameters
     Maple(**MAPLE).explain(dataclasses.replace(ctx, seed=1))                      # another seed
     assert fitted == [model, other, model, model]
+    with torch.no_grad():                             # new weights, same object (cascading randomisation)
+        model.weight.mul_(2)
+    flipped = Maple(**MAPLE).explain(ctx)
+    assert fitted == [model, other, model, model, model]
+    assert not np.allclose(flipped.attributions, first.attributions)
 
 
 @pytest.mark.parametrize("method_cls, params", [(PredictionDifference, PDA), (Maple, MAPLE)],

@@ -12,8 +12,9 @@ warns.  ``explain`` never uses the stand-in.
 
 Cache.  What a method builds from a model and the train split (MAPLE's forest, prediction difference's
 Gaussians) is kept, while bound, in a cache shared by every instance of the method with the same
-parameters and seed that is bound to the same model and the same train split tensor
-(:func:`shared_cache`: weak references to both, so the cache goes with them).  The metrics that re-run a
+parameters and seed that is bound to the same model *with the same weights* (a digest of its parameters
+and buffers: the cascading randomisation test re-initialises layers of one copy in place) and the same
+train split tensor (:func:`shared_cache`: weak references to both, so the cache goes with them).  The metrics that re-run a
 method many times (fragility, continuity, the invariances) bind a fresh instance per call; without the
 shared cache each call refitted MAPLE's forest (fragility of MAPLE on ``shapes``: 222 s, 11 fits).
 
@@ -25,6 +26,7 @@ on how the inputs are batched and the global RNG is neither read nor advanced.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 import weakref
@@ -58,6 +60,15 @@ def shared_cache(model: torch.nn.Module, train: torch.Tensor, owner: tuple) -> d
         entry = per_model[id(train)] = (weakref.ref(train), {})
         weakref.finalize(train, per_model.pop, id(train), None)
     return entry[1].setdefault(owner, {})
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of the values of ``model``'s parameters and buffers (changes when any weight does)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def stand_in_train(input_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -121,7 +132,8 @@ class TrainDataAttribution(AttributionMethod):
         """Bind ``ctx.train.x``, ``ctx.seed`` and the cache shared for ``ctx.model`` and ``ctx.train.x``;
         restore the previous state on exit."""
         saved = self._train, self.noise_seed, self._cache
-        owner = (self.spec.id, repr(sorted(self.params.items())), int(ctx.seed), str(ctx.device))
+        owner = (self.spec.id, repr(sorted(self.params.items())), int(ctx.seed), str(ctx.device),
+                 weights_digest(ctx.model))
         self._train, self.noise_seed = ctx.train.x.to(ctx.device).detach(), int(ctx.seed)
         self._cache = shared_cache(ctx.model, ctx.train.x, owner)
         try:
