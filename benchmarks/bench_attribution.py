@@ -15,7 +15,8 @@ Three parts, each printing one table (and ``--json PATH`` writes every figure):
 ``floor``
     For every attribution method, its *floor*: the forward and backward passes it makes (recorded by hooks
     on the model, each with its batch size), replayed as plain passes of those batch sizes, and the ratio
-    of its measured time to the replay's (timed alternately, best of ``--repeat``).  Target: <= 1.15 (a method that does other work, e.g. fitting a surrogate or
+    of its measured time to the replay's (timed alternately, best of ``--repeat``).  Target: <= 1.15 (a
+    method that does other work, e.g. fitting a surrogate or
     sampling a conditional Gaussian, shows it here).
 ``scaling``
     Wall time of ``explain`` for each method on 3 sizes of ``n_explain`` (the default profile's value and

@@ -21,8 +21,8 @@ from probability_models import ProbabilityLinear
 from toy_models import RegionSumModel, tiny_convnet, toy_context
 
 PDA = dict(n_explain=4, batch_size=4, window=2, padding=1, stride=1, n_samples=4)
-MP = dict(n_explain=4, batch_size=4, fill="zero", score="probability", mask_size=16, sigma=2.0, steps=150, lr=0.1, lambda_l1=0.05,
-          lambda_tv=0.0, tv_beta=3.0)
+MP = dict(n_explain=4, batch_size=4, fill="zero", score="probability", mask_size=16, sigma=2.0, steps=150, lr=0.1,
+          lambda_l1=0.05, lambda_tv=0.0, tv_beta=3.0)
 LIME = dict(n_explain=4, batch_size=4, fill="zero", n_segments=12, compactness=20.0, n_samples=300,
             kernel_width=0.25, alpha=0.0)
 MAPLE = dict(n_explain=4, batch_size=4, patch=4, n_trees=20, min_samples_leaf=20, max_features=0.5, alpha=0.0)

@@ -14,9 +14,10 @@ Cache.  What a method builds from a model and the train split (MAPLE's forest, p
 Gaussians) is kept, while bound, in a cache shared by every instance of the method with the same
 parameters and seed that is bound to the same model *with the same weights* (a digest of its parameters
 and buffers: the cascading randomisation test re-initialises layers of one copy in place) and the same
-train split tensor (:func:`shared_cache`: weak references to both, so the cache goes with them).  The metrics that re-run a
-method many times (fragility, continuity, the invariances) bind a fresh instance per call; without the
-shared cache each call refitted MAPLE's forest (fragility of MAPLE on ``shapes``: 222 s, 11 fits).
+train split tensor (:func:`shared_cache`: weak references to both, so the cache goes with them).  The
+metrics that re-run a method many times (fragility, continuity, the invariances) bind a fresh instance
+per call; without the shared cache each call refitted MAPLE's forest (fragility of MAPLE on ``shapes``:
+222 s, 11 fits).
 
 Randomness.  Every random draw for an input comes from :func:`per_input_normals`, i.e. SmoothGrad's
 :func:`~nnxai.methods.attribution.smoothgrad.input_noise` (a generator seeded by the input's bytes and

@@ -52,7 +52,7 @@ def kernel_coalitions(n_players: int, n_samples: int) -> torch.Tensor:
 
 def constrained_fit(coalitions: torch.Tensor, values: torch.Tensor, empty: torch.Tensor,
                     full: torch.Tensor) -> torch.Tensor:
-    """``(B, M)`` float64 slopes of the least-squares fit ``v(z) ≈ v(∅) + z · φ`` with ``Σ φ = v(all) − v(∅)``.
+    """``(B, M)`` float64 slopes of the least-squares fit ``v(z) ≈ v(∅) + z · φ``, ``Σ φ = v(all) − v(∅)``.
 
     ``coalitions`` ``(B, S, M)`` bool, ``values`` ``(B, S)``, ``empty``/``full`` ``(B,)``.  Solved on the CPU
     in float64 (small systems; CUDA's batched least squares needs full rank).

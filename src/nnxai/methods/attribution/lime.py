@@ -176,7 +176,8 @@ class Lime(ReferenceAttribution, LocalSurrogate):
         reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device).detach()
         if len(inputs) == 0:
             return torch.zeros_like(inputs)
-        n_samples, width, alpha = self.params["n_samples"], float(self.params["kernel_width"]), float(self.params["alpha"])
+        n_samples, alpha = self.params["n_samples"], float(self.params["alpha"])
+        width = float(self.params["kernel_width"])
         indices = [self.feature_index(x) for x in inputs.detach()]
         coins = [coin_samples(x, int(index.max()) + 1, n_samples, self.noise_seed)
                  for x, index in zip(inputs.detach(), indices)]

@@ -14,10 +14,13 @@ smallest, smooth region whose deletion drops the class score:
 with ``f_c`` the network's score for class ``c`` (``score``).  [25] defines ``f_c`` as the output score
 for class ``c`` and its experiments read the softmax probability (``score="probability"``); but a
 probability saturates on confidently classified inputs, the game's gradient vanishes and the L1 prior
-holds ``m = 1``: 75% of 40 ``shapes`` test maps of the default run's baseline came out empty.  ``score="logit"`` plays the same game on the class logit, which does not saturate; its ``λ₁``
-is on the logit's scale (the default profile: 10; no empty map on the same inputs, 23% on iris's 30).  As [25] describes its implementation, ``m`` is a
-low-resolution ``mask_size × mask_size`` mask, upsampled bilinearly to the image, optimised by Adam
-(``lr``) for a fixed number of ``steps`` and projected onto [0, 1] after each step.  Here the two priors are
+holds ``m = 1``: 75% of 40 ``shapes`` test maps of the default run's baseline came out empty.
+``score="logit"`` plays the same game on the class logit, which does not saturate; its ``λ₁`` is on the
+logit's scale (the default profile: 10; no empty map on the same inputs, 23% of iris's 30).
+
+As [25] describes its implementation, ``m`` is a low-resolution ``mask_size × mask_size`` mask, upsampled
+bilinearly to the image, optimised by Adam (``lr``) for a fixed number of ``steps`` and projected onto
+[0, 1] after each step.  Here the two priors are
 *means* over the mask's cells (and neighbour pairs) rather than sums, so ``lambda_l1`` and ``lambda_tv`` do
 not depend on the mask size; the TV term sums ``|m(u + e) − m(u)|^β`` over right and down neighbours.
 The mask starts deterministically at ``m = 1`` (nothing deleted), and the random jitter of [25] Eq. 4 is
