@@ -25,6 +25,14 @@ from torch import nn
 PASS_INPUTS = 512
 
 
+def with_empty_and_full(masks: torch.Tensor) -> torch.Tensor:
+    """``masks`` (B, S, P) preceded by the empty and the full coalition of every input: (B, S + 2, P)."""
+    n_inputs, _, n_players = masks.shape
+    ends = torch.zeros(n_inputs, 2, n_players, dtype=torch.bool, device=masks.device)
+    ends[:, 1] = True
+    return torch.cat([ends, masks], dim=1)
+
+
 def coalition_scores(model: nn.Module, inputs: torch.Tensor, references: torch.Tensor, masks: torch.Tensor,
                      index: torch.Tensor, target: torch.Tensor, score: Literal["logit", "probability"] = "logit",
                      pass_inputs: int = PASS_INPUTS) -> torch.Tensor:

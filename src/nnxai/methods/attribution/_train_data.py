@@ -120,13 +120,20 @@ class TrainDataAttribution(AttributionMethod):
                              f"train split's {tuple(self._train.shape[1:])}")
         return self._train.to(device=inputs.device, dtype=inputs.dtype)
 
-    def cached(self, key: Any, build):
-        """``build()``, memoised under ``key`` while bound to a context (recomputed on bare calls)."""
+    def cached(self, key: Any, build, *sources: Any):
+        """``build()``, memoised under ``key`` while bound to a context (recomputed on bare calls).
+
+        ``sources`` are the objects the value is built from (a model, a pool of inputs): they belong to the
+        key by identity, held by weak reference, so an object freed and another given its ``id`` cannot
+        hit the old value (the shared cache outlives single calls).
+        """
         if self._cache is None:
             return build()
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        full_key = (key, *map(id, sources))
+        entry = self._cache.get(full_key)
+        if entry is None or any(ref() is not obj for ref, obj in zip(entry[0], sources)):
+            entry = self._cache[full_key] = (tuple(weakref.ref(obj) for obj in sources), build())
+        return entry[1]
 
     @contextmanager
     def bound(self, ctx: ExplainContext) -> Iterator["TrainDataAttribution"]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnxai.methods.attribution._coalitions import coalition_scores
+from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
 from nnxai.methods.attribution._shapley_players import PlayerAttribution, input_seed, seeded, spread_over_players
 from nnxai.registry import register
 
@@ -104,9 +104,7 @@ class KernelShap(PlayerAttribution):
         for x in inputs.detach():
             with seeded(input_seed(x, self.sampling_seed, "kernel_shap")):
                 sampled.append(kernel_coalitions(n_players, n_sampled))
-        ends = torch.zeros(len(inputs), 2, n_players, dtype=torch.bool)
-        ends[:, 1] = True                                                                # ∅, all players
-        masks = torch.cat([ends, torch.stack(sampled)], dim=1).to(inputs.device)
+        masks = with_empty_and_full(torch.stack(sampled).to(inputs.device))
         scores = coalition_scores(model, inputs, reference, masks, groups, target)
         values = constrained_fit(masks[:, 2:], scores[:, 2:], scores[:, 0], scores[:, 1]).to(inputs.device)
         return spread_over_players(values, groups).to(inputs.dtype)

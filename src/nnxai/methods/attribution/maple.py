@@ -37,7 +37,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnxai.methods.attribution._shapley_players import input_seed
 from nnxai.methods.attribution._surrogate import (SURROGATE_SCORE, LocalSurrogate, Neighbourhood,
                                                   weighted_ridge)
 from nnxai.methods.attribution._train_data import TrainDataAttribution
@@ -150,15 +149,14 @@ class Maple(TrainDataAttribution, LocalSurrogate):
         """The forest of ``model`` on the bound train split (built once per model while bound)."""
         x_train = self.train_inputs(inputs)
         index = self.feature_index(inputs[0])
-        return self.cached(("forest", id(model)),
-                           lambda: Forest(model, x_train, index, self.params, self.noise_seed))
+        return self.cached("forest", lambda: Forest(model, x_train, index, self.params, self.noise_seed), model)
 
     def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
                       pool: torch.Tensor) -> Neighbourhood:
         """The points of ``pool`` other than ``x`` that share a leaf with ``x``, with MAPLE's weights (leaf
         sizes counted within those points); ``n_samples`` and ``seed`` are unused."""
         forest = self.forest(model, x[None])
-        pool_leaves = self.cached(("pool", id(model), input_seed(pool, 0, "pool")), lambda: forest.leaves_of(pool))
+        pool_leaves = self.cached("pool", lambda: forest.leaves_of(pool), model, pool)
         others = ~(pool == x).reshape(len(pool), -1).all(1).cpu().numpy()
         weights = np.zeros(len(pool))
         weights[others] = leaf_weights(pool_leaves[others], forest.leaves_of(x[None]))[0]

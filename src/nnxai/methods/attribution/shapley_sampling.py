@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnxai.methods.attribution._coalitions import coalition_scores
+from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
 from nnxai.methods.attribution._shapley_players import PlayerAttribution, input_seed, seeded, spread_over_players
 from nnxai.registry import register
 
@@ -100,9 +100,7 @@ class ShapleySampling(PlayerAttribution):
                 permutations.append(torch.stack([torch.randperm(n_players) for _ in range(m)]))
         permutations = torch.stack(permutations).to(inputs.device)                      # (B, m, P)
         masks = permutation_prefixes(permutations.reshape(-1, n_players)).reshape(len(inputs), -1, n_players)
-        ends = torch.zeros(len(inputs), 2, n_players, dtype=torch.bool, device=inputs.device)
-        ends[:, 1] = True                                                                # v(∅), v(N)
-        scores = coalition_scores(model, inputs, reference, torch.cat([ends, masks], dim=1), groups, target)
+        scores = coalition_scores(model, inputs, reference, with_empty_and_full(masks), groups, target)
         values = torch.stack([marginal_contributions(order, walk.reshape(m, n_players - 1), v[0], v[1])
                               for order, walk, v in zip(permutations, scores[:, 2:], scores[:, :2])])
         return spread_over_players(values, groups).to(inputs.dtype)
