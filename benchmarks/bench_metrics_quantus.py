@@ -29,7 +29,7 @@ import torch
 
 from nnxai import data, registry
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.gradient import saliency_map
+from nnxai.ops.maps import saliency_map
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.base import metrics
 from nnxai.metrics.localisation import MASK

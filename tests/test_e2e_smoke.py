@@ -152,3 +152,12 @@ def test_every_job_leaves_a_timing_record_that_job_times_sums(smoke_run):
     assert re.search(r"^  (train|explain|evaluate)/\S+\s+[\d.]+ s", proc.stdout, flags=re.M)   # costliest jobs
     log = (smoke_run / "logs/evaluate/shapes/baseline.log").read_text()
     assert re.search(r"shapes/baseline gradient pixel_flipping: [\d.]+ s", log)   # each cell timed in the log
+
+
+def test_results_match_the_golden_fingerprint(smoke_run):
+    """Reorganising code changes no result: all.csv, tables, prepared data and explanations are bit for bit
+    those of the recorded smoke run (timings aside; see tests/smoke_fingerprint.py to update on purpose)."""
+    from smoke_fingerprint import GOLDEN, differences, fingerprint
+
+    diff = differences(fingerprint(smoke_run), json.loads(GOLDEN.read_text()))
+    assert not diff, "smoke results differ from tests/golden/smoke_fingerprint.json:\n" + "\n".join(diff[:40])

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from nnxai.methods.attribution.gradient import Gradient, saliency_map
-from nnxai.methods.attribution import integrated_gradients
-from nnxai.methods.attribution.integrated_gradients import IntegratedGradients
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.ops.maps import saliency_map
+from nnxai.methods.attribution.gradient import integrated_gradients
+from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
 W = torch.tensor([[1.0, -2.0, 0.5, 0.0, 3.0, -0.25],

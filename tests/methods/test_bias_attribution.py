@@ -10,8 +10,8 @@ from torch import nn
 
 from nnxai.data import DATASETS
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.bias_attribution import BiasAttribution, bias_backpropagation
-from nnxai.methods.attribution.gradient import Gradient
+from nnxai.methods.attribution.propagation.bias_attribution import BiasAttribution, bias_backpropagation
+from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.base import model_traits
 from nnxai.metrics.completeness import Completeness
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnxai import registry
-from nnxai.methods.attribution.cam import class_activation_map
-from nnxai.methods.attribution.grad_cam import grad_cam_map
-from nnxai.methods.attribution.gradient import saliency_map
-from nnxai.methods.attribution.occlusion import window_counts
+from nnxai.methods.attribution.gradient.cam import class_activation_map
+from nnxai.methods.attribution.gradient.grad_cam import grad_cam_map
+from nnxai.ops.maps import saliency_map
+from nnxai.methods.attribution.perturbation.occlusion import window_counts
 from nnxai.methods.base import model_traits
 from toy_models import LinearModel, RegionSumModel, tiny_convnet, tiny_mlp, toy_context
 

@@ -32,7 +32,7 @@ import torch
 
 from nnxai.data import DATASETS, causal
 from nnxai.data.causal import LinearGaussianSCM
-from nnxai.methods.attribution.causal_shapley import CausalShapley
+from nnxai.methods.attribution.shapley.causal_shapley import CausalShapley
 from nnxai.methods.base import model_traits
 from toy_models import LinearModel, tiny_mlp, toy_context
 

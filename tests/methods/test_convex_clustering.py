@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnxai.methods.attribution import _convex_clustering as cc
+from nnxai.methods.attribution.aggregation import _convex_clustering as cc
 
 
 def two_points(distance: float):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from nnxai.methods.attribution.deepconsensus import (DeepConsensus, consensus_maps, matched_clusters,
+from nnxai.methods.attribution.aggregation.deepconsensus import (DeepConsensus, consensus_maps, matched_clusters,
                                                      rank_agreement)
-from nnxai.methods.attribution.gradient import Gradient
+from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.metrics.consensus import ConsensusAgreement
 from nnxai.models import save_checkpoint
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from nnxai.methods.attribution import _lrp_rules as rules
-from nnxai.methods.attribution.deeplift import DeepLift, chain_deeplift
-from nnxai.methods.attribution.lrp import LRP
+from nnxai.methods.attribution.propagation import _lrp_rules as rules
+from nnxai.methods.attribution.propagation.deeplift import DeepLift, chain_deeplift
+from nnxai.methods.attribution.propagation.lrp import LRP
 from nnxai.metrics.completeness import Completeness
 from nnxai.metrics.conservation import Conservation
 from nnxai.models.networks import MLP

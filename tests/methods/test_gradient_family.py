@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.deconvnet import DeconvNet
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.gradient_x_input import GradientXInput
-from nnxai.methods.attribution.guided_backprop import GuidedBackprop
-from nnxai.methods.attribution.integrated_gradients import IntegratedGradients
-from nnxai.methods.attribution.smoothgrad import SmoothGrad, input_noise, smoothed_gradient
+from nnxai.methods.attribution.propagation.deconvnet import DeconvNet
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
+from nnxai.methods.attribution.propagation.guided_backprop import GuidedBackprop
+from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
+from nnxai.methods.attribution.gradient.smoothgrad import SmoothGrad, smoothed_gradient
+from nnxai.ops.noise import input_noise
 from nnxai.methods.base import model_traits
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from nnxai.methods.attribution._l2x_training import gumbel_subset, units_to_input
-from nnxai.methods.attribution.l2x import L2X
+from nnxai.methods.attribution.perturbation._l2x_training import gumbel_subset, units_to_input
+from nnxai.methods.attribution.perturbation.l2x import L2X
 from nnxai.metrics.post_hoc_accuracy import PostHocAccuracy
 from toy_models import LinearModel, toy_context
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnxai.methods.attribution.mame import MAME, feature_groups, group_sums, spread_over_groups
+from nnxai.methods.attribution.aggregation.mame import MAME
+from nnxai.ops.groups import feature_groups, group_sums, spread_over_groups
 from nnxai.metrics.rules import Fidelity
 
 from toy_models import LinearModel, tiny_convnet, toy_context

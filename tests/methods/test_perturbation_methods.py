@@ -12,11 +12,11 @@ import torch
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics.pairwise import cosine_distances
 
-from nnxai.methods.attribution._conditional_gaussian import Gaussian, conditional, fit_gaussian
-from nnxai.methods.attribution.lime import Lime, coin_samples, proximity, superpixels
-from nnxai.methods.attribution.maple import Maple, grid_index, leaf_weights
-from nnxai.methods.attribution.meaningful_perturbation import MeaningfulPerturbation, adam_update, gaussian_blur
-from nnxai.methods.attribution.prediction_difference import PredictionDifference, fit_window_gaussian, laplace
+from nnxai.methods.attribution.perturbation._conditional_gaussian import Gaussian, conditional, fit_gaussian
+from nnxai.methods.attribution.perturbation.lime import Lime, coin_samples, proximity, superpixels
+from nnxai.methods.attribution.perturbation.maple import Maple, grid_index, leaf_weights
+from nnxai.methods.attribution.perturbation.meaningful_perturbation import MeaningfulPerturbation, adam_update, gaussian_blur
+from nnxai.methods.attribution.perturbation.prediction_difference import PredictionDifference, fit_window_gaussian, laplace
 from probability_models import ProbabilityLinear
 from toy_models import RegionSumModel, tiny_convnet, toy_context
 
@@ -335,7 +335,7 @@ def test_maple_fits_one_forest_per_model_train_split_and_parameters(monkeypatch)
     """Re-running metrics bind a fresh instance per call: they must not refit the forest each time."""
     import dataclasses
 
-    from nnxai.methods.attribution import maple as maple_module
+    from nnxai.methods.attribution.perturbation import maple as maple_module
     from nnxai.metrics.rerun import attribute_as_explained
 
     fitted = []

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from nnxai.methods.attribution._lpdn import max_moments, max_pool_moments, relu_moments, sigmoid_moments
-from nnxai.methods.attribution._shapley_players import player_groups, player_sums
-from nnxai.methods.attribution.dasp import Dasp, coalition_moments
-from nnxai.methods.attribution.deep_shap import DeepShap
-from nnxai.methods.attribution.kernel_shap import KernelShap
-from nnxai.methods.attribution.shapley_sampling import ShapleySampling
+from nnxai.methods.attribution.shapley._lpdn import max_moments, max_pool_moments, relu_moments, sigmoid_moments
+from nnxai.ops.groups import player_groups, player_sums
+from nnxai.methods.attribution.shapley.dasp import Dasp, coalition_moments
+from nnxai.methods.attribution.shapley.deep_shap import DeepShap
+from nnxai.methods.attribution.shapley.kernel_shap import KernelShap
+from nnxai.methods.attribution.shapley.shapley_sampling import ShapleySampling
 from nnxai.metrics.shapley_error import baseline_game, exact_shapley
 from nnxai.models.networks import MLP
 
@@ -102,7 +102,7 @@ def test_kernel_shap_without_sampled_coalitions_splits_the_gap_evenly():
 def test_shapley_sampling_equals_captums_sampler_given_the_same_permutations():
     from captum.attr import ShapleyValueSampling
 
-    from nnxai.methods.attribution._shapley_players import input_seed, seeded
+    from nnxai.ops.noise import input_seed, seeded
 
     model, x, target = cnn_case(n=3)
     reference = torch.full_like(x[:1], 0.3)

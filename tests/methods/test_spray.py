@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnxai.methods.attribution.spray import (SpRAy, downsized_heatmaps, eigengap, knn_affinity,
-                                             laplacian_spectrum, spectral_relevance_analysis)
+from nnxai.methods.attribution.aggregation.spray import SpRAy
+from nnxai.ops.spectral import downsized_heatmaps, eigengap, knn_affinity, laplacian_spectrum, spectral_relevance_analysis
 from nnxai.metrics.spray import permuted_within, purity
 
 from toy_models import tiny_convnet, toy_context

@@ -12,10 +12,10 @@ from torch import nn
 
 from nnxai.data import DATASETS, DatasetInfo, PreparedSplit, shapes
 from nnxai.explanations import ConceptScores, load_explanation
-from nnxai.methods.attribution import _cav
-from nnxai.methods.attribution._segments import decode_runs, encode_runs
-from nnxai.methods.attribution.ace import ACE
-from nnxai.methods.attribution.tcav import TCAV
+from nnxai.ops import cav as _cav
+from nnxai.ops.segments import decode_runs, encode_runs
+from nnxai.methods.attribution.concept.ace import ACE
+from nnxai.methods.attribution.concept.tcav import TCAV
 from nnxai.methods.base import ExplainContext
 from nnxai.models.networks import ConvNet
 from nnxai.report.table2 import _excerpt

@@ -12,9 +12,9 @@ from nnxai.data import DatasetInfo, PreparedSplit, shapes
 from nnxai.explanations import RuleSet
 from nnxai.explanations.records import condition_holds
 from nnxai.methods.base import ExplainContext
-from nnxai.methods.rule import _sampling
-from nnxai.methods.rule._mofn import negate
-from nnxai.methods.rule.trepan import Trepan
+from nnxai.ops import feature_space as _sampling
+from nnxai.methods.rule.pedagogical._mofn import negate
+from nnxai.methods.rule.pedagogical.trepan import Trepan
 from nnxai.metrics.rules import Fidelity
 from nnxai.models.networks import ConvNet
 

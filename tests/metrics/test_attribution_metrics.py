@@ -10,8 +10,8 @@ import torch
 
 from nnxai.data import DATASETS, shapes
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.integrated_gradients import IntegratedGradients
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
 from nnxai.metrics.completeness import Completeness
 from nnxai.metrics.localisation import Localisation, localisation_scores
 from nnxai.metrics.pixel_flipping import PixelFlipping

@@ -10,11 +10,11 @@ from torch import nn
 
 from nnxai.data import DATASETS, DatasetInfo, PreparedSplit
 from nnxai.explanations import ConceptScores
-from nnxai.methods.attribution import _cav
-from nnxai.methods.attribution._segments import encode_runs
-from nnxai.methods.attribution.ace import ACE
-from nnxai.methods.attribution.grad_cam import GradCAM
-from nnxai.methods.attribution.tcav import TCAV
+from nnxai.ops import cav as _cav
+from nnxai.ops.segments import encode_runs
+from nnxai.methods.attribution.concept.ace import ACE
+from nnxai.methods.attribution.gradient.grad_cam import GradCAM
+from nnxai.methods.attribution.concept.tcav import TCAV
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.concepts import ConceptCoherence, PValue, TCAVScore, within_between_cosine
 

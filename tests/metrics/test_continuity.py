@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.gradient_x_input import GradientXInput
-from nnxai.methods.attribution.smoothgrad import input_noise
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
+from nnxai.ops.noise import input_noise
 from nnxai.metrics.continuity import Continuity, perturbations
 
 from toy_models import LinearModel, tiny_mlp, toy_context

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.deeplift import DeepLift
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.gradient_x_input import GradientXInput
-from nnxai.methods.attribution.integrated_gradients import IntegratedGradients
-from nnxai.methods.attribution.occlusion import Occlusion
+from nnxai.methods.attribution.propagation.deeplift import DeepLift
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
+from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
+from nnxai.methods.attribution.perturbation.occlusion import Occlusion
 from nnxai.metrics.fragility import Fragility, smooth_surrogate
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution._lrp_rules import layer_chain
-from nnxai.methods.attribution.cam import CAM
-from nnxai.methods.attribution.deeplift import DeepLift
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.integrated_gradients import IntegratedGradients
-from nnxai.methods.attribution.lrp import LRP
+from nnxai.methods.attribution.propagation._lrp_rules import layer_chain
+from nnxai.methods.attribution.gradient.cam import CAM
+from nnxai.methods.attribution.propagation.deeplift import DeepLift
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
+from nnxai.methods.attribution.propagation.lrp import LRP
 from nnxai.metrics.implementation_invariance import TRANSFORMS, ImplementationInvariance, equivalent_network
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context

@@ -8,14 +8,14 @@ import torch
 from torch import nn
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.deeplift import DeepLift
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.gradient_x_input import GradientXInput
-from nnxai.methods.attribution.grad_cam import GradCAM
-from nnxai.methods.attribution.cam import CAM
-from nnxai.methods.attribution.integrated_gradients import IntegratedGradients
-from nnxai.methods.attribution.lrp import LRP
-from nnxai.methods.attribution.occlusion import Occlusion
+from nnxai.methods.attribution.propagation.deeplift import DeepLift
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
+from nnxai.methods.attribution.gradient.grad_cam import GradCAM
+from nnxai.methods.attribution.gradient.cam import CAM
+from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
+from nnxai.methods.attribution.propagation.lrp import LRP
+from nnxai.methods.attribution.perturbation.occlusion import Occlusion
 from nnxai.metrics.input_invariance import InputInvariance, map_difference, shifted_network
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.gradient import Gradient
-from nnxai.methods.attribution.lime import Lime
-from nnxai.methods.attribution.maple import Maple
+from nnxai.methods.attribution.gradient.saliency import Gradient
+from nnxai.methods.attribution.perturbation.lime import Lime
+from nnxai.methods.attribution.perturbation.maple import Maple
 from nnxai.metrics.local_fidelity import FRESH_SEED, LocalFidelity, weighted_errors
 from probability_models import ProbabilityLinear
 from toy_models import tiny_mlp, toy_context

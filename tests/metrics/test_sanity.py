@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from nnxai import registry
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.gradient import Gradient
+from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.base import AttributionMethod
 from nnxai.metrics.map_similarity import normalise_grayscale, spearman_rows, ssim_rows
 from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution._shapley_players import spread_over_players
-from nnxai.methods.attribution.dasp import Dasp
-from nnxai.methods.attribution.shapley_sampling import ShapleySampling
+from nnxai.ops.groups import spread_over_players
+from nnxai.methods.attribution.shapley.dasp import Dasp
+from nnxai.methods.attribution.shapley.shapley_sampling import ShapleySampling
 from nnxai.metrics.shapley_error import ShapleyError, all_coalitions, baseline_game, exact_shapley, \
     permutation_shapley
 

@@ -6,7 +6,7 @@ inputs are already a seeded sample of the test split, so its first ones are one 
 through :func:`~nnxai.metrics.rerun.attribute_as_explained`, so the re-run sees the state the explain stage
 set up (reference input, SmoothGrad's noise seed, LRP's bounds).  Perturbation sizes are relative to the
 per-channel (per-feature) value range of the train split (:func:`channel_box`); per-input randomness comes
-from :func:`~nnxai.methods.attribution.smoothgrad.input_noise`, so scores do not depend on batching.
+from :func:`~nnxai.methods.attribution.gradient.smoothgrad.input_noise`, so scores do not depend on batching.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from numbers import Real
 
 import torch
 
-from nnxai.methods.attribution.lrp import channel_range
-from nnxai.methods.attribution.smoothgrad import input_noise
+from nnxai.ops.maps import channel_range
+from nnxai.ops.noise import input_noise
 from nnxai.metrics.attribution import explained_inputs
 
 

@@ -58,7 +58,7 @@ def reference_from_meta(meta: dict, inputs: torch.Tensor) -> torch.Tensor:
 
     The record holds ``{"kind": str, "per_channel": [...]}`` (one value per entry of axis 1, constant over
     the others: channels of images, features of tables), as written by
-    :class:`~nnxai.methods.attribution.integrated_gradients.IntegratedGradients`.
+    :class:`~nnxai.methods.attribution.gradient.integrated_gradients.IntegratedGradients`.
     """
     baseline = meta.get("baseline")
     if not isinstance(baseline, dict) or "per_channel" not in baseline:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from nnxai.data import shapes
-from nnxai.methods.attribution import _cav
-from nnxai.methods.attribution._segments import decode_runs, segment_patch
+from nnxai.ops import cav as _cav
+from nnxai.ops.segments import decode_runs, segment_patch
 from nnxai.metrics.base import Metric, register_metric
 
 EXCLUDED_MASKS = ("evidence",)

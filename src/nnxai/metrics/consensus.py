@@ -2,7 +2,7 @@
 explanations (METHODS.md).
 
 From the per-input Spearman rank correlations that a DeepConsensus record stores (grey-scale maps, see
-:mod:`nnxai.methods.attribution.deepconsensus`):
+:mod:`nnxai.methods.attribution.aggregation.deepconsensus`):
 
 ``consensus_agreement``
     Mean over inputs and over pairs of members of ρ between the members' maps: 1 when every network

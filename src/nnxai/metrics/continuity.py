@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.params import check_positive_ints
 from nnxai.metrics._robustness import channel_box, check_real, scored_inputs, uniform_noise
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.rerun import attribute_as_explained

@@ -29,7 +29,7 @@ predicted label is that of ``x``; with none, ``x̃ = x``.  The direction of a st
   LRP, occlusion, sampling methods), whose map we cannot differentiate: the step direction is a random
   sign vector, the random-sign perturbation that [140] use as their baseline, and the search continues
   from the best label-preserving candidate so far.  Signs are drawn per input from its own seeded
-  generator (:func:`~nnxai.methods.attribution.smoothgrad.input_noise`), independent of batching.
+  generator (:func:`~nnxai.methods.attribution.gradient.smoothgrad.input_noise`), independent of batching.
 
 Reported, means over the scored inputs: ``fragility`` = 1 − top-k intersection (lower is better: 0 when
 the attack cannot move the top-k set), ``fragility.topk_intersection`` (higher is better) and
@@ -45,8 +45,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.gradient import check_positive_ints, saliency_map
-from nnxai.methods.attribution.smoothgrad import input_noise
+from nnxai.params import check_positive_ints
+from nnxai.ops.maps import saliency_map
+from nnxai.ops.noise import input_noise
 from nnxai.metrics._robustness import channel_box, check_real, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric

@@ -61,7 +61,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.params import check_positive_ints
 from nnxai.metrics._robustness import check_real, scored_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.input_invariance import check_equivalent, map_difference

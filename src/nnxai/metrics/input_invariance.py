@@ -41,10 +41,9 @@ import copy
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.params import check_positive_ints
 from nnxai.metrics._robustness import check_real, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH
 from nnxai.metrics.base import Metric, register_metric

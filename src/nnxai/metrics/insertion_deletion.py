@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from nnxai.data import DATASETS
-from nnxai.methods.attribution._reference import channel_means
-from nnxai.methods.attribution.gradient import check_positive_ints, saliency_map
+from nnxai.ops.maps import channel_means
+from nnxai.params import check_positive_ints
+from nnxai.ops.maps import saliency_map
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.pixel_flipping import patch_index, ranks_from_relevance

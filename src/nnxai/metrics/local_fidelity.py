@@ -1,7 +1,7 @@
 """``local_fidelity``: how well an explanation's local linear surrogate reproduces the model near ``x``.
 
 LIME [20] and MAPLE [101] explain ``x`` by a linear model ``g_x(z) = b_x + β·z`` over interpretable
-features ``z`` of points near ``x`` (:mod:`nnxai.methods.attribution._surrogate`).  LIME calls the
+features ``z`` of points near ``x`` (:mod:`nnxai.methods.attribution.perturbation._surrogate`).  LIME calls the
 locality-aware loss ``L(f, g, π_x) = Σ_z π_x(z) (f(z) − g(z'))²`` of its Eq. 2 the (un)faithfulness of ``g``
 "in the vicinity defined by π_x"; Plumb et al.'s causal local explanation metric [101] and ExpO's
 *neighbourhood fidelity* [120] score ``g_x`` on points drawn near ``x``, not on those it was fitted to.
@@ -34,8 +34,8 @@ import math
 
 import torch
 
-from nnxai.methods.attribution._surrogate import LocalSurrogate, coefficients_from_map
-from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.methods.attribution.perturbation._surrogate import LocalSurrogate, coefficients_from_map
+from nnxai.params import check_positive_ints
 from nnxai.metrics.attribution import class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 

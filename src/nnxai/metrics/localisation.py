@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from nnxai.data import shapes
-from nnxai.methods.attribution.gradient import saliency_map
+from nnxai.ops.maps import saliency_map
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 

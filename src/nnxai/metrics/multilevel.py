@@ -3,7 +3,7 @@ level").  Called by the ``fidelity`` metric (:mod:`nnxai.metrics.rules`) for att
 metric is registered here.
 
 A level's cluster explanation ``θ_c`` is a linear model over LIME's interpretable features of the input's
-feature groups (``s_g = 1``: group ``g`` kept, ``0``: zeroed; see :mod:`nnxai.methods.attribution.mame`),
+feature groups (``s_g = 1``: group ``g`` kept, ``0``: zeroed; see :mod:`nnxai.methods.attribution.aggregation.mame`),
 with one intercept ``b_c`` per cluster:
 
     f_t(x_i ⊙ s) ≈ b_c + Σ_g s_g θ_c,g        for the members ``i`` of cluster ``c``,
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nnxai.methods.attribution.mame import feature_groups
+from nnxai.ops.groups import feature_groups
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
 
 

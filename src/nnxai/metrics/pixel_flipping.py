@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from nnxai.methods.attribution.gradient import check_positive_ints, saliency_map
-from nnxai.methods.attribution._reference import channel_means
+from nnxai.params import check_positive_ints
+from nnxai.ops.maps import saliency_map
+from nnxai.ops.maps import channel_means
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 

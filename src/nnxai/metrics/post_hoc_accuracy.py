@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from nnxai.methods.attribution._reference import channel_means
+from nnxai.ops.maps import channel_means
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.pixel_flipping import patch_index

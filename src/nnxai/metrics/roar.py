@@ -43,8 +43,9 @@ import numpy as np
 import torch
 
 from nnxai import registry
-from nnxai.methods.attribution._reference import channel_means
-from nnxai.methods.attribution.gradient import check_positive_ints, saliency_map
+from nnxai.ops.maps import channel_means
+from nnxai.params import check_positive_ints
+from nnxai.ops.maps import saliency_map
 from nnxai.methods.base import explained_indices
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric

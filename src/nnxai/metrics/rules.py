@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnxai.explanations import AttributionMap, RuleSet
-from nnxai.methods.rule._sampling import NodeModel, feature_space, predict_classes, sample, split_features
+from nnxai.ops.feature_space import NodeModel, feature_space, predict_classes, sample, split_features
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.multilevel import level_fidelity
 

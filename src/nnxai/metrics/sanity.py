@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from nnxai.explanations import load_explanation
-from nnxai.methods.attribution.gradient import check_positive_ints
+from nnxai.params import check_positive_ints
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.map_similarity import map_similarity

@@ -46,8 +46,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from nnxai.methods.attribution._captum import check_positive_ints
-from nnxai.methods.attribution._shapley_players import input_seed, player_sums
+from nnxai.params import check_positive_ints
+from nnxai.ops.noise import input_seed
+from nnxai.ops.groups import player_sums
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 

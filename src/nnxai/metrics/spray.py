@@ -22,7 +22,7 @@ from numbers import Integral
 import numpy as np
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.spray import eigengap
+from nnxai.ops.spectral import eigengap
 from nnxai.metrics.base import Metric, register_metric
 
 

@@ -9,19 +9,11 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from nnxai.methods.base import AttributionMethod
-
-
-def check_positive_ints(owner: str, params: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the first of ``names`` whose value in ``params`` is not an integer >= 1."""
-    for name in names:
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= 1, got {value!r}")
+from nnxai.params import check_positive_ints
 
 
 def check_relu_modules(owner: str, model: nn.Module) -> None:

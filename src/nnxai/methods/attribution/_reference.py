@@ -10,20 +10,12 @@ from typing import ClassVar
 import torch
 
 from nnxai.methods.base import AttributionMethod, ExplainContext
-
-REFERENCES = ("zero", "mean")
-
-
-def channel_means(x: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over every axis but axis 1 (channels of images, features of tables), shape ``(C,)``."""
-    dims = [d for d in range(x.dim()) if d != 1]
-    return x.double().mean(dim=dims).to(x.dtype)
+from nnxai.ops.maps import REFERENCES, channel_means, constant_reference
 
 
-def constant_reference(per_channel: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """A ``(1, *input_shape)`` reference whose channel ``k`` is the constant ``per_channel[k]``."""
-    view = (1, len(per_channel)) + (1,) * (len(input_shape) - 1)
-    return per_channel.reshape(view).expand((1, *input_shape)).clone()
+
+
+
 
 
 class ReferenceAttribution(AttributionMethod):

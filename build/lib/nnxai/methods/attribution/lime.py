@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from nnxai.methods.attribution._coalitions import coalition_scores
-from nnxai.methods.attribution._reference import ReferenceAttribution, constant_reference
+from nnxai.methods.attribution._reference import ReferenceAttribution
+from nnxai.ops.maps import constant_reference
 from nnxai.methods.attribution._surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
 from nnxai.methods.attribution._train_data import per_input_normals
 from nnxai.methods.attribution.gradient import check_positive_ints

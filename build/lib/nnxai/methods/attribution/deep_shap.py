@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnxai.methods.attribution._captum import check_positive_ints
+from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
 from nnxai.registry import register
 

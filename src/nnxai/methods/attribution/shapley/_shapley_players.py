@@ -16,77 +16,19 @@ that the map *sums* over a group to the group's value (:func:`player_sums` inver
 Seeds.  The sampling methods draw their permutations/coalitions from torch's RNG.  For results that do
 not depend on batching, each input's draws are made with torch's RNG seeded by :func:`input_seed` (a
 BLAKE2b hash of the input's shape and bytes, the seed and a salt, as
-:func:`nnxai.methods.attribution.smoothgrad.input_noise`) inside ``torch.random.fork_rng``, so the
+:func:`nnxai.methods.attribution.gradient.smoothgrad.input_noise`) inside ``torch.random.fork_rng``, so the
 caller's RNG state is left as it was.
 """
 
 from __future__ import annotations
 
-import hashlib
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from nnxai.methods.attribution._captum import check_positive_ints
+from nnxai.params import check_positive_ints
 from nnxai.methods.attribution._reference import ReferenceAttribution
-
-
-def player_groups(input_shape: tuple[int, ...], patch: int) -> tuple[torch.Tensor, int]:
-    """Player number of every value of one input of ``input_shape``, and the number of players.
-
-    ``(F,)`` tables: feature ``j`` is player ``j``.  ``(C, H, W)`` images: the cell of a ``patch``-pixel
-    grid, numbered row by row, the same for all channels.
-    """
-    if len(input_shape) == 1:
-        return torch.arange(input_shape[0]), int(input_shape[0])
-    if len(input_shape) != 3:
-        raise ValueError(f"Shapley players are defined for (F,) tables or (C, H, W) images, got inputs of "
-                         f"shape {tuple(input_shape)}")
-    channels, height, width = input_shape
-    cols = -(-width // patch)
-    cells = (torch.arange(height) // patch)[:, None] * cols + (torch.arange(width) // patch)[None, :]
-    return cells.expand(channels, height, width).contiguous(), int((-(-height // patch)) * cols)
-
-
-def player_sizes(groups: torch.Tensor, n_players: int) -> torch.Tensor:
-    """Number of input values of each player, ``(n_players,)``."""
-    return torch.bincount(groups.flatten(), minlength=n_players)
-
-
-def player_sums(maps: torch.Tensor, groups: torch.Tensor, n_players: int) -> torch.Tensor:
-    """``(N, n_players)`` float64 sums of the maps ``(N, *groups.shape)`` over each player's values."""
-    flat = maps.detach().reshape(len(maps), -1).double()
-    out = torch.zeros(len(maps), n_players, dtype=torch.float64, device=maps.device)
-    return out.index_add_(1, groups.flatten().to(maps.device), flat)
-
-
-def spread_over_players(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Maps ``(N, *groups.shape)`` holding ``values[:, g] / |g|`` on every value of player ``g``."""
-    groups = groups.to(values.device)
-    sizes = player_sizes(groups, values.shape[1]).to(values.dtype)
-    per_value = values / sizes.clamp(min=1)
-    return per_value[:, groups.flatten()].reshape(len(values), *groups.shape)
-
-
-def input_seed(x: torch.Tensor, seed: int, salt: str = "") -> int:
-    """A 63-bit seed determined by the values and shape of ``x``, ``seed`` and ``salt`` only."""
-    values = x.detach().cpu().contiguous()
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(np.int64(seed).tobytes())
-    digest.update(salt.encode())
-    digest.update(np.asarray(values.shape, dtype=np.int64).tobytes())
-    digest.update(values.numpy().tobytes())
-    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
-
-
-@contextmanager
-def seeded(seed: int):
-    """Run the block with torch's CPU RNG seeded by ``seed``; the caller's RNG state is restored after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+from nnxai.ops.groups import player_groups
 
 
 class PlayerAttribution(ReferenceAttribution):

@@ -11,43 +11,14 @@ Baehrens et al. call the same vector the *explanation vector* of a classifier.
 :func:`saliency_map` reduces any attribution to the survey's map by the maximum over the channel axis.
 ``S_c`` is the logit of class ``c`` (the unnormalised class score of [71]), not its softmax probability.
 
-This module also holds two helpers that every attribution method and metric of the project may share:
-:func:`saliency_map` and :func:`check_positive_ints`.
+The reduction to the survey's map, :func:`~nnxai.ops.maps.saliency_map`, is shared with the metrics.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 
-from nnxai.methods.attribution._captum import CaptumAttribution, check_positive_ints  # noqa: F401 (re-exported)
+from nnxai.methods.attribution._captum import CaptumAttribution
 from nnxai.registry import register
-
-
-def saliency_map(attr: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """The survey's saliency map of an attribution: the maximum over the channel axis for images.
-
-    Parameters
-    ----------
-    attr : torch.Tensor or numpy.ndarray
-        ``(N, C, H, W)`` image attributions or ``(N, F)`` tabular attributions.
-
-    Returns
-    -------
-    Same type as ``attr``: ``(N, H, W)`` (``max_c attr[:, c]``, as in [71] Sec. 3.1) for images;
-    ``(N, F)`` unchanged for tables, where every feature is its own "pixel".
-
-    Notes
-    -----
-    For signed attributions (e.g. Integrated Gradients) the maximum keeps the most positive channel, so a
-    pixel counts as relevant when some channel speaks *for* the class; ``|·|`` is not taken here.
-    """
-    if attr.ndim == 4:
-        return attr.max(axis=1) if isinstance(attr, np.ndarray) else attr.amax(dim=1)
-    if attr.ndim == 2:
-        return attr
-    raise ValueError(f"saliency_map expects (N, C, H, W) image or (N, F) tabular attributions, "
-                     f"got shape {tuple(attr.shape)}")
 
 
 @register("gradient")

@@ -1,0 +1,3 @@
+from nnxai.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""The nnxai command line: one subcommand per pipeline stage, plus the registry listing.
+
+Every Snakemake rule is one call of this CLI.  Called by hand, a stage reads the config of a profile
+(``--profile smoke``); called by Snakemake, it gets the exact slice of the config it depends on as JSON
+(``--settings``).  Choices (datasets, methods) come from the registries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from nnxai import registry
+
+EPILOG = """examples:
+  nnxai methods                          the survey's taxonomy, implemented methods marked
+  nnxai methods --json                   the same as JSON (id, name, reference, coordinates, implemented)
+  nnxai prepare --dataset shapes --profile smoke
+  nnxai train --dataset shapes --model baseline --profile smoke
+  nnxai explain --dataset shapes --model baseline --method integrated_gradients --profile smoke
+  nnxai evaluate --dataset shapes --model baseline --method integrated_gradients --profile smoke
+  nnxai report table3 --out paper/tables
+The whole DAG: snakemake --cores 2 [--config profile=smoke]   (see README.md)"""
+
+
+def _methods_table(records: list[dict]) -> str:
+    rows = [("id", "engagement", "type", "scopes", "reference", "impl")]
+    rows += [(r["id"], r["engagement"], r["explanation_type"], ",".join(r["scopes"]), r["reference"],
+              "yes" if r["implemented"] else "-") for r in records]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    n_impl = sum(r["implemented"] for r in records)
+    lines.append(f"\n{n_impl} of {len(records)} methods implemented")
+    return "\n".join(lines)
+
+
+def cmd_methods(args) -> int:
+    records = registry.as_records()
+    if args.implemented:
+        records = [r for r in records if r["implemented"]]
+    if args.type:
+        records = [r for r in records if r["explanation_type"] == args.type]
+    print(json.dumps(records, indent=2, ensure_ascii=False) if args.json else _methods_table(records))
+    return 0
+
+
+def _settings(args, stage: str, **wildcards) -> dict:
+    if args.settings:
+        try:
+            return json.loads(args.settings)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--settings is not valid JSON: {err}") from None
+    from nnxai.config import load_config
+    from nnxai.workflow import stage_settings
+
+    overrides = {"profile": args.profile} if args.profile else {}
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return stage_settings(load_config(overrides), stage, **wildcards)
+
+
+def cmd_prepare(args) -> int:
+    from nnxai import pipeline
+
+    print(pipeline.prepare(_settings(args, "prepare", dataset=args.dataset), Path(args.workdir)))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from nnxai import pipeline
+
+    settings = _settings(args, "train", dataset=args.dataset, model=args.model)
+    if args.threads:
+        settings["threads"] = args.threads
+    print(pipeline.train(settings, Path(args.workdir), progress=not args.quiet))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from nnxai import pipeline
+
+    settings = _settings(args, "explain", dataset=args.dataset, model=args.model, method=args.method)
+    print(pipeline.explain(args.dataset, args.model, settings, Path(args.workdir)))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from nnxai import pipeline
+
+    wildcards = {"dataset": args.dataset, "model": args.model}
+    if args.method:
+        wildcards["method"] = args.method
+    settings = _settings(args, "evaluate", **wildcards)
+    for path in pipeline.evaluate(args.dataset, args.model, settings, Path(args.workdir), progress=not args.quiet):
+        print(path)
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from nnxai import pipeline
+
+    files = args.files
+    if not files:
+        files = [str(p.relative_to(args.workdir)) for p in sorted(Path(args.workdir).glob("data/metrics/*/*/*.json"))]
+    for path in pipeline.aggregate(Path(args.workdir), files):
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from nnxai.report import FIGURES, TABLES
+
+    writers = {**TABLES, **FIGURES}
+    for path in writers[args.item](Path(args.out), **({"workdir": Path(args.workdir)} if args.item in NEEDS_WORKDIR else {})):
+        print(path)
+    return 0
+
+
+NEEDS_WORKDIR = {"table2", "table_comparison", "metrics_heatmap", "perturbation_curves", "runtime"}
+
+
+def cmd_targets(args) -> int:
+    from nnxai.config import load_config
+    from nnxai.workflow import targets
+
+    groups = targets(load_config({"profile": args.profile} if args.profile else {}))
+    for name, paths in groups.items():
+        if args.stage in (None, name):
+            print("\n".join(paths))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from nnxai.config import load_config, schema
+
+    print(json.dumps(schema() if args.schema else load_config({"profile": args.profile} if args.profile else {}),
+                     indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nnxai.data import DATASETS
+
+    parser = argparse.ArgumentParser(prog="nnxai", description=__doc__.splitlines()[0] + "\n\n" + "Reproduces "
+                                     "'A Survey on Neural Network Interpretability' (Zhang et al., 2021).",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("methods", help="list the registry (the survey's catalogue with its coordinates)")
+    p.add_argument("--json", action="store_true", help="print JSON records (the registry contract)")
+    p.add_argument("--implemented", action="store_true", help="only implemented methods")
+    p.add_argument("--type", choices=["rule", "hidden_semantics", "attribution", "example"])
+    p.set_defaults(func=cmd_methods)
+
+    def stage(name, help_text, func, model=False, method=False, method_required=True):
+        sp = sub.add_parser(name, help=help_text)
+        sp.add_argument("--dataset", "-d", required=True, choices=sorted(DATASETS))
+        if model:
+            sp.add_argument("--model", "-m", required=True, help="model variant id, e.g. baseline, l1, baseline_seed1")
+        if method:
+            sp.add_argument("--method", "-x", required=method_required, choices=[s.id for s in registry.specs()],
+                            metavar="METHOD", help="a method id of `nnxai methods`" +
+                            ("" if method_required else " (default: every method the config runs on the model, "
+                             "and the model's accuracy)"))
+        sp.add_argument("--profile", choices=["smoke", "default", "paper"], help="config profile (default: default)")
+        sp.add_argument("--settings", help="JSON slice of the config (as passed by the Snakefile)")
+        sp.add_argument("--device", help="auto | cpu | cuda[:k]; overrides the config")
+        sp.add_argument("--workdir", default=".", help="work directory holding data/ (default: .)")
+        sp.set_defaults(func=func)
+        return sp
+
+    stage("prepare", "generate/load a dataset and write its prepared splits", cmd_prepare)
+    tp = stage("train", "train one model variant on one dataset", cmd_train, model=True)
+    tp.add_argument("--threads", type=int, help="torch threads (default: config)")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
+    stage("explain", "run one method on one trained model", cmd_explain, model=True, method=True)
+    ep = stage("evaluate", "score a model (accuracy) and its explanations with every applicable metric",
+               cmd_evaluate, model=True, method=True, method_required=False)
+    ep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("aggregate", help="collect metric files into data/metrics/all.csv")
+    p.add_argument("files", nargs="*", help="metric files relative to --workdir (default: all)")
+    p.add_argument("--workdir", default=".")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("report", help="write one table or figure")
+    from nnxai.workflow import FIGURES, TABLES
+
+    p.add_argument("item", choices=list(TABLES) + list(FIGURES), metavar="ITEM",
+                   help=" | ".join(list(TABLES) + list(FIGURES)))
+    p.add_argument("--out", required=True, help="output folder, e.g. paper/tables")
+    p.add_argument("--workdir", default=".")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("targets", help="list the outputs of a profile's run")
+    p.add_argument("--profile", choices=["smoke", "default", "paper"])
+    p.add_argument("--stage", choices=["prepared", "checkpoints", "explanations", "metrics", "aggregate",
+                                       "tables", "figures"])
+    p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("config", help="print the merged, validated config (or its JSON schema)")
+    p.add_argument("--profile", choices=["smoke", "default", "paper"])
+    p.add_argument("--schema", action="store_true")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "report":
+        from nnxai.report import FIGURES, TABLES
+
+        if args.item not in {**TABLES, **FIGURES}:
+            parser.error(f"report item {args.item!r} unknown; choose from {', '.join(sorted({**TABLES, **FIGURES}))}")
+    from nnxai.config import ConfigError
+    from nnxai.models import CheckpointError
+
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, registry.UnknownMethodError) as err:
+        print(f"nnxai {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Configuration: ``configs/config.yaml`` merged with a profile, validated against a JSON schema.
+
+The schema's enums (datasets, model variants, method ids) come from the registries, so an unknown id, a
+wrong type or a negative size fails before any job starts, with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from nnxai import registry
+from nnxai.data import DATASETS
+from nnxai.models.variants import variant_pattern
+
+PROFILES = ("smoke", "default", "paper")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key and value."""
+
+
+def config_dir() -> Path:
+    """``$NNXAI_CONFIG_DIR``, else the ``configs/`` folder of the source checkout."""
+    env = os.environ.get("NNXAI_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"no config.yaml in {path}; set NNXAI_CONFIG_DIR to the repository's configs/ folder")
+    return path
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``, recursively for nested dicts (lists and scalars replace)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _sizes_schema() -> dict:
+    size = {"type": ["integer", "null"], "minimum": 1}
+    return {"type": "object", "required": ["train", "val", "test"], "additionalProperties": False,
+            "properties": {"train": size, "val": size, "test": size}}
+
+
+def schema() -> dict:
+    """The JSON schema of a merged config."""
+    method_ids = [s.id for s in registry.specs()]
+    positive = {"type": "integer", "minimum": 1}
+    train_block = {"type": "object", "additionalProperties": False,
+                   "properties": {"epochs": positive, "batch_size": positive,
+                                  "lr": {"type": "number", "exclusiveMinimum": 0},
+                                  "weight_decay": {"type": "number", "minimum": 0}}}
+    variant_list = {"type": "array", "items": {"type": "string", "pattern": variant_pattern()}, "uniqueItems": True}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["profile", "seed", "device", "threads", "datasets", "models", "methods", "data", "training",
+                     "architecture", "method_params", "metric_params"],
+        "properties": {
+            "profile": {"enum": list(PROFILES)},
+            "seed": {"type": "integer", "minimum": 0},
+            "device": {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"},
+            "threads": positive,
+            "datasets": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": sorted(DATASETS)}},
+            "models": {"type": "object", "additionalProperties": False,
+                       "properties": {"image": variant_list, "tabular": variant_list}},
+            "methods": {"oneOf": [{"const": "all"},
+                                  {"type": "array", "uniqueItems": True, "items": {"enum": method_ids}}]},
+            "data": {"type": "object", "propertyNames": {"enum": sorted(DATASETS)},
+                     "additionalProperties": _sizes_schema()},
+            "training": {"type": "object", "required": ["cnn", "mlp"],
+                         "properties": {"cnn": train_block, "mlp": train_block,
+                                        "penalty_weight": {"type": "object", "additionalProperties":
+                                                           {"type": "number", "minimum": 0}}}},
+            "architecture": {"type": "object"},
+            "method_params": {"type": "object", "propertyNames": {"enum": method_ids},
+                              "additionalProperties": {"type": "object"}},
+            "metric_params": {"type": "object", "additionalProperties": {"type": "object"}},
+        },
+    }
+
+
+def _path_of(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate(cfg: dict) -> dict:
+    """Raise :class:`ConfigError` naming the first bad key; check cross-references the schema cannot."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.message))
+    if errors:
+        err = errors[0]
+        raise ConfigError(f"config key '{_path_of(err)}': {err.message}")
+    for name in cfg["datasets"]:
+        if name not in cfg["data"]:
+            raise ConfigError(f"config key 'data.{name}': dataset {name!r} is listed but has no split sizes")
+        if cfg["profile"] not in DATASETS[name].profiles:
+            raise ConfigError(f"config key 'datasets': {name!r} is for the {'/'.join(DATASETS[name].profiles)} "
+                              f"profile(s), not {cfg['profile']!r}")
+    if cfg["methods"] != "all":
+        for method_id in cfg["methods"]:
+            if not registry.is_implemented(method_id):
+                raise ConfigError(f"config key 'methods': {method_id!r} is in the catalogue but not implemented "
+                                  f"yet; implemented: {', '.join(registry.implemented_ids())}")
+    for method_id in selected_methods(cfg):
+        cls = registry.get(method_id)
+        given = cfg["method_params"].get(method_id)
+        if given is None:
+            raise ConfigError(f"config key 'method_params.{method_id}': missing; {method_id} needs "
+                              f"{sorted(cls.param_names)}")
+        missing = set(cls.param_names) - set(given)
+        unknown = set(given) - set(cls.param_names)
+        if missing or unknown:
+            raise ConfigError(f"config key 'method_params.{method_id}': expected {sorted(cls.param_names)}"
+                              + (f", missing {sorted(missing)}" if missing else "")
+                              + (f", unknown {sorted(unknown)}" if unknown else ""))
+    _validate_metric_params(cfg["metric_params"])
+    return cfg
+
+
+def _validate_metric_params(params: dict) -> None:
+    from nnxai.metrics import metrics
+
+    registered = metrics()
+    for metric_id, given in params.items():
+        if metric_id not in registered:
+            raise ConfigError(f"config key 'metric_params.{metric_id}': unknown metric; known: "
+                              f"{', '.join(sorted(registered))}")
+    for metric_id, cls in registered.items():
+        given = params.get(metric_id, {})
+        if set(given) != set(cls.param_names):
+            raise ConfigError(f"config key 'metric_params.{metric_id}': expected {sorted(cls.param_names)}, "
+                              f"got {sorted(given)}")
+
+
+def load_config(overrides: dict | None = None, directory: str | Path | None = None) -> dict:
+    """Merge ``config.yaml``, the profile named in it or in ``overrides``, then ``overrides``; validate."""
+    directory = Path(directory) if directory else config_dir()
+    base = yaml.safe_load((directory / "config.yaml").read_text())
+    overrides = dict(overrides or {})
+    profile = overrides.get("profile", base.get("profile", "default"))
+    if profile not in PROFILES:
+        raise ConfigError(f"config key 'profile': {profile!r} is not one of {', '.join(PROFILES)}")
+    profile_cfg = yaml.safe_load((directory / "profiles" / f"{profile}.yaml").read_text()) or {}
+    cfg = deep_merge(deep_merge(base, profile_cfg), overrides)
+    cfg["profile"] = profile
+    return validate(cfg)
+
+
+def selected_methods(cfg: dict) -> list[str]:
+    """Method ids the config asks for, in registry order."""
+    if cfg["methods"] == "all":
+        return registry.implemented_ids()
+    wanted = set(cfg["methods"])
+    return [m for m in registry.implemented_ids() if m in wanted]
+
+
+def models_for(cfg: dict, dataset: str) -> list[str]:
+    return list(cfg["models"].get(DATASETS[dataset].kind, []))
+
+
+def train_settings(cfg: dict, dataset: str, model_id: str) -> dict[str, Any]:
+    """Everything that determines one checkpoint (its config hash is computed from this)."""
+    from nnxai.models.variants import variant
+
+    info = DATASETS[dataset]
+    arch = "cnn" if info.kind == "image" else "mlp"
+    var = variant(model_id)
+    return {"dataset": dataset, "model": model_id, "architecture": arch,
+            "arch_config": cfg["architecture"][arch], "activation": var.activation,
+            "training": cfg["training"][arch], "penalty": var.penalty,
+            "penalty_weight": cfg["training"].get("penalty_weight", {}).get(var.penalty, 0.0),
+            "shuffle_labels": var.shuffle_labels, "seed": cfg["seed"] + var.seed_offset,
+            "data_seed": cfg["seed"]}

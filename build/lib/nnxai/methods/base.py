@@ -1,0 +1,277 @@
+"""Base classes of the four explanation types, one verb each (after Captum's ``attribute``):
+
+=====================  ===============  =====================================================
+explanation type       verb             returns
+=====================  ===============  =====================================================
+attribution            ``attribute``    relevance tensor shaped like the inputs
+rule                   ``extract``      :class:`~nnxai.explanations.RuleSet`
+hidden semantics       ``label_units``  :class:`~nnxai.explanations.UnitConcepts`
+example                ``select``       :class:`~nnxai.explanations.Examples`
+=====================  ===============  =====================================================
+
+A method declares what it applies to (``modalities``, ``architectures``, ``activations``,
+``needs_masks``, ``needs_concepts``, ``needs_linear_head``) and the names of its hyperparameters
+(``param_names``); their values always come from the config of the active profile, never from defaults
+hidden in the class (STYLE.md, habit 5).  :meth:`Method.explain` is the one entry point the pipeline
+calls; it times the method and fills the record's ``meta``.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnxai.explanations import AttributionMap, Examples, Explanation, RuleSet, UnitConcepts
+from nnxai.taxonomy import MethodSpec
+from nnxai.versions import library_versions
+
+
+@dataclass
+class ExplainContext:
+    """Everything a method may read: the model, the prepared splits and where it runs."""
+
+    model: nn.Module
+    dataset: str
+    model_id: str
+    info: Any                      # nnxai.data.DatasetInfo
+    train: Any                     # nnxai.data.PreparedSplit
+    test: Any                      # nnxai.data.PreparedSplit
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    workdir: Path = Path(".")
+
+
+def model_traits(model: nn.Module) -> dict[str, Any]:
+    """Architecture facts that decide applicability: architecture, activation, GAP head, linear head."""
+    kinds = {type(m).__name__ for m in model.modules()}
+    activation = "sigmoid" if "Sigmoid" in kinds else "relu"
+    return {"architecture": getattr(model, "architecture", "unknown"), "activation": activation,
+            "gap_head": hasattr(model, "gap"), "linear_head": isinstance(getattr(model, "classifier", None), nn.Linear)}
+
+
+class Method(ABC):
+    """Common machinery: parameter checking, applicability, timing and provenance."""
+
+    spec: ClassVar[MethodSpec]                      # set by nnxai.registry.register
+    record_type: ClassVar[type[Explanation]]
+    param_names: ClassVar[tuple[str, ...]] = ()
+    modalities: ClassVar[frozenset[str]] = frozenset({"image", "tabular"})
+    architectures: ClassVar[frozenset[str]] = frozenset({"cnn", "mlp"})
+    activations: ClassVar[frozenset[str]] = frozenset({"relu", "sigmoid"})
+    needs_masks: ClassVar[bool] = False
+    needs_concepts: ClassVar[bool] = False
+    needs_linear_head: ClassVar[bool] = False
+    needs_gap_head: ClassVar[bool] = False
+    # Model variants the method is run on (None: every variant it applies to); e.g. DeepConsensus compares
+    # the baseline with its other seeds, which is meaningless for the shuffled-label control.
+    only_models: ClassVar[frozenset[str] | None] = None
+    #: Fits a model on a data set before it explains (an explainer, a surrogate, a density or a classifier
+    #: trained once and used for many inputs: L2X's selector, MAPLE's forest, TCAV/ACE's concept
+    #: classifiers). The "Training" column of the companion survey's Table 1 ("whether a method requires
+    #: training on an unlabeled data set", after L2X [110]); optimising per input (LIME's local surrogate,
+    #: a meaningful-perturbation mask) is not training there: the table marks LIME "No".
+    trains: ClassVar[bool] = False
+    #: Needs only the model's outputs (a black box: no gradients, activations or weights), so it keeps the
+    #: default ``architectures`` and ``activations``. The "Model-agnostic" column of the companion survey's
+    #: Table 1: occlusion, LIME, KernelSHAP, L2X, ...
+    model_agnostic: ClassVar[bool] = False
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.param_names)
+        missing = set(self.param_names) - set(params)
+        if unknown or missing:
+            raise ValueError(
+                f"method {self.spec.id!r}: parameters {sorted(self.param_names)} expected"
+                + (f"; unknown {sorted(unknown)}" if unknown else "")
+                + (f"; missing {sorted(missing)} (set them in configs/profiles/*.yaml)" if missing else ""))
+        self.params = dict(params)
+
+    @classmethod
+    def why_not(cls, info: Any, traits: dict[str, Any]) -> str | None:
+        """Why the method does not apply to this dataset/model, or ``None`` when it does."""
+        if info.kind not in cls.modalities:
+            return f"needs {'/'.join(sorted(cls.modalities))} data, {info.name} is {info.kind}"
+        if traits["architecture"] not in cls.architectures:
+            return f"needs a {'/'.join(sorted(cls.architectures))} model, got {traits['architecture']}"
+        if traits["activation"] not in cls.activations:
+            return f"needs {'/'.join(sorted(cls.activations))} units, got {traits['activation']}"
+        if cls.needs_masks and not info.has_masks:
+            return f"needs pixel-level concept masks, {info.name} has none"
+        if cls.needs_concepts and not (info.has_concepts or info.kind == "tabular"):
+            return f"needs concept features or tabular inputs, {info.name} has neither"
+        if cls.needs_linear_head and not traits["linear_head"]:
+            return "needs a linear output layer"
+        if cls.needs_gap_head and not traits["gap_head"]:
+            return "needs a global-average-pool head"
+        return None
+
+    @classmethod
+    def required_inputs(cls, params: dict[str, Any], dataset: str, model: str) -> list[str]:
+        """Files (relative to the work directory) the method reads beyond the model's checkpoint and the
+        prepared splits, e.g. the checkpoints of other seeds (DeepConsensus); the workflow makes them inputs."""
+        return []
+
+    def explain(self, ctx: ExplainContext) -> Explanation:
+        reason = self.why_not(ctx.info, model_traits(ctx.model))
+        if reason:
+            raise ValueError(f"method {self.spec.id!r} does not apply to {ctx.dataset}/{ctx.model_id}: {reason}")
+        start = time.perf_counter()
+        record, n_inputs = self._run(ctx)
+        seconds = time.perf_counter() - start
+        record.meta.update({
+            "method": self.spec.id, "params": self.params, "dataset": ctx.dataset, "model": ctx.model_id,
+            "seed": ctx.seed, "seconds": seconds, "n_inputs": n_inputs,
+            "seconds_per_input": seconds / max(n_inputs, 1), "versions": library_versions(),
+        })
+        return record
+
+    @abstractmethod
+    def _run(self, ctx: ExplainContext) -> tuple[Explanation, int]:
+        """Produce the record and the number of inputs it explains (for seconds per input)."""
+
+
+def explained_indices(n_test: int, n_explain: int, seed: int) -> np.ndarray:
+    """The test inputs every attribution method explains: a seeded sample, the same for all methods."""
+    if n_explain < 1:
+        raise ValueError(f"n_explain must be >= 1, got {n_explain}")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.permutation(n_test)[:min(n_explain, n_test)])
+
+
+#: Output width of each model seen by a validated call, so that checking targets costs one forward pass
+#: of one row per model, not per call (weak keys: a model that is freed leaves the cache).
+_OUTPUT_SIZES: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], int]]" = weakref.WeakKeyDictionary()
+
+
+def output_size(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Number of classes ``model`` scores for inputs shaped like ``inputs`` (cached per model and input shape)."""
+    key = tuple(inputs.shape[1:])
+    cached = _OUTPUT_SIZES.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        n_classes = int(model(inputs[:1]).shape[1])
+    _OUTPUT_SIZES[model] = (key, n_classes)
+    return n_classes
+
+
+class AttributionMethod(Method):
+    """Attribution (survey Sec. III-C): relevance of each input feature for the output of class ``target``.
+
+    ``attribute(model, inputs, target, baselines=None)`` takes a batch ``inputs`` (N, ...), integer
+    ``target`` (N,) and, for reference-based methods, ``baselines`` broadcastable to ``inputs``; it
+    returns a tensor shaped like ``inputs``.  It leaves the model's parameters and ``inputs.grad`` alone.
+    ``param_names`` always include ``n_explain`` (how many test inputs) and ``batch_size``.
+    """
+
+    record_type = AttributionMap
+    uses_baseline: ClassVar[bool] = False
+    #: ``baselines`` is a background set of any size (DeepSHAP), not one reference per input.
+    baselines_are_background: ClassVar[bool] = False
+    # Claims Σ attributions = f(x) − f(x_ref) (IG [114], DeepLIFT [112]); the completeness metric scores
+    # only such methods: occlusion has a reference too but spreads each window's drop over its pixels.
+    claims_completeness: ClassVar[bool] = False
+
+    def _check_baselines(self, baselines: torch.Tensor, inputs: torch.Tensor) -> None:
+        """One reference per input, or one for all; a background set (``baselines_are_background``) may
+        have any number of rows ``B >= 1`` of the inputs' shape."""
+        row_shape = ", ".join(map(str, inputs.shape[1:]))
+        same_rows = baselines.dim() == inputs.dim() and baselines.shape[1:] == inputs.shape[1:]
+        if self.baselines_are_background:
+            if not same_rows or not len(baselines):
+                raise ValueError(f"baseline shape {tuple(baselines.shape)} (a background set) must be "
+                                 f"(B, {row_shape}), B >= 1, for inputs {tuple(inputs.shape)}")
+            return
+        try:
+            torch.broadcast_shapes(baselines.shape, inputs.shape)
+        except RuntimeError:
+            raise ValueError(f"baseline shape {tuple(baselines.shape)} does not broadcast to inputs "
+                             f"{tuple(inputs.shape)}") from None
+        if not same_rows:
+            raise ValueError(f"baseline shape {tuple(baselines.shape)} must match inputs {tuple(inputs.shape)} "
+                             f"(or (1, {row_shape}))")
+
+    @abstractmethod
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        ...
+
+    def __call__(self, model, inputs, target, baselines=None):
+        """Validated :meth:`attribute`: checks ``target`` range and ``baselines`` shape before computing."""
+        target = torch.as_tensor(target, dtype=torch.long).reshape(-1)
+        if len(target) == 1 and len(inputs) > 1:
+            target = target.expand(len(inputs))
+        if len(target) != len(inputs):
+            raise ValueError(f"{len(target)} targets for {len(inputs)} inputs")
+        n_classes = output_size(model, inputs)
+        bad = target[(target < 0) | (target >= n_classes)]
+        if len(bad):
+            raise ValueError(f"target class {bad[0].item()} out of range: the model has {n_classes} classes (0..{n_classes - 1})")
+        if baselines is not None:
+            baselines = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
+            self._check_baselines(baselines, inputs)
+        out = self.attribute(model, inputs, target, baselines)
+        if out.shape != inputs.shape:
+            raise RuntimeError(f"{self.spec.id} returned shape {tuple(out.shape)} for inputs {tuple(inputs.shape)}")
+        return out
+
+    def _run(self, ctx):
+        model = ctx.model
+        x_test = ctx.test.x
+        idx = explained_indices(len(x_test), self.params["n_explain"], ctx.seed)
+        inputs = x_test[idx].to(ctx.device)
+        with torch.no_grad():
+            targets = torch.cat([model(b).argmax(1) for b in inputs.split(self.params["batch_size"])])
+        chunks = [self(model, xb, tb).detach().cpu()
+                  for xb, tb in zip(inputs.split(self.params["batch_size"]), targets.split(self.params["batch_size"]))]
+        attributions = torch.cat(chunks).numpy()
+        return AttributionMap(attributions, idx, targets.cpu().numpy()), len(idx)
+
+
+class RuleExtractor(Method):
+    """Rule as explanation (survey Sec. III-A): ``extract(model, ctx)`` returns a :class:`RuleSet`."""
+
+    record_type = RuleSet
+    needs_concepts = True
+
+    @abstractmethod
+    def extract(self, model: nn.Module, ctx: ExplainContext) -> RuleSet:
+        ...
+
+    def _run(self, ctx):
+        return self.extract(ctx.model, ctx), len(ctx.test.y)
+
+
+class UnitLabeler(Method):
+    """Hidden semantics (survey Sec. III-B): ``label_units(model, ctx)`` returns :class:`UnitConcepts`."""
+
+    record_type = UnitConcepts
+
+    @abstractmethod
+    def label_units(self, model: nn.Module, ctx: ExplainContext) -> UnitConcepts:
+        ...
+
+    def _run(self, ctx):
+        return self.label_units(ctx.model, ctx), len(ctx.test.y)
+
+
+class ExampleSelector(Method):
+    """Explanation by example (survey Sec. III-D): ``select(model, ctx)`` returns :class:`Examples`."""
+
+    record_type = Examples
+
+    @abstractmethod
+    def select(self, model: nn.Module, ctx: ExplainContext) -> Examples:
+        ...
+
+    def _run(self, ctx):
+        record = self.select(ctx.model, ctx)
+        return record, len(record.indices)

@@ -1,0 +1,177 @@
+"""``insertion_deletion``: the deletion and insertion curves of RISE, Petsiuk, Das & Saenko (BMVC 2018).
+
+Petsiuk et al. (Sec. 4.1, "Evaluation") score a saliency map by two causal curves of the explained class
+probability:
+
+- *deletion*: remove the most relevant pixels first from the input; a sharp drop of the probability, a
+  low area under its curve as a function of the fraction of pixels removed, marks a good explanation;
+- *insertion*: start from a blurred canvas and insert the most relevant pixels first; a sharp rise, a
+  *high* area under the curve, is good.
+
+Here, as in :mod:`.pixel_flipping` (whose helpers this module shares):
+
+- the units removed or inserted are the non-overlapping ``patch`` × ``patch`` squares of the image (one
+  feature each for tables), ranked by the sum of the saliency map (:func:`saliency_map`, the channel
+  maximum) inside them, most relevant first, ties in patch order (RISE removes single pixels, a fixed
+  number per step);
+- the curve has ``steps + 1`` points, ``k = 0..L`` with ``L = min(steps, P)`` for ``P`` patches: at point
+  ``k`` the first ``round(k·P/L)`` patches of the order are removed (inserted), so both curves run over the
+  whole fraction 0..1 whatever ``steps``;
+- a removed patch takes, in every channel, the value of the *fill image* ``F`` (``fill``): the per-channel
+  train mean (``"mean"``), zeros (``"zero"``, RISE's deletion uses black) or the input blurred by a Gaussian
+  of ``blur_sigma`` pixels (``"blur"``, RISE's insertion canvas; images only).  The insertion curve starts
+  from ``F`` and restores the input's pixels; one ``fill`` serves both curves, so they are comparable;
+- the score is the softmax probability of the explained class; the area under a curve is the trapezoidal
+  rule over the fraction of patches switched, in [0, 1].
+
+Reported (means over the explained inputs): ``insertion_deletion.insertion`` (higher is better),
+``insertion_deletion.deletion`` (lower is better) and the main value ``insertion_deletion`` = insertion −
+deletion (higher is better), as well as the same three for a random patch order (``.insertion_random``,
+``.deletion_random``, ``.random``; seeded by the context's seed, one order per input) to show what the
+explanation adds.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+import torch.nn.functional as F
+
+from nnxai.data import DATASETS
+from nnxai.ops.maps import channel_means
+from nnxai.methods.attribution.gradient import check_positive_ints, saliency_map
+from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
+from nnxai.metrics.base import Metric, register_metric
+from nnxai.metrics.pixel_flipping import patch_index, ranks_from_relevance
+
+FILLS = ("mean", "zero", "blur")
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of ``images`` (N, C, H, W) convolved with a Gaussian of ``sigma`` pixels.
+
+    The kernel reaches ``ceil(3σ)`` pixels either side and is normalised to sum 1; borders are padded by
+    replicating the edge pixels, so a constant image stays constant.
+    """
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(images.dtype).to(images.device)
+    c = images.shape[1]
+    out = F.pad(images, (radius, radius, 0, 0), mode="replicate")
+    out = F.conv2d(out, kernel.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(out, kernel.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def fill_images(inputs: torch.Tensor, fill: str, blur_sigma: float, x_train: torch.Tensor) -> torch.Tensor:
+    """The fill image ``F`` of every input, shaped like ``inputs``."""
+    if fill == "blur":
+        if inputs.dim() != 4:
+            raise ValueError(f"fill 'blur' needs (N, C, H, W) images, got inputs of shape {tuple(inputs.shape)}")
+        return gaussian_blur(inputs, blur_sigma)
+    values = channel_means(x_train) if fill == "mean" else torch.zeros(inputs.shape[1], dtype=inputs.dtype)
+    view = (1, inputs.shape[1]) + (1,) * (inputs.dim() - 2)
+    return values.to(inputs.device, inputs.dtype).reshape(view).expand_as(inputs)
+
+
+def switch_counts(n_patches: int, steps: int) -> torch.Tensor:
+    """Patches switched at each of the ``L + 1`` curve points, ``round(k·P/L)`` for ``k = 0..L``."""
+    length = min(steps, n_patches)
+    return torch.round(torch.arange(length + 1, dtype=torch.float64) * n_patches / length).long()
+
+
+def probability_curves(model, inputs, targets, ranks, pixel_patch, fills, counts, insertion: bool) -> torch.Tensor:
+    """Class probability at every curve point, ``(N, L + 1)`` float64.
+
+    ``ranks`` (N, P): position of each patch in the order; a patch is switched at point ``k`` when its
+    position is below ``counts[k]``.  Deletion shows the fill there, insertion the input (and the fill
+    elsewhere).
+    """
+    n, points = len(inputs), len(counts)
+    flat = inputs.flatten(2) if inputs.dim() > 2 else inputs[:, None, :]          # (N, C, positions)
+    fill_flat = fills.reshape(flat.shape)
+    counts = counts.to(inputs.device)
+    pixel_patch = pixel_patch.to(inputs.device)
+    chunk = max(1, FORWARD_BATCH // points)
+    out = []
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        switched = ranks[part][:, None, :] < counts[None, :, None]               # (n, points, P)
+        pixel_switched = switched[..., pixel_patch][:, :, None, :]             # (n, points, 1, positions)
+        shown, hidden = (flat[part], fill_flat[part]) if insertion else (fill_flat[part], flat[part])
+        images = torch.where(pixel_switched, shown[:, None], hidden[:, None]).reshape(-1, *inputs.shape[1:])
+        scores = class_scores(model, images, targets[part].repeat_interleave(points), softmax=True)
+        out.append(scores.reshape(-1, points))
+    return torch.cat(out)
+
+
+def area_under(curves: torch.Tensor, counts: torch.Tensor, n_patches: int) -> torch.Tensor:
+    """Trapezoidal area under each curve (N, L + 1) over the fraction of patches switched; ``(N,)``."""
+    fractions = counts.to(curves.device, torch.float64) / n_patches
+    return torch.trapezoid(curves, fractions, dim=1)
+
+
+@register_metric
+class InsertionDeletion(Metric):
+    """Areas under the insertion and deletion curves of RISE (Petsiuk et al. 2018), and their difference.
+
+    Parameters
+    ----------
+    patch : int
+        Side of the square patches of an image (ignored for tables: one feature per patch).
+    steps : int
+        Curve points after the first, L (at most the number of patches).
+    fill : {"mean", "zero", "blur"}
+        Fill image: per-channel train mean, zeros, or the Gaussian-blurred input (images only).
+    blur_sigma : float
+        Standard deviation of the blur in pixels (> 0; read only with ``fill="blur"``).
+    """
+
+    id = "insertion_deletion"
+    higher_is_better = True
+    kinds = frozenset({"attribution"})
+    param_names = ("patch", "steps", "fill", "blur_sigma")
+    description = ("area under the insertion curve minus area under the deletion curve of the class probability "
+                   "(most relevant patches first)")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        owner = f"metric {self.id!r}"
+        check_positive_ints(owner, self.params, ("patch", "steps"))
+        if self.params["fill"] not in FILLS:
+            raise ValueError(f"{owner}: parameter 'fill' must be one of {list(FILLS)}, got {self.params['fill']!r}")
+        sigma = self.params["blur_sigma"]
+        if isinstance(sigma, bool) or not isinstance(sigma, Real) or not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"{owner}: parameter 'blur_sigma' must be a finite number > 0, got {sigma!r}")
+
+    @classmethod
+    def cell_why_not(cls, cfg, dataset, model, method):
+        fill = cfg.get("metric_params", {}).get(cls.id, {}).get("fill")
+        if fill == "blur" and dataset in DATASETS and DATASETS[dataset].kind != "image":
+            return f"fill 'blur' blurs images, {dataset} is {DATASETS[dataset].kind}"
+        return None
+
+    def __call__(self, record, ctx, method):
+        inputs, targets, attributions = explained_inputs(record, ctx)
+        relevance_map = saliency_map(attributions).flatten(1).double()
+        pixel_patch, n_patches = patch_index(tuple(saliency_map(inputs[:1]).shape[1:]), self.params["patch"])
+        pixel_patch = pixel_patch.to(inputs.device)
+        relevance = torch.zeros(len(inputs), n_patches, dtype=torch.float64, device=inputs.device)
+        relevance.index_add_(1, pixel_patch, relevance_map)
+        fills = fill_images(inputs, self.params["fill"], float(self.params["blur_sigma"]), ctx.train.x)
+        counts = switch_counts(n_patches, self.params["steps"])
+        generator = torch.Generator().manual_seed(int(ctx.seed))
+        random_ranks = torch.argsort(torch.rand(len(inputs), n_patches, generator=generator), dim=1)
+        out = {}
+        for suffix, ranks in (("", ranks_from_relevance(relevance)), ("_random", random_ranks.to(inputs.device))):
+            areas = {}
+            for curve in ("insertion", "deletion"):
+                probabilities = probability_curves(ctx.model, inputs, targets, ranks, pixel_patch, fills, counts,
+                                                   insertion=curve == "insertion")
+                areas[curve] = float(area_under(probabilities, counts, n_patches).mean())
+                out[f"{self.id}.{curve}{suffix}"] = areas[curve]
+            out[self.id if not suffix else f"{self.id}.random"] = areas["insertion"] - areas["deletion"]
+        return out

@@ -1,0 +1,116 @@
+"""Metrics of extracted rule sets and trees (METHODS.md, Evaluation; survey Sec. V).
+
+* ``fidelity``: agreement of the extracted rules with the network on held-out data [89], [119], with
+  ``fidelity.queries`` (the same on fresh instances drawn from TREPAN's model of the training distribution and
+  labelled by the network) and ``fidelity.label_accuracy`` (the rules' accuracy against the true test labels:
+  the "accuracy" that METHODS.md lists for rule extractors; the bare id ``accuracy`` is the models' own).
+* ``rule_size`` (number of rules; ``rule_size.antecedents``: mean number of literals per rule), ``tree_depth``
+  and ``n_leaves``: comprehensibility as size [85], [119], [127]; smaller is read as more interpretable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnxai.explanations import AttributionMap, RuleSet
+from nnxai.methods.rule._sampling import NodeModel, feature_space, predict_classes, sample, split_features
+from nnxai.metrics.base import Metric, register_metric
+from nnxai.metrics.multilevel import level_fidelity
+
+
+def _rules(record) -> RuleSet:
+    if not isinstance(record, RuleSet):
+        raise ValueError(f"rule metrics score RuleSet records, got {type(record).__name__}")
+    return record
+
+
+@register_metric
+class Fidelity(Metric):
+    """Fraction of held-out inputs on which the rules predict the network's class.
+
+    The rules read the test split in their own feature space (``RuleSet.feature_space``: the inputs, or the
+    concept table); the network reads the test inputs.  ``n_queries`` fresh instances, drawn from the
+    product-of-marginals kernel density model of the training features (TREPAN's query distribution [89];
+    for concepts: rendered images), give ``fidelity.queries``; 0 skips it.
+
+    An attribution record (MAME's tree [68], the only attribution method judged by ``fidelity``) gets the
+    fidelity of each tree level instead: :func:`~nnxai.metrics.multilevel.level_fidelity`, with
+    ``n_queries`` group-masked copies of the explained inputs.
+    """
+
+    id = "fidelity"
+    higher_is_better = True
+    kinds = frozenset({"rule", "attribution"})
+    param_names = ("n_queries",)
+    description = "agreement of the extracted rules with the network on the test split (and on fresh queries)"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        n = self.params["n_queries"]
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"fidelity: n_queries must be an integer >= 0, got {n!r}")
+
+    def __call__(self, record, ctx, method=None):
+        if isinstance(record, AttributionMap):
+            return level_fidelity(record, ctx, int(self.params["n_queries"]))
+        rules = _rules(record)
+        network = predict_classes(ctx.model, ctx.test.x)
+        predicted = rules.predict(split_features(ctx.test, rules.feature_space))
+        out = {"fidelity": float(np.mean(predicted == network)),
+               "fidelity.label_accuracy": float(np.mean(predicted == ctx.test.y.numpy()))}
+        if self.params["n_queries"]:
+            space = feature_space(ctx.model, ctx)
+            if space.kind != rules.feature_space:
+                raise ValueError(f"rules over {rules.feature_space!r} cannot be queried in the {space.kind!r} "
+                                 f"space of {ctx.info.name}")
+            rng = np.random.default_rng(ctx.seed)
+            queries = sample(space, NodeModel.root(space), [], int(self.params["n_queries"]), rng)
+            out["fidelity.queries"] = float(np.mean(rules.predict(queries) == space.label(queries, rng)))
+        return out
+
+
+@register_metric
+class RuleSize(Metric):
+    """Number of rules; ``rule_size.antecedents``: mean number of literals per rule (an M-of-N condition
+    counts its n literals)."""
+
+    id = "rule_size"
+    higher_is_better = False
+    kinds = frozenset({"rule"})
+    description = "number of rules and mean literals per rule"
+
+    def __call__(self, record, ctx=None, method=None):
+        rules = _rules(record).rules
+        literals = [sum(len(c["literals"]) for c in rule["conditions"]) for rule in rules]
+        return {"rule_size": float(len(rules)), "rule_size.antecedents": float(np.mean(literals)) if rules else 0.0}
+
+
+class _TreeMetric(Metric):
+    higher_is_better = False
+    kinds = frozenset({"rule"})
+    key = ""
+
+    def __call__(self, record, ctx=None, method=None):
+        tree = _rules(record).tree
+        if not tree or self.key not in tree:
+            raise ValueError(f"{self.id}: the rule set of {record.meta.get('method', '?')!r} records no tree "
+                             f"(RuleSet.tree lacks {self.key!r}); only tree extractors are judged by {self.id}")
+        return {self.id: float(tree[self.key])}
+
+
+@register_metric
+class TreeDepth(_TreeMetric):
+    """Depth of the extracted tree (a single leaf has depth 0)."""
+
+    id = "tree_depth"
+    key = "depth"
+    description = "depth of the extracted decision tree"
+
+
+@register_metric
+class NLeaves(_TreeMetric):
+    """Number of leaves of the extracted tree."""
+
+    id = "n_leaves"
+    key = "n_leaves"
+    description = "number of leaves of the extracted decision tree"

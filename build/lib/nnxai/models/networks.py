@@ -1,0 +1,119 @@
+"""The networks every experiment trains: a small CNN with a global-average-pool head and a tabular MLP.
+
+Design constraints come from the methods that must run on them (survey Sections III-C, Table IV):
+
+* one activation *module per use* and no in-place activations, so that backward hooks of DeconvNet [72],
+  guided backprop [102], DeepLIFT [112] and LRP [113] can rewrite each nonlinearity separately;
+* a global-average-pool (GAP) head followed by one linear layer, so that CAM [138] applies and the
+  representer theorem of [117] holds for the last layer;
+* named unit layers (the outputs of each activation), read by Network Dissection [21] and TCAV [63].
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+def _activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation {name!r} is not supported; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+class ConvNet(nn.Module):
+    """conv-act-pool, conv-act-pool, conv-act, global average pool, linear.
+
+    Parameters
+    ----------
+    in_channels, n_classes
+        Input channels (3 for RGB, 1 for digits) and classes.
+    widths
+        Channels of the three convolutions.
+    activation
+        ``"relu"`` (default) or ``"sigmoid"``.
+    """
+
+    architecture = "cnn"
+
+    def __init__(self, in_channels: int, n_classes: int, widths=(16, 32, 64), activation: str = "relu"):
+        super().__init__()
+        c1, c2, c3 = widths
+        self.features = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(in_channels, c1, 3, padding=1)), ("act1", _activation(activation)),
+            ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(c1, c2, 3, padding=1)), ("act2", _activation(activation)),
+            ("pool2", nn.MaxPool2d(2)),
+            ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("act3", _activation(activation)),
+        ]))
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(c3, n_classes)
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last convolutional layer (what CAM and Grad-CAM weight)."""
+        return self.features(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate representation f_i of [117]: the GAP of the last conv layer."""
+        return self.flatten(self.gap(self.features(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+    def unit_layers(self) -> dict[str, nn.Module]:
+        """Modules whose outputs are the units of each hidden layer, shallow to deep."""
+        return {"conv1": self.features.act1, "conv2": self.features.act2, "conv3": self.features.act3}
+
+    @property
+    def last_conv_layer(self) -> nn.Module:
+        return self.features.act3
+
+
+class MLP(nn.Module):
+    """Fully connected network for tabular data: (linear-act) × len(hidden), linear.
+
+    ``activation="sigmoid"`` gives the units that the classic decompositional rule extractors
+    (KT [81], M-of-N [82], NeuroRule [83]) assume.
+    """
+
+    architecture = "mlp"
+
+    def __init__(self, n_features: int, n_classes: int, hidden=(32, 16), activation: str = "relu"):
+        super().__init__()
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        width = n_features
+        for i, h in enumerate(hidden, start=1):
+            layers[f"fc{i}"] = nn.Linear(width, h)
+            layers[f"act{i}"] = _activation(activation)
+            width = h
+        self.features = nn.Sequential(layers)
+        self.classifier = nn.Linear(width, n_classes)
+        self._n_hidden = len(hidden)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Last hidden layer: the f_i of the representer theorem [117]."""
+        return self.features(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+    def unit_layers(self) -> dict[str, nn.Module]:
+        return {f"fc{i}": getattr(self.features, f"act{i}") for i in range(1, self._n_hidden + 1)}
+
+
+ARCHITECTURES = {"cnn": ConvNet, "mlp": MLP}
+
+
+def build_network(architecture: str, **kwargs) -> nn.Module:
+    """Instantiate a network from its architecture name and constructor arguments (as stored in checkpoints)."""
+    try:
+        cls = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"architecture {architecture!r} is unknown; choose one of {sorted(ARCHITECTURES)}") from None
+    return cls(**kwargs)

@@ -1,0 +1,50 @@
+"""Model variants: what is trained on each dataset.
+
+``baseline`` is the plain network.  ``l1`` / ``l2`` add the sparsity penalties that tree regularization
+[119] is compared against; ``baseline_shuffled_labels`` is trained on permuted labels for the
+data-randomisation sanity check of Adebayo et al. [75]; ``baseline_seed{k}`` retrains the baseline with
+another seed (seed variance, DeepConsensus [116]); ``baseline_sigmoid`` uses sigmoid units, as the classic
+rule extractors [81]-[83] assume.  Active methods of the survey (Section IV) register further variants.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+_SEED_VARIANT = re.compile(r"^baseline_seed(\d+)$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    description: str
+    activation: str = "relu"
+    penalty: str = "none"          # none | l1 | l2
+    shuffle_labels: bool = False
+    seed_offset: int = 0
+
+
+VARIANTS: dict[str, Variant] = {v.id: v for v in (
+    Variant("baseline", "plain network, no intervention"),
+    Variant("baseline_sigmoid", "sigmoid units (classic rule extraction [81]-[83])", activation="sigmoid"),
+    Variant("l1", "L1 weight penalty (sparsity baseline of [119])", penalty="l1"),
+    Variant("l2", "L2 weight penalty (sparsity baseline of [119])", penalty="l2"),
+    Variant("baseline_shuffled_labels", "trained on shuffled labels (sanity check of [75])", shuffle_labels=True),
+)}
+
+
+def variant(model_id: str) -> Variant:
+    """The variant called ``model_id``; ``baseline_seed{k}`` is the baseline with seed offset k."""
+    if model_id in VARIANTS:
+        return VARIANTS[model_id]
+    match = _SEED_VARIANT.match(model_id)
+    if match:
+        k = int(match.group(1))
+        return replace(VARIANTS["baseline"], id=model_id, description=f"baseline, seed offset {k}", seed_offset=k)
+    raise ValueError(f"unknown model variant {model_id!r}; known: {', '.join(sorted(VARIANTS))}, baseline_seed<k>")
+
+
+def variant_pattern() -> str:
+    """A regular expression matching every variant id (for Snakemake wildcard constraints and the schema)."""
+    return "^(" + "|".join(sorted(VARIANTS)) + r"|baseline_seed\d+)$"

@@ -1,0 +1,120 @@
+"""Table II of the survey, filled with real explanations: one excerpt of each output this run produced.
+
+The survey's Table II (Section II) illustrates each cell of explanation type × scope with a typical
+explanation.  Here every cell instead shows what the implemented methods of that cell actually produced
+on the first dataset/model of the run that they were applied to (``shapes``/``baseline`` by default):
+the extracted rules, the units labelled with concepts, the attribution maps' measured scores, the concepts
+with the largest significant TCAV scores and the selected training examples.  Cells whose methods are not implemented yet say so, naming them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nnxai import registry
+from nnxai.explanations import load_explanation
+from nnxai.io import atomic_write_text
+from nnxai.report._format import latex_escape, md_escape
+from nnxai.report.table3 import cells
+from nnxai.taxonomy import Engagement, ExplanationType, Scope
+
+COLUMNS = {"Local and semi-local": (Scope.LOCAL, Scope.SEMI_LOCAL), "Global": (Scope.GLOBAL,)}
+PREFERRED = ("shapes", "baseline")
+CAPTION = ("Example explanations produced by this run (the survey's Table II, with real outputs): "
+           "for each explanation type and scope, an excerpt of every implemented passive method's output.")
+
+
+def _find(workdir: Path, method_id: str) -> Path | None:
+    """The method's explanation for shapes/baseline if it exists, else its first one in the work dir."""
+    suffix = registry.get(method_id).record_type.suffix
+    preferred = workdir / "data/explanations" / PREFERRED[0] / PREFERRED[1] / f"{method_id}{suffix}"
+    if preferred.is_file():
+        return preferred
+    found = sorted((workdir / "data/explanations").glob(f"*/*/{method_id}{suffix}"))
+    return found[0] if found else None
+
+
+def _metrics(workdir: Path, path: Path) -> dict:
+    rel = path.relative_to(workdir / "data/explanations")
+    metric_file = workdir / "data/metrics" / rel.parent / f"{path.stem}.json"
+    return json.loads(metric_file.read_text()) if metric_file.is_file() else {}
+
+
+def _excerpt(record, metrics: dict) -> str:
+    """A few lines of the explanation itself, plus the metric that scores it."""
+    if record.kind == "rule":
+        lines = record.to_text().splitlines()
+        text = "; ".join(lines[:3]) + (f"; … ({len(lines) - 1} rules)" if len(lines) > 3 else "")
+        return text + (f" — fidelity {metrics['fidelity']:.2f}" if "fidelity" in metrics else "")
+    if record.kind == "hidden_semantics":
+        best = sorted(record.units, key=lambda u: -u.get("iou", 0.0))[:3]
+        text = "; ".join(f"{u['layer']}:{u['unit']} → {u['concept']} (IoU {u['iou']:.2f})" for u in best)
+        detectors = sum(bool(u.get("detector")) for u in record.units)
+        return f"{text}; {detectors} of {len(record.units)} units are detectors"
+    if record.kind == "attribution":
+        parts = [f"{len(record.indices)} maps"]
+        for key, label in (("localisation.mass", "relevance mass in the evidence mask"),
+                           ("pixel_flipping", "AOPC"), ("completeness", "completeness error")):
+            if key in metrics:
+                parts.append(f"{label} {metrics[key]:.3f}")
+        return ", ".join(parts)
+    if record.kind == "example":
+        first = record.indices[0]
+        picks = ", ".join(f"#{i} ({s:+.2f})" for i, s in zip(record.examples[0][:3], record.scores[0][:3]))
+        return f"test #{first} is explained by training examples {picks}"
+    if record.kind == "concept_attribution":
+        ranked = sorted(record.tests, key=lambda t: (not t["significant"], -abs(t["tcav_score"] - t["random_mean"])))
+        text = "; ".join(f"{t['concept']} → {record.class_names[t['class']]}: TCAV {t['tcav_score']:.2f} "
+                         f"(p {t['p_value_corrected']:.2g})" for t in ranked[:3])
+        n_significant = sum(t["significant"] for t in record.tests)
+        return f"{text}; {n_significant} of {len(record.tests)} concept/class pairs significant at {record.layer}"
+    raise ValueError(f"unknown explanation kind {record.kind!r}")
+
+
+def rows(workdir: Path) -> list[tuple[str, dict[str, list[tuple[str, str]]]]]:
+    """For each explanation type: {column: [(method name, excerpt), ...]} from the files of ``workdir``."""
+    grid = cells()
+    out = []
+    for etype in ExplanationType:
+        row: dict[str, list[tuple[str, str]]] = {}
+        for column, scopes in COLUMNS.items():
+            entries, seen = [], set()
+            for scope in scopes:
+                for spec in grid[(Engagement.PASSIVE, etype, scope)]:
+                    if spec.id in seen:
+                        continue
+                    seen.add(spec.id)
+                    path = _find(workdir, spec.id) if registry.is_implemented(spec.id) else None
+                    if path is not None:
+                        where = "/".join(path.relative_to(workdir / "data/explanations").parts[:2])
+                        entries.append((f"{spec.name} ({where})", _excerpt(load_explanation(path),
+                                                                           _metrics(workdir, path))))
+            missing = [s.name for sc in scopes for s in grid[(Engagement.PASSIVE, etype, sc)]
+                       if not registry.is_implemented(s.id)]
+            if missing:
+                entries.append(("not yet run", ", ".join(dict.fromkeys(missing))))
+            row[column] = entries
+        out.append((etype.label, row))
+    return out
+
+
+def write_table2(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
+    """Write ``table2.md`` and ``table2.tex`` from the explanations under ``workdir``."""
+    table = rows(Path(workdir))
+    md = [f"**Table II.** {CAPTION}", "", "| Type | " + " | ".join(COLUMNS) + " |",
+          "|---|" + "---|" * len(COLUMNS)]
+    for label, row in table:
+        cells_md = ["<br>".join(f"**{md_escape(n)}**: {md_escape(t)}" for n, t in row[c]) or "—" for c in COLUMNS]
+        md.append(f"| {label} | " + " | ".join(cells_md) + " |")
+    tex = [r"\begin{table*}[t]", r"\centering", r"\small", rf"\caption{{{latex_escape(CAPTION)}}}",
+           r"\label{tab:table2}", r"\begin{tabular}{p{0.12\linewidth}p{0.42\linewidth}p{0.42\linewidth}}",
+           r"\toprule", "Type & " + " & ".join(COLUMNS) + r" \\", r"\midrule"]
+    for label, row in table:
+        cells_tex = [r" \newline ".join(rf"\textbf{{{latex_escape(n)}}}: {latex_escape(t)}" for n, t in row[c])
+                     or "---" for c in COLUMNS]
+        tex.append(f"{latex_escape(label)} & " + " & ".join(cells_tex) + r" \\")
+    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
+    out_dir = Path(out_dir)
+    return [atomic_write_text(out_dir / "table2.md", "\n".join(md) + "\n"),
+            atomic_write_text(out_dir / "table2.tex", "\n".join(tex) + "\n")]

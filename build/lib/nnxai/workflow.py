@@ -1,0 +1,173 @@
+"""Workflow logic that the Snakefile imports: output paths, applicability and target lists.
+
+Nothing here runs inside Snakemake only, so it is unit-tested (tests/test_workflow.py) and the Snakefile
+stays a handful of generic rules over the wildcards {dataset} {model} {method}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from nnxai import registry
+from nnxai.config import models_for, selected_methods, train_settings
+from nnxai.data import DATASETS
+from nnxai.models.variants import variant
+
+SPLITS = ("train", "val", "test")
+TABLES = ("table1", "table2", "table3", "table4", "table_comparison")
+FIGURES = ("taxonomy3d", "metrics_heatmap", "perturbation_curves", "runtime")
+FIGURE_FORMATS = ("pdf", "png", "html")
+
+
+def prepared_path(dataset: str, split: str) -> str:
+    return f"data/prepared/{dataset}/{split}.npz"
+
+
+def checkpoint_path(dataset: str, model: str) -> str:
+    return f"data/checkpoints/{dataset}/{model}.pt"
+
+
+def explanation_path(dataset: str, model: str, method: str) -> str:
+    suffix = registry.get(method).record_type.suffix
+    return f"data/explanations/{dataset}/{model}/{method}{suffix}"
+
+
+def metrics_path(dataset: str, model: str, method: str) -> str:
+    """Per-explanation metrics; ``method == "model"`` holds the model's own metrics (accuracy)."""
+    return f"data/metrics/{dataset}/{model}/{method}.json"
+
+
+def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
+    """The traits :func:`nnxai.methods.base.model_traits` will find in the trained model, from config alone."""
+    arch = "cnn" if DATASETS[dataset].kind == "image" else "mlp"
+    return {"architecture": arch, "activation": variant(model).activation, "gap_head": arch == "cnn",
+            "linear_head": True}
+
+
+def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
+    """Selected methods that apply to this dataset/model pair."""
+    info, traits = DATASETS[dataset], model_traits_for(cfg, dataset, model)
+    out = []
+    for m in selected_methods(cfg):
+        cls = registry.get(m)
+        if cls.why_not(info, traits) is None and (cls.only_models is None or model in cls.only_models):
+            out.append(m)
+    return out
+
+
+def model_cells(cfg: dict) -> list[tuple[str, str]]:
+    """Every (dataset, model) pair the run trains."""
+    return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
+
+
+def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
+    """Metrics computed for one cell: those that apply to the method and that the run can compute."""
+    from nnxai.metrics.base import applicable_metrics, metrics
+
+    registered = metrics()
+    return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
+            if registered[m].control_why_not(model) is None
+            and registered[m].cell_why_not(cfg, dataset, model, method) is None]
+
+
+def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
+    """What one explain job reads: the checkpoint, the prepared splits and what the method asks for."""
+    extra = registry.get(method).required_inputs(cfg["method_params"][method], dataset, model)
+    return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
+
+
+def evaluate_inputs(cfg: dict, dataset: str, model: str) -> list[str]:
+    """What the evaluate job of one model reads: its checkpoint, test split, explanations and what metrics ask for."""
+    from nnxai.metrics.base import metrics
+
+    registered = metrics()
+    paths = [checkpoint_path(dataset, model), prepared_path(dataset, "test")]
+    for method in methods_for(cfg, dataset, model):
+        paths.append(explanation_path(dataset, model, method))
+        for metric in metrics_for(cfg, dataset, model, method):
+            paths += registered[metric].required_inputs(cfg, dataset, model, method)
+    return list(dict.fromkeys(paths))
+
+
+def evaluate_outputs(cfg: dict, dataset: str, model: str) -> list[str]:
+    """The metric files the evaluate job of one model writes: one per method, and the model's own."""
+    return [metrics_path(dataset, model, m) for m in methods_for(cfg, dataset, model)] + [
+        metrics_path(dataset, model, "model")]
+
+
+def experiment_cells(cfg: dict) -> list[tuple[str, str, str]]:
+    return [(d, m, meth) for d in cfg["datasets"] for m in models_for(cfg, d) for meth in methods_for(cfg, d, m)]
+
+
+def targets(cfg: dict) -> dict[str, list[str]]:
+    """Every output of the run described by ``cfg``, grouped by stage."""
+    out: dict[str, list[str]] = {"prepared": [], "checkpoints": [], "explanations": [], "metrics": []}
+    for dataset in cfg["datasets"]:
+        out["prepared"] += [prepared_path(dataset, s) for s in SPLITS]
+        for model in models_for(cfg, dataset):
+            out["checkpoints"].append(checkpoint_path(dataset, model))
+            out["metrics"].append(metrics_path(dataset, model, "model"))
+    for dataset, model, method in experiment_cells(cfg):
+        out["explanations"].append(explanation_path(dataset, model, method))
+        out["metrics"].append(metrics_path(dataset, model, method))
+    out["aggregate"] = ["data/metrics/all.csv", "data/metrics/summary.json"]
+    out["tables"] = [f"paper/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
+    out["figures"] = [f"paper/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
+    return out
+
+
+def all_targets(cfg: dict) -> list[str]:
+    return [path for group in targets(cfg).values() for path in group]
+
+
+def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
+    """The slice of the config one job depends on.  Snakemake passes it as a ``params:`` value, so a job
+    reruns when (and only when) its own slice changes."""
+    common = {"device": cfg["device"], "threads": cfg["threads"]}
+    if stage == "prepare":
+        d = wildcards["dataset"]
+        return {"dataset": d, "sizes": cfg["data"][d], "seed": cfg["seed"]}
+    if stage == "train":
+        return {**train_settings(cfg, wildcards["dataset"], wildcards["model"]), **common}
+    if stage == "explain":
+        m = wildcards["method"]
+        registry.get(m)  # unknown or unimplemented: a clear error before anything else
+        if m not in cfg["method_params"]:
+            raise ValueError(f"config key 'method_params.{m}' is missing")
+        return {"method": m, "params": cfg["method_params"][m], "seed": cfg["seed"], **common}
+    if stage == "evaluate":
+        # One job per model scores all its explanations (one process instead of one per method: a job's
+        # start-up, mostly importing torch, costs more than scoring a toy explanation).
+        d, model = wildcards["dataset"], wildcards["model"]
+        only = wildcards.get("method")
+        if only is not None:
+            registry.get(only)
+        methods = {m: metrics_for(cfg, d, model, m) for m in methods_for(cfg, d, model) if only in (None, m)}
+        if only is not None and only not in methods:
+            raise ValueError(f"method {only!r} is not run on {d}/{model} by this config "
+                             f"(it runs: {', '.join(methods_for(cfg, d, model)) or 'none'})")
+        used = sorted({m for ids in methods.values() for m in ids})
+        return {"methods": methods, "metric_params": {m: cfg["metric_params"].get(m, {}) for m in used},
+                "model_metrics": only is None, "seed": cfg["seed"], **common}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def settings_json(cfg: dict, stage: str, **wildcards: str) -> str:
+    return json.dumps(stage_settings(cfg, stage, **wildcards), sort_keys=True, separators=(",", ":"))
+
+
+def prepare_job_environment(basedir: str | Path) -> None:
+    """Make every job's ``python -m nnxai`` the interpreter running Snakemake, on this checkout's sources.
+
+    The interpreter's folder goes first on PATH and ``src/`` on PYTHONPATH (so the conda env of
+    ``--use-conda``, which pins only the dependencies, runs this checkout's ``nnxai`` too); the config
+    folder is the checkout's ``configs/`` unless NNXAI_CONFIG_DIR says otherwise.
+    """
+    basedir = Path(basedir)
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(basedir / "src"), os.environ.get("PYTHONPATH", "")] if p)
+    os.environ.setdefault("NNXAI_CONFIG_DIR", str(basedir / "configs"))

@@ -1,0 +1,183 @@
+"""DeepConsensus: Salman, Payrovnaziri, Liu, Rengifo-Moreno & He, "DeepConsensus: consensus-based
+interpretable deep neural networks with application to mortality prediction", IJCNN 2020 (survey ref.
+[116]; the survey, Sec. III-C: "makes use of multiple neural networks.  Each of the network can provide its
+own local attributions, on top of which a clustering is performed.  Those clusters, intuitively the
+consensus of multiple models, can provide more robust interpretations").
+
+The members are the explained network and the same network trained with other seeds (the model variants
+``baseline_seed<k>`` for ``k`` in ``seeds``; :meth:`DeepConsensus.required_inputs` names their checkpoints,
+the workflow trains them).  Following [116]:
+
+* **(n, k) consensus** of the predictions: an input is accepted when at least ``min_agree`` of the ``n``
+  members predict the explained class (the explained network's prediction); ``meta`` records the votes.
+* **Local linear explanations** of every member for the explained class, from the local method
+  ``local_method`` (for ReLU networks the gradient is the weight vector of the local linear model that
+  [116] clusters; the project's ``gradient`` gives its magnitudes ``|∂S_c/∂x|``).
+* **Clusters and their consensus**: each member's explanations (grey-scale maps ``Σ_channels |A|``, scaled
+  to unit norm) are clustered by k-means into ``n_clusters`` groups (seeded); each cluster of the explained
+  network is matched, in every other member, with the cluster whose centroid correlates most with it
+  (Pearson), and the consensus cluster is the mean of the matched centroids; ``meta`` keeps the matches,
+  their correlations and the consensus centroids.  (How [116] matches clusters across models beyond "highly
+  correlated" is our choice.)
+* **Per-input consensus map** (the record's ``attributions``): the members' maps, each scaled to unit norm,
+  averaged and rescaled to the members' mean norm,
+
+      c(x) = (1/n Σ_m ||A_m(x)||) · (1/n Σ_m A_m(x) / ||A_m(x)||),
+
+  so that identical members give back their common map.  (Averaging normalised maps is our reading of the
+  per-input consensus; [116] reports consensus at the level of the clusters.)
+
+For the ``consensus_agreement`` metric the record stores, per input, Spearman's rank correlation between
+every pair of members' maps and between each member's map and the consensus, computed on the grey-scale
+maps ``Σ_channels |A|`` as the sanity checks of [75] do (:mod:`nnxai.metrics.map_similarity`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnxai.explanations import AttributionMap
+from nnxai.methods.attribution.aggregation._local import (attribute_batches, build_local_method, check_local_applies,
+                                              explained_batch, predicted_classes)
+from nnxai.methods.base import ExplainContext, Method
+from nnxai.metrics.map_similarity import grayscale_maps, spearman_rows
+from nnxai.models import load_model
+from nnxai.registry import register
+
+
+def member_ids(seeds: list[int], model: str) -> list[str]:
+    """The other members' model ids: ``baseline_seed<k>`` for every seed, except the explained model."""
+    return [f"baseline_seed{k}" for k in seeds if f"baseline_seed{k}" != model]
+
+
+def unit_rows(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(maps / ||maps||, ||maps||)`` per input (flattened); an all-zero map stays zero."""
+    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    norms = np.linalg.norm(flat, axis=1)
+    return np.divide(flat, norms[:, None], out=np.zeros_like(flat), where=norms[:, None] > 0), norms
+
+
+def consensus_maps(maps: np.ndarray) -> np.ndarray:
+    """``c(x)`` of the module docstring for member maps ``(n_members, N, ...)``, shaped ``(N, ...)``."""
+    units, norms = zip(*(unit_rows(m) for m in maps))
+    direction = np.mean(units, axis=0)
+    return (np.mean(norms, axis=0)[:, None] * direction).reshape(maps.shape[1:])
+
+
+def rank_agreement(maps: np.ndarray, consensus: np.ndarray) -> dict[str, np.ndarray]:
+    """Spearman ρ per input of the grey-scale maps: ``pairs`` (N, n_pairs) between members ``i < j``,
+    ``to_consensus`` (N, n_members); NaN where a map is constant."""
+    grey = [grayscale_maps(torch.as_tensor(m))[0] for m in maps]
+    centre = grayscale_maps(torch.as_tensor(consensus))[0]
+    pairs = [spearman_rows(grey[i], grey[j]) for i, j in itertools.combinations(range(len(grey)), 2)]
+    return {"pairs": torch.stack(pairs, dim=1).numpy() if pairs else np.zeros((len(centre), 0)),
+            "to_consensus": torch.stack([spearman_rows(g, centre) for g in grey], dim=1).numpy()}
+
+
+def matched_clusters(maps: np.ndarray, n_clusters: int, seed: int) -> list[dict[str, Any]]:
+    """k-means clusters of each member's unit-normalised maps, matched to the explained network's (member 0)
+    by the Pearson correlation of their centroids.  One entry per cluster of member 0: its size, the matched
+    cluster of every member, their correlations, and the consensus centroid (mean of the matched ones)."""
+    from sklearn.cluster import KMeans
+
+    k = min(n_clusters, maps.shape[1])
+    fits = [KMeans(n_clusters=k, n_init=10, random_state=seed).fit(unit_rows(m)[0]) for m in maps]
+    centroids = [f.cluster_centers_ for f in fits]
+    out = []
+    for j in range(k):
+        matches, correlations = [j], [1.0]
+        for other in centroids[1:]:
+            r = [float(np.corrcoef(centroids[0][j], c)[0, 1]) for c in other]
+            best = int(np.nanargmax(r)) if not np.all(np.isnan(r)) else 0
+            matches.append(best)
+            correlations.append(r[best])
+        consensus = np.mean([c[m] for c, m in zip(centroids, matches)], axis=0)
+        out.append({"size": int((fits[0].labels_ == j).sum()), "matches": matches, "correlations": correlations,
+                    "centroid": consensus.reshape(maps.shape[2:]).tolist()})
+    return out
+
+
+def check_consensus_params(owner: str, params: dict[str, Any]) -> None:
+    seeds = params["seeds"]
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(k, Integral) and not isinstance(k, bool) and k >= 1 for k in seeds)):
+        raise ValueError(f"{owner}: parameter 'seeds' must be a non-empty list of distinct integers >= 1 "
+                         f"(the model variants baseline_seed<k>), got {seeds!r}")
+    for name in ("min_agree", "n_clusters"):
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= 1, got {value!r}")
+    if params["min_agree"] > len(seeds) + 1:
+        raise ValueError(f"{owner}: parameter 'min_agree' must be at most the {len(seeds) + 1} members "
+                         f"(the explained model and seeds {seeds}), got {params['min_agree']}")
+
+
+@register("deepconsensus")
+class DeepConsensus(Method):
+    """Consensus of the local explanations of networks trained with different seeds [116].
+
+    Parameters
+    ----------
+    local_method : str
+        Id of the local attribution method every member is explained with.
+    local_params : dict
+        That method's parameters (its ``n_explain`` sets how many test inputs are explained).
+    seeds : list of int
+        Seed offsets ``k`` of the other members, the model variants ``baseline_seed<k>``.
+    min_agree : int
+        ``k`` of the (n, k) consensus: members that must predict the explained class.
+    n_clusters : int
+        k-means clusters of each member's explanations.
+    """
+    trains = True            # fits extra networks, one per seed (companion survey's 'Training' column)
+
+    record_type = AttributionMap
+    param_names = ("local_method", "local_params", "seeds", "min_agree", "n_clusters")
+    modalities = frozenset({"image"})
+    architectures = frozenset({"cnn"})
+    only_models = frozenset({"baseline"})   # consensus over the seeds of the baseline; not the shuffled-label control
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        owner = f"method {self.spec.id!r}"
+        check_consensus_params(owner, self.params)
+        self.local = build_local_method(owner, self.params["local_method"], self.params["local_params"])
+
+    @classmethod
+    def required_inputs(cls, params: dict[str, Any], dataset: str, model: str) -> list[str]:
+        check_consensus_params(f"method {cls.spec.id!r}", params)
+        return [f"data/checkpoints/{dataset}/{m}.pt" for m in member_ids(params["seeds"], model)]
+
+    def members(self, ctx: ExplainContext) -> list:
+        """The explained model, then the seed variants, loaded from the work directory."""
+        return [ctx.model] + [load_model(ctx.workdir / path, device=ctx.device)
+                              for path in self.required_inputs(self.params, ctx.dataset, ctx.model_id)]
+
+    def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
+        models = self.members(ctx)
+        owner = f"method {self.spec.id!r}"
+        for model in models:
+            check_local_applies(owner, self.local, ctx, model)
+        indices, inputs = explained_batch(self.local, ctx)
+        size = self.local.params["batch_size"]
+        targets = predicted_classes(ctx.model, inputs, size)
+        votes = torch.stack([predicted_classes(m, inputs, size) == targets for m in models]).sum(0)
+        maps = np.stack([attribute_batches(self.local, m, inputs, targets, ctx) for m in models])
+        consensus = consensus_maps(maps)
+        agreement = rank_agreement(maps, consensus)
+        meta = {"deepconsensus": {
+            "members": [ctx.model_id] + member_ids(self.params["seeds"], ctx.model_id),
+            "votes": votes.cpu().tolist(), "min_agree": self.params["min_agree"],
+            "spearman_pairs": agreement["pairs"].tolist(), "spearman_to_consensus": agreement["to_consensus"].tolist(),
+            "clusters": matched_clusters(grey_stack(maps), self.params["n_clusters"], ctx.seed)}}
+        return AttributionMap(consensus.astype(np.float32), indices, targets.cpu().numpy(), meta), len(indices)
+
+
+def grey_stack(maps: np.ndarray) -> np.ndarray:
+    """Members' grey-scale maps ``Σ_channels |A|`` ``(n_members, N, H, W)`` (what the clusters summarise)."""
+    return np.stack([grayscale_maps(torch.as_tensor(m))[0].numpy() for m in maps])

@@ -1,0 +1,79 @@
+"""Attribution methods that fit a *local linear surrogate* of the model (LIME [20], MAPLE [101]), and what
+the ``local_fidelity`` metric needs from them to check the surrogate again.
+
+Such a method explains input ``x`` for class ``c`` by a linear model over ``d`` interpretable features,
+
+    g_x(z) = b_x + Σ_{j=1}^{d} β_j z_j,
+
+fitted to the model's class probability ``f_c`` in a weighted neighbourhood of ``x``.  Its attribution map
+holds ``β_j`` at every input element of feature ``j`` (:meth:`LocalSurrogate.feature_index` says which
+feature an element belongs to) and its record holds the intercepts in ``meta["surrogate"]["intercept"]``
+(one per explained input, in record order).  :meth:`LocalSurrogate.neighbourhood` draws a weighted sample
+of the neighbourhood the method fits on: the points ``z`` (interpretable features), the same points as model
+inputs, and their weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+#: The class score every surrogate models (``meta["surrogate"]["score"]``).
+SURROGATE_SCORE = "probability"
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """A weighted sample around one input: ``features`` (S, d), ``inputs`` (S, ...) and ``weights`` (S,)."""
+
+    features: torch.Tensor
+    inputs: torch.Tensor
+    weights: torch.Tensor
+
+
+class LocalSurrogate(ABC):
+    """Mixin of an attribution method whose map holds the coefficients of a local linear surrogate."""
+
+    @abstractmethod
+    def bound(self, ctx) -> AbstractContextManager:
+        """Bind what the method reads from an explain context (train split, reference, seed)."""
+
+    @abstractmethod
+    def feature_index(self, x: torch.Tensor) -> torch.Tensor:
+        """Interpretable feature (0..d−1) of every element of the one input ``x``; long, shaped like ``x``."""
+
+    @abstractmethod
+    def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
+                      pool: torch.Tensor) -> Neighbourhood:
+        """A weighted neighbourhood sample of the one input ``x``: ``n_samples`` draws seeded by ``seed``
+        (sampling methods), or the points of ``pool`` (held-out inputs) weighted (data-driven methods)."""
+
+
+def coefficients_from_map(attribution: torch.Tensor, index: torch.Tensor, n_features: int) -> torch.Tensor:
+    """The ``β_j`` a map holds: the mean of ``attribution`` over the elements of each feature (float64)."""
+    flat, idx = attribution.reshape(-1).double(), index.reshape(-1).to(attribution.device)
+    total = torch.zeros(n_features, dtype=torch.float64, device=attribution.device).index_add_(0, idx, flat)
+    count = torch.zeros(n_features, dtype=torch.float64, device=attribution.device).index_add_(
+        0, idx, torch.ones_like(flat))
+    return total / count.clamp(min=1)
+
+
+def weighted_ridge(features: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                   alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(β, b)`` minimising ``Σ_i w_i (y_i − b − β·z_i)² + α ‖β‖²`` (intercept not penalised), float64.
+
+    The weighted means are removed first and ``α`` is on the scale of the unnormalised weights, as in
+    scikit-learn's ``Ridge`` with ``sample_weight``; the normal equations are solved by least squares, so
+    ``alpha = 0`` gives weighted least squares.
+    """
+    z, y, w = features.double(), targets.double(), weights.double()
+    z_mean, y_mean = (w @ z) / w.sum(), (w @ y) / w.sum()
+    root = w.sqrt()[:, None]
+    zc, yc = (z - z_mean) * root, (y - y_mean) * root[:, 0]
+    gram = zc.T @ zc + alpha * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+    beta = torch.linalg.lstsq(gram, zc.T @ yc).solution
+    return beta, y_mean - z_mean @ beta

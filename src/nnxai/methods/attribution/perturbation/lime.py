@@ -1,0 +1,196 @@
+"""LIME, Ribeiro, Singh & Guestrin [20]: a sparse-input linear model fitted to the classifier around ``x``.
+
+LIME ([20] Sec. 3, Eq. 1) explains ``f`` at ``x`` by the interpretable model
+
+    ξ(x) = argmin_{g ∈ G} L(f, g, π_x) + Ω(g),      L = Σ_{z ∈ Z} π_x(z) (f(z) − g(z'))²   ([20] Eq. 2),
+
+over binary *interpretable* representations ``z' ∈ {0, 1}^d``: feature ``j`` of ``z'`` says whether the
+``j``-th interpretable component of ``x`` is present in ``z``.  Components here are SLIC superpixels of the
+image ([20] Sec. 3.1 uses superpixels for images; SLIC, Achanta et al., from scikit-image, is
+deterministic, with ``n_segments`` and ``compactness``; grey images are replicated to three channels so that
+SLIC compares colours in the same Lab space at the same compactness) or the columns of a table.  An absent
+component takes the reference value (``fill``: the per-channel train mean, or 0; [20] greys superpixels
+out), so ``z = z' ⊙ x + (1 − z') ⊙ x_ref`` per component.
+
+Sampling ([20] Sec. 3.3): ``n_samples`` vectors ``z'`` whose entries are independent fair coins (the LIME
+package's image sampler), the first one all ones (``x`` itself, as in the package).  Proximity: the
+exponential kernel ``π_x(z) = exp(−D(x, z)² / σ²)`` ([20] Sec. 3.3) with ``σ = kernel_width`` and ``D`` the
+cosine distance between ``z'`` and the all-ones ``x'``, ``D = 1 − sqrt(|z'|/d)`` (1 for ``z' = 0``), as the
+LIME package computes it for images (the package then takes the kernel's square root, i.e. its width is
+``σ√2`` in the paper's form).  ``f`` is the softmax probability of the explained class and
+``G`` linear models with intercept, fitted by weighted ridge regression (``alpha``; 0: weighted least
+squares; :func:`~._surrogate.weighted_ridge`, scikit-learn's ``Ridge`` with sample weights), the LIME
+package's default fitter for all ``d`` components (its K-Lasso selection, [20] Alg. 1, is not used: every
+component gets a coefficient).  The result equals Captum's ``Lime`` run with this sampler, kernel and
+``SkLearnRidge`` up to float rounding (tested), but the samples of all inputs of a batch go through the
+model together (:func:`~._coalitions.coalition_scores`) instead of being built one by one in Python.
+
+The attribution is the coefficient of each component at every pixel (every channel) of the superpixel, or
+at the column; the intercepts go to ``meta["surrogate"]`` for the ``local_fidelity`` metric
+(:mod:`._surrogate`).  The coins of an input come from its own seeded generator (:mod:`._train_data`).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnxai.methods.attribution._coalitions import coalition_scores
+from nnxai.methods.attribution._reference import ReferenceAttribution
+from nnxai.ops.maps import constant_reference
+from nnxai.methods.attribution.perturbation._surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
+from nnxai.ops.noise import per_input_normals
+from nnxai.params import check_positive_ints
+from nnxai.registry import register
+
+def superpixels(image: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
+    """SLIC superpixels of one image ``(C, H, W)``, labelled 0..K−1 in order of first appearance; long (H, W)."""
+    from skimage.segmentation import slic
+
+    pixels = image.detach().cpu().double().permute(1, 2, 0).numpy()
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    if pixels.shape[2] != 3:
+        raise ValueError(f"SLIC superpixels need 1 or 3 channels, got {pixels.shape[2]}")
+    labels = slic(pixels, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
+    _, first, dense = np.unique(labels.reshape(-1), return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))            # relabel by first appearance in raster order
+    return torch.as_tensor(order[dense].reshape(labels.shape), dtype=torch.long, device=image.device)
+
+
+def coin_samples(x: torch.Tensor, n_features: int, n_samples: int, seed: int) -> torch.Tensor:
+    """``(n_samples, n_features)`` fair coins in {0, 1} seeded by the input ``x``; the first row all ones."""
+    coins = (per_input_normals(x, n_samples * n_features, seed) > 0).reshape(n_samples, n_features)
+    coins[0] = True
+    return coins.to(x.dtype)
+
+
+def proximity(coins: torch.Tensor, kernel_width: float) -> torch.Tensor:
+    """``exp(−D²/σ²)`` with ``D`` the cosine distance of each row of ``coins`` to all ones (1 for zeros)."""
+    present = coins.double().sum(-1)
+    distance = 1 - (present / coins.shape[-1]).sqrt()
+    return torch.exp(-distance ** 2 / kernel_width ** 2)
+
+
+def compose(coins: torch.Tensor, index: torch.Tensor, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Inputs ``z' ⊙ x + (1 − z') ⊙ x_ref`` per component: ``coins`` (S, d), ``index`` shaped like ``x``."""
+    on = coins[:, index]                                                    # (S, *x.shape)
+    return on * x + (1 - on) * reference.reshape(x.shape)
+
+
+@register("lime")
+class Lime(ReferenceAttribution, LocalSurrogate):
+    """Coefficients of LIME's weighted linear model over superpixels (columns), [20] Eq. 2.
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
+    batch_size : int
+        Inputs per call of :meth:`attribute` during :meth:`explain` (each fits its own model).
+    fill : {"mean", "zero"}
+        Value of an absent component: the per-channel train mean, or 0.
+    n_segments : int
+        Number of superpixels SLIC aims at (images only).
+    compactness : float
+        SLIC's balance of colour and space (> 0; higher: squarer superpixels; images only).
+    n_samples : int
+        Perturbed samples ``|Z|`` per input (>= 2).
+    kernel_width : float
+        Width ``σ`` of the proximity kernel on the cosine distance (> 0).
+    alpha : float
+        Ridge penalty of the linear fit (>= 0).
+    """
+    model_agnostic = True    # queries the model's outputs only
+
+    param_names = ("n_explain", "batch_size", "fill", "n_segments", "compactness", "n_samples", "kernel_width",
+                   "alpha")
+    reference_param = "fill"
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        owner = f"method {self.spec.id!r}"
+        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "n_segments", "n_samples"))
+        if self.params["n_samples"] < 2:
+            raise ValueError(f"{owner}: parameter 'n_samples' must be >= 2 to fit a line, "
+                             f"got {self.params['n_samples']}")
+        for name, strict in (("compactness", True), ("kernel_width", True), ("alpha", False)):
+            value = self.params[name]
+            if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
+                    or (value <= 0 if strict else value < 0)):
+                raise ValueError(f"{owner}: parameter {name!r} must be a finite number {'>' if strict else '>='} 0, "
+                                 f"got {value!r}")
+        self.noise_seed = 0
+        self._intercepts: list[float] | None = None
+
+    def feature_index(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 1:
+            return torch.arange(len(x), device=x.device)
+        if x.dim() != 3:
+            raise ValueError(f"method {self.spec.id!r} explains (C, H, W) images or (F,) table rows, got one input "
+                             f"of shape {tuple(x.shape)}")
+        segments = superpixels(x, self.params["n_segments"], float(self.params["compactness"]))
+        return segments.expand_as(x)
+
+    def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
+                      pool: torch.Tensor) -> Neighbourhood:
+        index = self.feature_index(x)
+        coins = coin_samples(x, int(index.max()) + 1, n_samples, seed)
+        reference = self._default_reference(x[None])
+        return Neighbourhood(coins, compose(coins, index, x, reference),
+                             proximity(coins, float(self.params["kernel_width"])))
+
+    @contextmanager
+    def bound(self, ctx):
+        """Bind the reference of ``fill`` from ``ctx.train.x`` and the seed ``ctx.seed``."""
+        saved = self._context_reference, self.noise_seed
+        per_channel = self.reference_values(ctx)
+        self._context_reference = constant_reference(per_channel, tuple(ctx.test.x.shape[1:])).to(ctx.device)
+        self.noise_seed = int(ctx.seed)
+        try:
+            yield self
+        finally:
+            self._context_reference, self.noise_seed = saved
+
+    def _run(self, ctx):
+        self._intercepts = []
+        try:
+            with self.bound(ctx):
+                record, n_inputs = super()._run(ctx)
+            record.meta["surrogate"] = {"intercept": self._intercepts, "score": SURROGATE_SCORE}
+        finally:
+            self._intercepts = None
+        return record, n_inputs
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        if inputs.dim() not in (2, 4):
+            raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
+                             f"of shape {tuple(inputs.shape)}")
+        reference = self._default_reference(inputs) if baselines is None else baselines
+        reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device).detach()
+        if len(inputs) == 0:
+            return torch.zeros_like(inputs)
+        n_samples, alpha = self.params["n_samples"], float(self.params["alpha"])
+        width = float(self.params["kernel_width"])
+        indices = [self.feature_index(x) for x in inputs.detach()]
+        coins = [coin_samples(x, int(index.max()) + 1, n_samples, self.noise_seed)
+                 for x, index in zip(inputs.detach(), indices)]
+        masks = torch.zeros(len(inputs), n_samples, max(c.shape[1] for c in coins), dtype=torch.bool,
+                            device=inputs.device)
+        for mask, c in zip(masks, coins):
+            mask[:, :c.shape[1]] = c > 0
+        scores = coalition_scores(model, inputs, reference, masks, torch.stack(indices), target, "probability")
+        out = []
+        for c, index, score in zip(coins, indices, scores):
+            beta, intercept = weighted_ridge(c, score, proximity(c, width), alpha)
+            out.append(beta[index])
+            if self._intercepts is not None:
+                self._intercepts.append(float(intercept))
+        return torch.stack(out).to(inputs.dtype)

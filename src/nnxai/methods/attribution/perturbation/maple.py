@@ -1,0 +1,194 @@
+"""MAPLE, Plumb, Molitor & Talwalkar [101]: a linear model of the classifier, local to ``x`` in the
+*supervised neighbourhood* that a random forest defines.
+
+To explain a trained model (a black box), MAPLE fits a tree ensemble to the model's outputs on the
+training inputs, ``{(φ(x_i), f(x_i))}``, and weighs training point ``i`` for a query ``x`` by how often it
+shares a leaf with ``x``, each tree's vote split among its leaf (the SILO weights [101] builds on; the
+``training_point_weights`` of the authors' code):
+
+    w_i(x) = Σ_{k=1}^{K} 1[e_k(x_i) = e_k(x)] / |{j : e_k(x_j) = e_k(x)}|,
+
+with ``e_k(·)`` the leaf of tree ``k``.  The local explanation is the weighted linear model of the class
+score (MAPLE's local linear model at ``x``)
+
+    (β_x, b_x) = argmin_{β, b} Σ_i w_i(x) (f_c(x_i) − b − β·φ(x_i))² + α ‖β‖²,
+
+a ridge fit as in the authors' code (``Ridge(alpha)`` with the weights as sample weights), and its
+coefficients ``β_x`` are the attribution (the paper's explanation is the local linear model; no
+multiplication by the input).  [101]'s DStump feature selection is not used: every feature gets a
+coefficient.
+
+Here ``f_c`` is the softmax probability of class ``c``; the forest (scikit-learn's ``RandomForestRegressor``
+with ``n_trees``, ``min_samples_leaf``, ``max_features``, seeded by ``ctx.seed``) is fitted once per model
+to the vector of all class probabilities, so one neighbourhood serves every class.  Features ``φ``: the
+columns of a table as they are; for images the mean of each channel over each cell of a fixed grid of
+``patch`` × ``patch`` squares (edge cells smaller when the side is not a multiple), so the coefficient of a
+(channel, cell) feature is the attribution of every pixel of that cell in that channel.  The intercepts
+go to ``meta["surrogate"]`` for the ``local_fidelity`` metric (:mod:`._surrogate`).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnxai.methods.attribution.perturbation._surrogate import (SURROGATE_SCORE, LocalSurrogate, Neighbourhood,
+                                                  weighted_ridge)
+from nnxai.methods.attribution.perturbation._train_data import TrainDataAttribution
+from nnxai.params import check_positive_ints
+from nnxai.registry import register
+
+#: Most inputs in one forward pass; bounds memory (results change only by float rounding).
+PASS_INPUTS = 512
+
+
+def grid_index(shape: tuple[int, ...], patch: int) -> torch.Tensor:
+    """Feature of every element of an input of ``shape``: (channel, grid cell) for (C, H, W), the column
+    for (F,); long, shaped like the input."""
+    if len(shape) == 1:
+        return torch.arange(shape[0])
+    C, H, W = shape
+    cols = -(-W // patch)
+    cells = (torch.arange(H)[:, None] // patch) * cols + torch.arange(W)[None, :] // patch
+    return torch.arange(C)[:, None, None] * (-(-H // patch) * cols) + cells[None]
+
+
+def grid_features(inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``φ(x)``: the mean of ``inputs`` (N, ...) over the elements of each feature of ``index``; float64."""
+    flat, idx = inputs.reshape(len(inputs), -1).double(), index.reshape(-1).to(inputs.device)
+    n_features = int(idx.max()) + 1
+    total = torch.zeros(len(inputs), n_features, dtype=torch.float64, device=inputs.device)
+    total.index_add_(1, idx, flat)
+    return total / torch.bincount(idx, minlength=n_features).double()
+
+
+def leaf_weights(train_leaves: np.ndarray, query_leaves: np.ndarray) -> np.ndarray:
+    """MAPLE's ``w_i(x)`` for each query: ``train_leaves`` (n, K), ``query_leaves`` (B, K) → (B, n)."""
+    out = np.empty((len(query_leaves), len(train_leaves)))
+    for b, leaves in enumerate(query_leaves):
+        shared = train_leaves == leaves[None, :]                     # (n, K)
+        out[b] = (shared / np.maximum(shared.sum(0), 1)).sum(1)
+    return out
+
+
+class Forest:
+    """The forest of a model, its leaves of the training points and their features and class scores."""
+
+    def __init__(self, model: nn.Module, x_train: torch.Tensor, index: torch.Tensor, params: dict, seed: int):
+        from sklearn.ensemble import RandomForestRegressor
+
+        with torch.no_grad():
+            self.scores = torch.cat([model(part).softmax(dim=1) for part in x_train.split(PASS_INPUTS)]).double()
+        self.index = index
+        self.features = grid_features(x_train, index)
+        self.forest = RandomForestRegressor(
+            n_estimators=params["n_trees"], min_samples_leaf=params["min_samples_leaf"],
+            max_features=float(params["max_features"]), random_state=seed, n_jobs=torch.get_num_threads())
+        self.forest.fit(self.features.cpu().numpy().astype(np.float32), self.scores.cpu().numpy())
+        self.leaves = self.leaves_of(x_train)
+
+    def leaves_of(self, inputs: torch.Tensor) -> np.ndarray:
+        """Leaf of each of ``inputs`` (B, ...) in every tree, (B, K)."""
+        return self.forest.apply(grid_features(inputs, self.index).cpu().numpy().astype(np.float32))
+
+    def weights(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``w_i(x)`` of every training point for each of ``inputs`` (B, ...) → (B, n), float64."""
+        return torch.as_tensor(leaf_weights(self.leaves, self.leaves_of(inputs)), device=inputs.device)
+
+
+@register("maple")
+class Maple(TrainDataAttribution, LocalSurrogate):
+    """Coefficients of MAPLE's local linear model in the forest's supervised neighbourhood, [101].
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
+    batch_size : int
+        Inputs per call of :meth:`attribute` during :meth:`explain`.
+    patch : int
+        Side of the grid cells whose per-channel means are the features of an image (images only).
+    n_trees : int
+        Trees of the random forest, ``K``.
+    min_samples_leaf : int
+        Fewest training points in a leaf.
+    max_features : float
+        Fraction of the features each split considers, in (0, 1].
+    alpha : float
+        Ridge penalty of the local linear model (>= 0).
+    """
+    trains = True            # fits a random forest on the train split (companion survey's 'Training' column)
+    model_agnostic = True    # queries the model's outputs only
+
+    param_names = ("n_explain", "batch_size", "patch", "n_trees", "min_samples_leaf", "max_features", "alpha")
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        owner = f"method {self.spec.id!r}"
+        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "patch", "n_trees", "min_samples_leaf"))
+        share = self.params["max_features"]
+        if isinstance(share, bool) or not isinstance(share, Real) or not 0 < share <= 1:
+            raise ValueError(f"{owner}: parameter 'max_features' must be a fraction in (0, 1], got {share!r}")
+        alpha = self.params["alpha"]
+        if isinstance(alpha, bool) or not isinstance(alpha, Real) or not math.isfinite(alpha) or alpha < 0:
+            raise ValueError(f"{owner}: parameter 'alpha' must be a finite number >= 0, got {alpha!r}")
+        self._intercepts: list[float] | None = None
+
+    def feature_index(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (1, 3):
+            raise ValueError(f"method {self.spec.id!r} explains (C, H, W) images or (F,) table rows, got one input "
+                             f"of shape {tuple(x.shape)}")
+        return grid_index(tuple(x.shape), self.params["patch"]).to(x.device)
+
+    def forest(self, model: nn.Module, inputs: torch.Tensor) -> Forest:
+        """The forest of ``model`` on the bound train split (built once per model while bound)."""
+        x_train = self.train_inputs(inputs)
+        index = self.feature_index(inputs[0])
+        return self.cached("forest", lambda: Forest(model, x_train, index, self.params, self.noise_seed), model)
+
+    def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
+                      pool: torch.Tensor) -> Neighbourhood:
+        """The points of ``pool`` other than ``x`` that share a leaf with ``x``, with MAPLE's weights (leaf
+        sizes counted within those points); ``n_samples`` and ``seed`` are unused."""
+        forest = self.forest(model, x[None])
+        pool_leaves = self.cached("pool", lambda: forest.leaves_of(pool), model, pool)
+        others = ~(pool == x).reshape(len(pool), -1).all(1).cpu().numpy()
+        weights = np.zeros(len(pool))
+        weights[others] = leaf_weights(pool_leaves[others], forest.leaves_of(x[None]))[0]
+        near = torch.as_tensor(np.nonzero(weights)[0], device=pool.device)
+        return Neighbourhood(grid_features(pool[near], forest.index), pool[near],
+                             torch.as_tensor(weights, device=pool.device)[near])
+
+    def _run(self, ctx):
+        self._intercepts = []
+        try:
+            record, n_inputs = super()._run(ctx)
+            record.meta["surrogate"] = {"intercept": self._intercepts, "score": SURROGATE_SCORE}
+        finally:
+            self._intercepts = None
+        return record, n_inputs
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        if inputs.dim() not in (2, 4):
+            raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
+                             f"of shape {tuple(inputs.shape)}")
+        if len(inputs) == 0:
+            return torch.zeros_like(inputs)
+        x = inputs.detach()
+        forest = self.forest(model, x)
+        weights = forest.weights(x)
+        out = []
+        for n, c in enumerate(target.tolist()):
+            near = weights[n] > 0
+            beta, intercept = weighted_ridge(forest.features[near], forest.scores[near, c], weights[n, near],
+                                             float(self.params["alpha"]))
+            out.append(beta[forest.index])
+            if self._intercepts is not None:
+                self._intercepts.append(float(intercept))
+        return torch.stack(out).to(device=inputs.device, dtype=inputs.dtype)

@@ -1,0 +1,117 @@
+"""Occlusion sensitivity, Zeiler & Fergus [72] (Sec. 4.2), as sensitivity analysis [108], [109].
+
+The survey (Sec. III-C) measures the importance of features by "how much the model output will change
+upon the change of a feature (or features)", occlusion being one such change [72], [108], [109].  Zeiler &
+Fergus "systematically occlud[e] different portions of the input image with a grey square, and monitor[]
+the output of the classifier" as a function of the square's position (their Fig. 7).
+
+Definition used here (Captum's ``Occlusion``).  A ``window × window`` square spanning *all* channels slides
+over the image with step ``stride``; for each position ``W`` the occluded image replaces the pixels of
+``W`` by the reference ``r`` (``fill``) and the drop of the explained logit is
+
+    d_W(x) = S_c(x) − S_c(x ⊙ (1 − m_W) + r ⊙ m_W),
+
+with ``m_W`` the window's mask.  The attribution of input value ``x_i`` is the *mean* drop over the
+windows that cover it (Captum divides the summed drops by the coverage count):
+
+    A_i(x) = Σ_{W ∋ i} d_W(x) / #{W : W ∋ i},
+
+the same for every channel of a pixel.  When ``(H − window)`` is not a multiple of ``stride`` Captum adds
+one last, cropped window at the bottom/right edge, so every pixel is covered.  ``S_c`` is the logit (Zeiler
+& Fergus plot the class probability).
+
+Tables.  An MLP's input has no spatial layout, so each feature is occluded alone (window one feature,
+stride 1; ``window`` and ``stride`` apply to images only): ``A_i = S_c(x) − S_c(x with x_i ← r_i)``, which
+for a linear model is ``w_{c,i} (x_i − r_i)``.
+
+Reference.  ``fill="zero"``: zeros.  ``fill="mean"``: the per-channel mean of the *train* split (per
+feature for tables), the "grey square" of [72] for normalised images.  As for Integrated Gradients,
+:meth:`Occlusion.explain` stores it in ``meta["baseline"] = {"kind", "per_channel"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnxai.params import check_positive_ints
+from nnxai.methods.attribution._reference import ReferenceAttribution
+from nnxai.registry import register
+#: Most occluded inputs in one forward pass; bounds memory (results change only by float rounding).
+PASS_INPUTS = 512
+
+
+def window_counts(size: int, window: int, stride: int) -> int:
+    """Window positions along one axis of ``size`` values, Captum's ``ceil((size − window)/stride) + 1``."""
+    return -(-(size - window) // stride) + 1
+
+
+@register("occlusion")
+class Occlusion(ReferenceAttribution):
+    """Mean drop of the class logit when a sliding square (one feature for tables) is filled [72].
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
+    batch_size : int
+        Inputs per call to Captum.
+    window : int
+        Side of the occluding square in pixels (images only).
+    stride : int
+        Step between square positions in pixels, at most ``window`` (images only).
+    fill : {"zero", "mean"}
+        What replaces the occluded values: zeros or the per-channel train mean.
+    """
+    model_agnostic = True    # queries the model's outputs only
+
+    param_names = ("n_explain", "batch_size", "window", "stride", "fill")
+    reference_param = "fill"
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        owner = f"method {self.spec.id!r}"
+        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "window", "stride"))
+        if self.params["stride"] > self.params["window"]:
+            raise ValueError(f"{owner}: parameter 'stride' ({self.params['stride']}) must not exceed 'window' "
+                             f"({self.params['window']}), or some pixels would never be occluded")
+
+    def window_shape(self, inputs: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Captum's ``(sliding_window_shapes, strides)``: a square over all channels, or one feature."""
+        if inputs.dim() == 2:
+            return (1,), (1,)
+        if inputs.dim() != 4:
+            raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
+                             f"of shape {tuple(inputs.shape)}")
+        window, stride = self.params["window"], self.params["stride"]
+        if window > min(inputs.shape[2:]):
+            raise ValueError(f"method {self.spec.id!r}: parameter 'window' ({window}) exceeds the image size "
+                             f"{tuple(inputs.shape[2:])}")
+        return (inputs.shape[1], window, window), (1, stride, stride)
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        shapes, strides = self.window_shape(inputs)
+        reference = self._default_reference(inputs) if baselines is None else baselines
+        reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device)
+        n_windows = 1
+        for size, w, s in zip(inputs.shape[1:], shapes, strides):
+            n_windows *= window_counts(size, w, s)
+        size = self.params["batch_size"]
+        from captum.attr import Occlusion as CaptumOcclusion  # lazy, see gradient.py
+
+        occlusion = CaptumOcclusion(model)
+        chunks = []
+        for start in range(0, len(inputs), size):
+            part = slice(start, start + size)
+            ref = reference if len(reference) == 1 else reference[part]
+            x = inputs[part].detach()
+            per_eval = max(1, min(n_windows, PASS_INPUTS // len(x)))
+            with torch.no_grad():
+                out = occlusion.attribute(x, sliding_window_shapes=shapes, strides=strides,
+                                          baselines=ref.detach(), target=target[part],
+                                          perturbations_per_eval=per_eval)
+            chunks.append(out.detach().to(inputs.dtype))  # Captum returns float32 after its count division
+        return torch.cat(chunks)

@@ -1,0 +1,208 @@
+"""Layer chains and the per-layer relevance rules of LRP [113], shared by :mod:`.lrp` and :mod:`.deeplift`.
+
+Both methods are *modified backward passes* over a chain of layers: they need each layer's input on the
+forward pass and a rule that maps a signal at the layer's output to one at its input.  This module
+
+* reads the chain of a model (:func:`layer_chain`): the leaf modules in the order the forward pass calls
+  them, each with the shape of its input, and checks that replaying that chain reproduces the model;
+* replays it (:func:`replay`), keeping every layer's input;
+* holds the LRP rules of one layer, each vectorised with the *gradient trick* of Montavon et al.
+  (2019, "LRP: an overview", Sec. 10.2.2): for a linear map ``z = ℓ(a)`` and relevance ``R`` at its output,
+  ``R_in = a ⊙ ∂(ℓ(a) · s)/∂a`` with ``s = R / z`` (stabilised), i.e. ``R_i = Σ_j a_i w_ij R_j / z_j``.
+
+Supported modules: ``Linear``, ``Conv2d`` (zero padding), ``MaxPool2d``, ``AdaptiveAvgPool2d``,
+``AvgPool2d``, ``Flatten``, ``ReLU``, ``Dropout`` and ``Identity`` (eval mode).  Anything else (a sigmoid, a
+batch norm, a residual connection) is a ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHTED = (nn.Linear, nn.Conv2d)
+AVERAGING = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
+IDENTITY = (nn.ReLU, nn.Dropout, nn.Identity, nn.Flatten)     # relevance (LRP) passes through unchanged
+SUPPORTED = WEIGHTED + AVERAGING + IDENTITY + (nn.MaxPool2d,)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One step of a chain: the module and the per-sample shape of the input it receives."""
+
+    module: nn.Module
+    in_shape: tuple[int, ...]
+
+
+def layer_chain(model: nn.Module, example: torch.Tensor, owner: str) -> list[Layer]:
+    """The leaf modules of ``model`` in call order, checked to form a chain that reproduces ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A feed-forward network built from :data:`SUPPORTED` modules, each called once.
+    example : torch.Tensor
+        A batch of inputs (one sample is enough) used to trace the calls.
+    owner : str
+        Name used in error messages (the method id).
+
+    Raises
+    ------
+    ValueError
+        If a module type is not supported, or if replaying the leaf modules one after the other (with the
+        reshapes between them) does not give the model's output (a skip connection, a functional
+        nonlinearity in ``forward``, a module called twice).
+    """
+    calls: list[Layer] = []
+
+    def hook(module, inputs, _output):
+        calls.append(Layer(module, tuple(inputs[0].shape[1:])))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    for module in leaves:
+        if not isinstance(module, SUPPORTED):
+            raise ValueError(f"{owner}: layer type {type(module).__name__} is not supported (its rules cover "
+                             f"{', '.join(sorted(t.__name__ for t in SUPPORTED))}; ReLU networks only)")
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            expected = model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    for layer in calls:
+        if isinstance(layer.module, nn.Conv2d) and layer.module.padding_mode != "zeros":
+            raise ValueError(f"{owner}: Conv2d padding_mode {layer.module.padding_mode!r} is not supported")
+    with torch.no_grad():
+        got = replay(calls, example[:1])[-1]
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-5, atol=1e-6):
+        raise ValueError(f"{owner}: the model is not a plain chain of its modules (replaying "
+                         f"{[type(c.module).__name__ for c in calls]} does not reproduce its output)")
+    return calls
+
+
+def replay(chain: list[Layer], x: torch.Tensor) -> list[torch.Tensor]:
+    """``[a_0, …, a_K]``: the input of every layer (reshaped as that layer receives it) and the output."""
+    acts = []
+    out = x
+    for layer in chain:
+        out = out.reshape(len(x), *layer.in_shape)
+        acts.append(out)
+        out = layer.module(out)
+    acts.append(out)
+    return acts
+
+
+def vjp(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], cotangent: torch.Tensor) -> tuple:
+    """``∂(fn(*inputs) · cotangent)/∂inputs`` on detached copies (the callers' tensors get no graph)."""
+    leaves = [t.detach().requires_grad_(True) for t in inputs]
+    with torch.enable_grad():
+        out = fn(*leaves)
+        return torch.autograd.grad(out, leaves, grad_outputs=cotangent)
+
+
+def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` with 0 where ``den == 0`` (no contribution of that sign: nothing to redistribute)."""
+    zero = den == 0
+    return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(den), den))
+
+
+def linear_map(module: nn.Module, a: torch.Tensor, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The linear part of ``module`` applied to ``a`` with the given ``weight`` and ``bias`` (detached).
+
+    For averaging pools the map has no parameters: ``weight`` is ignored and the pool itself is returned.
+    """
+    if isinstance(module, nn.Linear):
+        return F.linear(a, weight, bias)
+    if isinstance(module, nn.Conv2d):
+        return F.conv2d(a, weight, bias, module.stride, module.padding, module.dilation, module.groups)
+    return module(a)
+
+
+def weight_parts(module: nn.Module) -> tuple[Callable, Callable, torch.Tensor | None, torch.Tensor | None]:
+    """``(P, N, b⁺, b⁻)``: the map with the positive and the negative weights, and the bias parts.
+
+    For averaging pools every weight is positive: ``P`` is the pool, ``N`` is zero and there is no bias.
+    """
+    if isinstance(module, WEIGHTED):
+        w = module.weight.detach()
+        w_pos, w_neg = w.clamp(min=0), w.clamp(max=0)
+        b = None if module.bias is None else module.bias.detach()
+        return (lambda t: linear_map(module, t, w_pos), lambda t: linear_map(module, t, w_neg),
+                None if b is None else b.clamp(min=0), None if b is None else b.clamp(max=0))
+    return (lambda t: module(t), lambda t: torch.zeros_like(module(t)), None, None)
+
+
+def _bias_view(bias: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return bias.reshape(1, -1, *([1] * (out.dim() - 2)))
+
+
+def epsilon_rule(module: nn.Module, a: torch.Tensor, relevance: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """LRP-ε ([113] Eq. 58; Montavon et al. 2019 Eq. 4): ``R_i = Σ_j a_i w_ij / (z_j + ε·sign(z_j)) R_j``.
+
+    ``z_j`` includes the bias, so the bias and ε absorb relevance.  ``sign(0)`` counts as ``+1`` (as in
+    Captum's ``EpsilonRule``), so ``ε > 0`` never divides by zero.
+    """
+    with torch.no_grad():
+        z = module(a)
+        sign = torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+        s = relevance / (z + epsilon * sign)
+    if isinstance(module, WEIGHTED):
+        w = module.weight.detach()
+        (grad,) = vjp(lambda t: linear_map(module, t, w), [a], s)
+    else:
+        (grad,) = vjp(module, [a], s)
+    return a * grad
+
+
+def alpha_beta_rule(module: nn.Module, a: torch.Tensor, relevance: torch.Tensor, alpha: float) -> torch.Tensor:
+    """LRP-αβ ([113] Eq. 60) with ``β = α − 1``.
+
+    ``R_i = Σ_j (α (a_i w_ij)⁺ / z_j⁺ − β (a_i w_ij)⁻ / z_j⁻) R_j`` with ``z_j^± = Σ_i (a_i w_ij)^± + b_j^±``
+    (the bias is a neuron with activation 1, Montavon et al. 2019).  Signs of inputs are kept: ``(a w)⁺`` is
+    ``a⁺ w⁺ + a⁻ w⁻``.  A part whose denominator is zero redistributes nothing.
+    """
+    beta = alpha - 1.0
+    pos, neg, b_pos, b_neg = weight_parts(module)
+    a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)
+    with torch.no_grad():
+        z_pos, z_neg = pos(a_pos) + neg(a_neg), neg(a_pos) + pos(a_neg)
+        if b_pos is not None:
+            z_pos, z_neg = z_pos + _bias_view(b_pos, z_pos), z_neg + _bias_view(b_neg, z_neg)
+        s_pos, s_neg = safe_divide(relevance, z_pos), safe_divide(relevance, z_neg)
+
+    def weighted(ap, an):
+        return alpha * s_pos * (pos(ap) + neg(an)) - beta * s_neg * (neg(ap) + pos(an))
+
+    g_pos, g_neg = vjp(weighted, [a_pos, a_neg], torch.ones_like(relevance))
+    return a_pos * g_pos + a_neg * g_neg
+
+
+def zb_rule(module: nn.Module, x: torch.Tensor, relevance: torch.Tensor, low: torch.Tensor,
+            high: torch.Tensor) -> torch.Tensor:
+    """The z^B rule for inputs in a box ``[l, h]`` (Montavon et al. 2017, deep Taylor decomposition, Eq. 12).
+
+    ``R_i = Σ_j (x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻) / Σ_i' (x_i' w_i'j − l_i' w_i'j⁺ − h_i' w_i'j⁻) · R_j``;
+    the bias is left out, so the rule conserves relevance.  ``low`` and ``high`` are shaped like ``x``.
+    """
+    w = module.weight.detach()
+    w_pos, w_neg = w.clamp(min=0), w.clamp(max=0)
+
+    def z(t, lo, hi):
+        return linear_map(module, t, w) - linear_map(module, lo, w_pos) - linear_map(module, hi, w_neg)
+
+    with torch.no_grad():
+        s = safe_divide(relevance, z(x, low, high))
+    g_x, g_low, g_high = vjp(z, [x, low, high], s)
+    return x * g_x + low * g_low + high * g_high
+
+
+def winner_take_all(module: nn.Module, a: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    """Max-pooling: all relevance of a window goes to its maximum ([113], Sec. 4.2.1)."""
+    (grad,) = vjp(module, [a], relevance)
+    return grad

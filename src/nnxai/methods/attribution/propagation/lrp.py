@@ -1,0 +1,150 @@
+"""Layer-wise relevance propagation (LRP), Bach et al. [113], with the z^B input rule of deep Taylor decomposition.
+
+The survey's Table IV writes LRP as a modified gradient, ``x_i · ∂^g S_c/∂x_i`` with ``g = σ(z)/z``: the
+relevance ``R_c = S_c(x)`` of the explained logit is sent back layer by layer, every neuron passing its
+relevance to its inputs in proportion to their contributions ``z_ij = a_i w_ij`` ([113], Eq. 56–60):
+
+* hidden ``Linear``/``Conv2d`` layers, ``rule="epsilon"``: ``R_i = Σ_j z_ij / (z_j + ε·sign z_j) · R_j``
+  ([113] Eq. 58); ``rule="alpha_beta"``: ``R_i = Σ_j (α z_ij⁺ / z_j⁺ − β z_ij⁻ / z_j⁻) R_j`` with
+  ``β = α − 1`` ([113] Eq. 60; biases split into ``b⁺`` and ``b⁻``);
+* the first weighted layer, ``input_rule="zb"``: the z^B rule for inputs bounded by ``[l, h]`` (Montavon
+  et al. 2017, "Explaining nonlinear classification decisions with deep Taylor decomposition", Eq. 12),
+  ``R_i = Σ_j (x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻) / Σ_i' (…) · R_j``; ``input_rule="epsilon"``: as hidden ε;
+* ``MaxPool2d``: winner-take-all ([113] Sec. 4.2.1); ``AdaptiveAvgPool2d``/``AvgPool2d``: a linear layer
+  with positive weights, always the ε-rule (an αβ split would multiply its relevance by α, as a pool has no
+  negative part); ``ReLU``, ``Flatten``: relevance passes unchanged.
+
+Captum's ``LRP`` has the ε-rule and α=1, β=0 only, so the pass is written here
+(:mod:`._lrp_rules`): forward replay of the model's chain of layers, then one vectorised rule per layer
+(the gradient trick ``R_in = a ⊙ ∂(z · s)/∂a``, ``s = R_out / z``).  With ``rule="epsilon"`` and
+``input_rule="epsilon"`` it equals Captum's ``LRP`` with ``EpsilonRule`` on every layer (tested).
+
+Bounds of z^B.  :meth:`LRP.explain` takes the data range of the train split: per feature ``[min, max]`` for
+tables; per channel ``[min(0, min), max(1, max)]`` for images (pixel values live in 0..1).  The record keeps
+them in ``meta["bounds"]``.  Each input widens its own box to contain it (``l = min(l, x)``,
+``h = max(h, x)``), so every numerator term is ≥ 0.  Called directly (no context), images use ``[0, 1]``
+and tables the box between 0 and the input (there the rule reduces to the z⁺ rule, Montavon 2017 Sec. 4).
+
+Conservation.  ``Σ_i R_i = S_c(x)`` holds exactly for z^B and for αβ only when the biases are zero (and, for
+αβ, every neuron has contributions of both signs); the ε-rule loses the ε-share.  The ``conservation``
+metric measures the gap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, IDENTITY, WEIGHTED, alpha_beta_rule,
+                                                  epsilon_rule, layer_chain, replay, winner_take_all, zb_rule)
+from nnxai.params import check_positive_ints
+from nnxai.methods.base import AttributionMethod
+from nnxai.registry import register
+from nnxai.ops.maps import channel_range
+
+RULES = ("epsilon", "alpha_beta")
+INPUT_RULES = ("zb", "epsilon")
+
+
+
+
+@register("lrp")
+class LRP(AttributionMethod):
+    """Layer-wise relevance propagation [113] of the class logit: ε or αβ rule, z^B or ε at the input.
+
+    Parameters
+    ----------
+    n_explain : int
+        Number of seeded test inputs explained by :meth:`explain`.
+    batch_size : int
+        Inputs per relevance pass.
+    rule : {"epsilon", "alpha_beta"}
+        Rule of the hidden weighted layers.
+    epsilon : float
+        Stabiliser ε > 0 of the ε-rule (also used by average pools and by ``input_rule="epsilon"``).
+    alpha : float
+        α ≥ 1 of the αβ-rule (β = α − 1); read only when ``rule="alpha_beta"``.
+    input_rule : {"zb", "epsilon"}
+        Rule of the first weighted layer.
+    """
+
+    param_names = ("n_explain", "batch_size", "rule", "epsilon", "alpha", "input_rule")
+    activations = frozenset({"relu"})
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        owner = f"method {self.spec.id!r}"
+        check_positive_ints(owner, self.params, ("n_explain", "batch_size"))
+        for name, allowed in (("rule", RULES), ("input_rule", INPUT_RULES)):
+            if self.params[name] not in allowed:
+                raise ValueError(f"{owner}: parameter {name!r} must be one of {list(allowed)}, "
+                                 f"got {self.params[name]!r}")
+        eps, alpha = self.params["epsilon"], self.params["alpha"]
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"{owner}: parameter 'epsilon' must be a number > 0, got {eps!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 1:
+            raise ValueError(f"{owner}: parameter 'alpha' must be a number >= 1 (beta = alpha - 1), got {alpha!r}")
+        self._context_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _run(self, ctx):
+        bounds = channel_range(ctx.train.x, ctx.info.kind == "image")
+        self._context_bounds = tuple(b.to(ctx.device) for b in bounds)
+        try:
+            record, n_inputs = super()._run(ctx)
+        finally:
+            self._context_bounds = None
+        if self.params["input_rule"] == "zb":
+            record.meta["bounds"] = {"low": [float(v) for v in bounds[0]], "high": [float(v) for v in bounds[1]]}
+        return record, n_inputs
+
+    def input_bounds(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(l, h)`` shaped like ``inputs``: the data range (or the no-context default), widened to the input."""
+        if self._context_bounds is not None:
+            low, high = self._context_bounds
+            view = (1, len(low)) + (1,) * (inputs.dim() - 2)
+            low, high = low.reshape(view).to(inputs.dtype), high.reshape(view).to(inputs.dtype)
+        else:
+            top = 1.0 if inputs.dim() == 4 else 0.0
+            low, high = torch.zeros_like(inputs[:1]), torch.full_like(inputs[:1], top)
+        return torch.minimum(low, inputs), torch.maximum(high, inputs)
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = inputs.detach()
+        chain = layer_chain(model, inputs, f"method {self.spec.id!r}")
+        size = self.params["batch_size"]
+        return torch.cat([self._relevance(chain, inputs[s:s + size], target[s:s + size])
+                          for s in range(0, len(inputs), size)])
+
+    def _relevance(self, chain, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            acts = replay(chain, x)
+        logits = acts[-1]
+        relevance = torch.zeros_like(logits)
+        rows = torch.arange(len(x), device=x.device)
+        relevance[rows, target] = logits[rows, target]
+        first = next((k for k, layer in enumerate(chain) if isinstance(layer.module, WEIGHTED)), None)
+        low = high = None
+        if self.params["input_rule"] == "zb" and first is not None:
+            before = [type(layer.module).__name__ for layer in chain[:first]
+                      if not isinstance(layer.module, (nn.Flatten, nn.Identity, nn.Dropout))]
+            if before:
+                raise ValueError(f"method {self.spec.id!r}: input_rule 'zb' needs the first weighted layer to see "
+                                 f"the input, but {before} come before it")
+            low, high = (b.reshape(acts[first].shape) for b in self.input_bounds(x))
+        for k in range(len(chain) - 1, -1, -1):
+            module, a = chain[k].module, acts[k]
+            relevance = relevance.reshape(acts[k + 1].shape)
+            if isinstance(module, IDENTITY):
+                relevance = relevance.reshape(a.shape)
+            elif isinstance(module, nn.MaxPool2d):
+                relevance = winner_take_all(module, a, relevance)
+            elif k == first and low is not None:
+                relevance = zb_rule(module, a, relevance, low, high)
+            elif isinstance(module, WEIGHTED) and self.params["rule"] == "alpha_beta" and k != first:
+                relevance = alpha_beta_rule(module, a, relevance, float(self.params["alpha"]))
+            elif isinstance(module, WEIGHTED + AVERAGING):
+                relevance = epsilon_rule(module, a, relevance, float(self.params["epsilon"]))
+        return relevance.reshape(x.shape).detach()
