@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from nnxai import registry
+from nnxai.params import ParamError
 from nnxai.data import DATASETS
 from nnxai.models.variants import variant_pattern
 
@@ -113,16 +114,13 @@ def validate(cfg: dict) -> dict:
                                   f"yet; implemented: {', '.join(registry.implemented_ids())}")
     for method_id in selected_methods(cfg):
         cls = registry.get(method_id)
-        given = cfg["method_params"].get(method_id)
-        if given is None:
+        if method_id not in cfg["method_params"]:
             raise ConfigError(f"config key 'method_params.{method_id}': missing; {method_id} needs "
                               f"{sorted(cls.param_names)}")
-        missing = set(cls.param_names) - set(given)
-        unknown = set(given) - set(cls.param_names)
-        if missing or unknown:
-            raise ConfigError(f"config key 'method_params.{method_id}': expected {sorted(cls.param_names)}"
-                              + (f", missing {sorted(missing)}" if missing else "")
-                              + (f", unknown {sorted(unknown)}" if unknown else ""))
+        try:
+            cls.checked_params(method_params(cfg, method_id), owner=f"config key 'method_params.{method_id}'")
+        except ParamError as err:
+            raise ConfigError(str(err)) from None
     _validate_metric_params(cfg["metric_params"])
     return cfg
 
@@ -154,6 +152,20 @@ def load_config(overrides: dict | None = None, directory: str | Path | None = No
     cfg = deep_merge(deep_merge(base, profile_cfg), overrides)
     cfg["profile"] = profile
     return validate(cfg)
+
+
+def method_params(cfg: dict, method_id: str) -> dict[str, Any]:
+    """The parameters ``method_id`` runs with: its block of ``method_params``.  A composite method (SpRAy,
+    MAME, DeepConsensus: a ``local_method`` parameter) takes its local method's parameters from that
+    method's own block, with the optional ``local_params`` of its block on top (overrides, not a copy)."""
+    given = copy.deepcopy(cfg["method_params"].get(method_id, {}))
+    local = given.get("local_method")
+    if "local_method" in registry.get(method_id).parameters and isinstance(local, str):
+        if local not in cfg["method_params"]:
+            raise ConfigError(f"config key 'method_params.{method_id}.local_method': {local!r} has no parameter "
+                              f"block 'method_params.{local}'")
+        given["local_params"] = deep_merge(cfg["method_params"][local], given.get("local_params") or {})
+    return given
 
 
 def selected_methods(cfg: dict) -> list[str]:

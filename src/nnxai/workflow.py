@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from nnxai import registry
-from nnxai.config import models_for, selected_methods, train_settings
+from nnxai.config import method_params, models_for, selected_methods, train_settings
 from nnxai.data import DATASETS
 from nnxai.models.variants import variant
 
@@ -75,7 +75,7 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
 
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     """What one explain job reads: the checkpoint, the prepared splits and what the method asks for."""
-    extra = registry.get(method).required_inputs(cfg["method_params"][method], dataset, model)
+    extra = registry.get(method).required_inputs(method_params(cfg, method), dataset, model)
     return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
 
 
@@ -137,7 +137,7 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
         registry.get(m)  # unknown or unimplemented: a clear error before anything else
         if m not in cfg["method_params"]:
             raise ValueError(f"config key 'method_params.{m}' is missing")
-        return {"method": m, "params": cfg["method_params"][m], "seed": cfg["seed"], **common}
+        return {"method": m, "params": method_params(cfg, m), "seed": cfg["seed"], **common}
     if stage == "evaluate":
         # One job per model scores all its explanations (one process instead of one per method: a job's
         # start-up, mostly importing torch, costs more than scoring a toy explanation).

@@ -10,14 +10,22 @@ example                ``select``       :class:`~nnxai.explanations.Examples`
 =====================  ===============  =====================================================
 
 A method declares what it applies to (``modalities``, ``architectures``, ``activations``,
-``needs_masks``, ``needs_concepts``, ``needs_linear_head``) and the names of its hyperparameters
-(``param_names``); their values always come from the config of the active profile, never from defaults
-hidden in the class (STYLE.md, habit 5).  :meth:`Method.explain` is the one entry point the pipeline
-calls; it times the method and fills the record's ``meta``.
+``needs_masks``, ``needs_concepts``, ``needs_linear_head``) and its hyperparameters, once, in ``parameters``
+(:mod:`nnxai.params`: name, type, range; no defaults, every value comes from the config of the active
+profile, STYLE.md habit 5).  ``__init__`` only checks and stores them (scikit-learn's estimator contract).
+
+Fitting is separate from explaining, as in scikit-learn and Captum: :meth:`Method.fit` learns what the method
+needs from the model and the train split (a reference input, a density, a surrogate forest, an explainer
+network, concept vectors) and returns the fitted method, whose learnt attributes end in ``_``; the metrics
+reuse it for every re-explanation on the same model and fit a fresh copy for another model.  A method whose
+``_fit`` learns nothing may be called without ``fit``; one that learns refuses to explain before it.
+:meth:`Method.explain` is the one entry point the pipeline calls: it fits, explains, times the method and
+fills the record's ``meta``.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -30,6 +38,7 @@ import torch
 from torch import nn
 
 from nnxai.explanations import AttributionMap, Examples, Explanation, RuleSet, UnitConcepts
+from nnxai.params import BATCH_SIZE, N_EXPLAIN, Param, ParamError, check_params
 from nnxai.taxonomy import MethodSpec
 from nnxai.versions import library_versions
 
@@ -62,6 +71,8 @@ class Method(ABC):
 
     spec: ClassVar[MethodSpec]                      # set by nnxai.registry.register
     record_type: ClassVar[type[Explanation]]
+    #: The hyperparameters, declared once (:mod:`nnxai.params`); ``param_names`` is derived from them.
+    parameters: ClassVar[dict[str, Param]] = {}
     param_names: ClassVar[tuple[str, ...]] = ()
     modalities: ClassVar[frozenset[str]] = frozenset({"image", "tabular"})
     architectures: ClassVar[frozenset[str]] = frozenset({"cnn", "mlp"})
@@ -84,15 +95,68 @@ class Method(ABC):
     #: Table 1: occlusion, LIME, KernelSHAP, L2X, ...
     model_agnostic: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.param_names = tuple(cls.parameters)
+
     def __init__(self, **params: Any):
-        unknown = set(params) - set(self.param_names)
-        missing = set(self.param_names) - set(params)
-        if unknown or missing:
-            raise ValueError(
-                f"method {self.spec.id!r}: parameters {sorted(self.param_names)} expected"
-                + (f"; unknown {sorted(unknown)}" if unknown else "")
-                + (f"; missing {sorted(missing)} (set them in configs/profiles/*.yaml)" if missing else ""))
-        self.params = dict(params)
+        self.params = self.checked_params(params)
+
+    @classmethod
+    def checked_params(cls, params: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
+        """``params`` checked against :attr:`parameters` and :meth:`check_combination`; a
+        :class:`~nnxai.params.ParamError` names ``owner`` (default: the method), the key, the value and what
+        is allowed."""
+        owner = owner or (f"method {cls.spec.id!r}" if hasattr(cls, "spec") else cls.__name__)
+        checked = check_params(owner, cls.parameters, params)
+        cls.check_combination(checked)
+        return checked
+
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        """Constraints between parameters that no single declaration states (raise ParamError)."""
+
+    # -- fitting ---------------------------------------------------------------------------------------
+    @classmethod
+    def learns(cls) -> bool:
+        """Whether :meth:`fit` learns anything (the class overrides :meth:`_fit`)."""
+        return cls._fit is not Method._fit
+
+    def fit(self, model: nn.Module, train: Any, *, seed: int = 0, info: Any = None) -> "Method":
+        """Learn what explaining ``model`` needs from the train split; return ``self``, fitted.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model that will be explained (the fitted state belongs to it).
+        train : PreparedSplit
+            The train split (``.x``, ``.y`` and, where the data set has them, ``.concepts``, ``.masks``).
+        seed : int
+            Seed of the method's randomness (the run's seed).
+        info : Dataset, optional
+            The data set's declared interface (concepts, masks, rendering), for methods that use it.
+        """
+        self.model_, self.seed_, self.info_ = model, int(seed), info
+        self._fit(model, train)
+        self.fitted_ = True
+        return self
+
+    def _fit(self, model: nn.Module, train: Any) -> None:
+        """Learn from ``train`` and ``model``; set attributes ending in ``_``.  The base learns nothing."""
+
+    def is_fitted_for(self, model: nn.Module) -> bool:
+        return getattr(self, "fitted_", False) and self.model_ is model
+
+    def check_fitted(self, model: nn.Module) -> None:
+        """Raise unless a method that learns was fitted for ``model``."""
+        if self.learns() and not self.is_fitted_for(model):
+            raise RuntimeError(f"method {self.spec.id!r} learns from the train split: call "
+                               f"fit(model, train_split) for this model before explaining with it")
+
+    @property
+    def seed(self) -> int:
+        """The seed of the method's randomness: the fitted seed, 0 before :meth:`fit`."""
+        return getattr(self, "seed_", 0)
 
     @classmethod
     def why_not(cls, info: Any, traits: dict[str, Any]) -> str | None:
@@ -124,6 +188,7 @@ class Method(ABC):
         if reason:
             raise ValueError(f"method {self.spec.id!r} does not apply to {ctx.dataset}/{ctx.model_id}: {reason}")
         start = time.perf_counter()
+        self.fit(ctx.model, ctx.train, seed=ctx.seed, info=ctx.info)
         record, n_inputs = self._run(ctx)
         seconds = time.perf_counter() - start
         record.meta.update({
@@ -173,6 +238,7 @@ class AttributionMethod(Method):
     """
 
     record_type = AttributionMap
+    parameters = {"n_explain": N_EXPLAIN, "batch_size": BATCH_SIZE}
     uses_baseline: ClassVar[bool] = False
     #: ``baselines`` is a background set of any size (DeepSHAP), not one reference per input.
     baselines_are_background: ClassVar[bool] = False
@@ -205,7 +271,9 @@ class AttributionMethod(Method):
         ...
 
     def __call__(self, model, inputs, target, baselines=None):
-        """Validated :meth:`attribute`: checks ``target`` range and ``baselines`` shape before computing."""
+        """Validated :meth:`attribute`: checks that a method that learns was fitted for ``model``, the
+        ``target`` range and the ``baselines`` shape before computing."""
+        self.check_fitted(model)
         target = torch.as_tensor(target, dtype=torch.long).reshape(-1)
         if len(target) == 1 and len(inputs) > 1:
             target = target.expand(len(inputs))

@@ -1,91 +1,69 @@
 """Re-run an attribution method on other weights or other inputs, exactly as its explain stage runs it.
 
-No metric is registered here.  The sanity check of [75] explains the same inputs and classes with a
-randomised copy of the model, and ROAR [150] explains training inputs; both need the method as the
-explain stage ran it.  Some methods set up state around :meth:`AttributionMethod._run` in their own
-``_run`` before calling ``super()._run(ctx)``: the reference input built from the train split
-(:class:`~nnxai.methods.attribution._reference.ReferenceAttribution`), SmoothGrad's noise seed, LRP's
-input bounds.  Calling ``attribute`` directly would lose that state, and copying it here would have to
-follow every new method.
-
-:func:`attribute_as_explained` therefore runs the method's own ``_run`` chain on a subclass whose
-method resolution order puts :class:`_PinnedRun` just above :class:`AttributionMethod`: each
-``super()._run(ctx)`` of the method reaches :meth:`_PinnedRun._run`, which attributes the given inputs for
-the given classes (instead of the seeded test inputs for their predicted classes), batch by batch.
+No metric is registered here.  The robustness metrics (continuity, fragility, the invariances) explain
+other inputs with the cell's model; the sanity checks of [75] explain the same inputs with a randomised
+copy of the model, and ROAR [150] explains training inputs with the model.  Whatever a method learns
+before explaining (a reference input, input bounds, a density, a forest, an explainer network, its seed)
+is its fitted state (:meth:`~nnxai.methods.base.Method.fit`): :func:`fitted_method` fits the method once
+for the cell's model and reuses that fit, and fits a fresh copy for any other model, every time (the
+cascading randomisation re-initialises layers of one copy in place, so a copy is never reused).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+import copy
 
-import numpy as np
 import torch
 from torch import nn
 
-from nnxai.explanations import AttributionMap
-from nnxai.methods.base import AttributionMethod
-
-
-class _PinnedRun(AttributionMethod):
-    """The innermost ``_run`` of a re-run: attributes ``self._pinned = (inputs, targets)``."""
-
-    def _run(self, ctx):
-        inputs, targets = self._pinned
-        size = self.params["batch_size"]
-        chunks = [self(ctx.model, xb, tb).detach()
-                  for xb, tb in zip(inputs.split(size), targets.split(size))]
-        self._result = torch.cat(chunks) if chunks else inputs[:0].clone()
-        record = AttributionMap(np.zeros((len(inputs), 0)), np.arange(len(inputs)), targets.cpu().numpy())
-        return record, len(inputs)
-
-
-@functools.cache
-def _pinned_class(cls: type) -> type:
-    return type(f"Pinned{cls.__name__}", (cls, _PinnedRun), {"__module__": __name__})
-
-
-def _calls_super_run(run) -> bool:
-    """Whether the function ``run`` calls ``super()._run`` (read from the names its code uses)."""
-    code = getattr(run, "__code__", None)
-    return code is not None and "super" in code.co_names and "_run" in code.co_names
+from nnxai.methods.base import AttributionMethod, Method
 
 
 def check_rerunnable(method_cls: type) -> str | None:
-    """Why :func:`attribute_as_explained` cannot re-run ``method_cls``, or ``None``: it must be an
-    :class:`AttributionMethod` whose every ``_run`` override calls ``super()._run``."""
+    """Why :func:`attribute_as_explained` cannot re-run ``method_cls`` (it is not a per-input
+    :class:`AttributionMethod`), or ``None``."""
     name = getattr(method_cls, "__name__", method_cls)
     if not (isinstance(method_cls, type) and issubclass(method_cls, AttributionMethod)):
         return f"{name} is not an AttributionMethod, so it cannot be re-run"
-    for klass in method_cls.__mro__[:method_cls.__mro__.index(AttributionMethod)]:
-        run = klass.__dict__.get("_run")
-        if run is not None and not _calls_super_run(run):
-            return f"{klass.__name__}._run does not call super()._run(ctx), so {name} cannot be re-run"
     return None
+
+
+def fitted_method(method: Method, ctx, model: nn.Module | None = None) -> Method:
+    """``method`` fitted for ``model`` (default: the cell's ``ctx.model``) on the cell's train split and seed.
+
+    The cell's model is fitted once, in place, and the fit reused by every later call; another model gets
+    a fresh copy of the method (same parameters) fitted for it.
+    """
+    model = ctx.model if model is None else model
+    if method.is_fitted_for(model):
+        return method
+    target = method if model is ctx.model else type(method)(**copy.deepcopy(method.params))
+    return target.fit(model, ctx.train, seed=ctx.seed, info=ctx.info)
+
+
+def attribute_batches(method: AttributionMethod, model: nn.Module, inputs: torch.Tensor,
+                      targets: torch.Tensor) -> torch.Tensor:
+    """Validated attributions of ``inputs`` for ``targets``, in batches of the method's ``batch_size``."""
+    size = method.params["batch_size"]
+    chunks = [method(model, xb, tb).detach() for xb, tb in zip(inputs.split(size), targets.split(size))]
+    return torch.cat(chunks) if chunks else inputs[:0].clone()
 
 
 def attribute_as_explained(method: AttributionMethod, ctx, model: nn.Module, inputs: torch.Tensor,
                            targets: torch.Tensor) -> torch.Tensor:
-    """The attributions ``method`` gives ``inputs`` for classes ``targets`` with ``model``, in the context
-    ``ctx`` (its splits and seed) but with ``model`` in place of ``ctx.model``; batches of the method's
-    ``batch_size``; on ``inputs.device``.
+    """The attributions ``method`` gives ``inputs`` for classes ``targets`` with ``model``, fitted as its
+    explain stage fits it (train split and seed of ``ctx``); batches of its ``batch_size``; on
+    ``inputs.device``.
 
     Raises
     ------
     ValueError
-        If ``method`` is not an :class:`AttributionMethod`, or its ``_run`` does not reach
-        :meth:`AttributionMethod._run` through ``super()``.
+        If ``method`` is not an :class:`AttributionMethod`, or the numbers of inputs and targets differ.
     """
     reason = check_rerunnable(type(method))
     if reason:
         raise ValueError(reason)
     if len(inputs) != len(targets):
         raise ValueError(f"{len(targets)} targets for {len(inputs)} inputs")
-    runner = _pinned_class(type(method))(**method.params)
-    runner._pinned = (inputs, torch.as_tensor(targets, dtype=torch.long, device=inputs.device))
-    runner._result = None
-    runner._run(dataclasses.replace(ctx, model=model))
-    if runner._result is None:
-        raise ValueError(f"{type(method).__name__}._run did not reach AttributionMethod._run, so it cannot be "
-                         "re-run on other weights or inputs")
-    return runner._result
+    fitted = fitted_method(method, ctx, model)
+    return attribute_batches(fitted, model, inputs, torch.as_tensor(targets, dtype=torch.long, device=inputs.device))
