@@ -62,3 +62,13 @@ def test_report_item_must_exist(capsys, tmp_path):
 def test_targets_lists_contract_paths(capsys):
     code, out, _ = run(capsys, "targets", "--profile", "smoke", "--stage", "checkpoints")
     assert code == 0 and "data/checkpoints/shapes/baseline.pt" in out.splitlines()
+
+
+def test_profiles_are_listed_once_and_are_the_profile_files(capsys):
+    from pathlib import Path
+
+    from nnxai.config import PROFILES, config_dir
+
+    assert sorted(PROFILES) == sorted(p.stem for p in (Path(config_dir()) / "profiles").glob("*.yaml"))
+    code, _, err = run(capsys, "targets", "--profile", "tiny")
+    assert code == 2 and "'tiny'" in err and all(p in err for p in PROFILES)

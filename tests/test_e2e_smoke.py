@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import re
-import shutil
 import subprocess
 import sys
 

@@ -79,9 +79,15 @@ def test_unknown_and_unimplemented_ids_give_clear_errors():
         registry.get(unimplemented)
 
 
-def test_register_binds_catalogue_coordinates_and_new_specs(monkeypatch):
-    monkeypatch.setattr(registry, "_CLASSES", dict(registry._CLASSES))
-    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+@pytest.fixture
+def restored_registry():
+    before = set(registry.IMPLEMENTATIONS.names())
+    yield
+    for method_id in set(registry.IMPLEMENTATIONS.names()) - before:
+        registry.unregister(method_id)
+
+
+def test_register_binds_catalogue_coordinates_and_new_specs(restored_registry):
     unimplemented = next(s.id for s in registry.specs() if not registry.is_implemented(s.id))
 
     @registry.register(unimplemented)

@@ -112,15 +112,12 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from nnxai.report import FIGURES, TABLES
+    from nnxai.report import REPORT_ITEMS
 
-    writers = {**TABLES, **FIGURES}
-    for path in writers[args.item](Path(args.out), **({"workdir": Path(args.workdir)} if args.item in NEEDS_WORKDIR else {})):
+    item = REPORT_ITEMS[args.item]
+    for path in item.writer(Path(args.out), **({"workdir": Path(args.workdir)} if item.needs_workdir else {})):
         print(path)
     return 0
-
-
-NEEDS_WORKDIR = {"table2", "table_comparison", "metrics_heatmap", "perturbation_curves", "runtime"}
 
 
 def cmd_targets(args) -> int:
@@ -143,6 +140,7 @@ def cmd_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nnxai.profiles import PROFILES
     from nnxai.data import DATASETS
 
     parser = argparse.ArgumentParser(prog="nnxai", description=__doc__.splitlines()[0] + "\n\n" + "Reproduces "
@@ -167,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                             metavar="METHOD", help="a method id of `nnxai methods`" +
                             ("" if method_required else " (default: every method the config runs on the model, "
                              "and the model's accuracy)"))
-        sp.add_argument("--profile", choices=["smoke", "default", "paper"], help="config profile (default: default)")
+        sp.add_argument("--profile", choices=PROFILES, help="config profile (default: default)")
         sp.add_argument("--settings", help="JSON slice of the config (as passed by the Snakefile)")
         sp.add_argument("--device", help="auto | cpu | cuda[:k]; overrides the config")
         sp.add_argument("--workdir", default=".", help="work directory holding data/ (default: .)")
@@ -189,22 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("report", help="write one table or figure")
-    from nnxai.workflow import FIGURES, TABLES
-
-    p.add_argument("item", choices=list(TABLES) + list(FIGURES), metavar="ITEM",
-                   help=" | ".join(list(TABLES) + list(FIGURES)))
+    # Not argparse choices: the names come from the report registry, which imports every writer (and
+    # matplotlib, plotly, captum); main() checks the name when the command is `report`.
+    p.add_argument("item", metavar="ITEM", help="a table or figure: `nnxai targets --stage tables|figures` "
+                   "lists their files (e.g. table3, taxonomy3d)")
     p.add_argument("--out", required=True, help="output folder, e.g. paper/tables")
     p.add_argument("--workdir", default=".")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("targets", help="list the outputs of a profile's run")
-    p.add_argument("--profile", choices=["smoke", "default", "paper"])
+    p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--stage", choices=["prepared", "checkpoints", "explanations", "metrics", "aggregate",
                                        "tables", "figures"])
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("config", help="print the merged, validated config (or its JSON schema)")
-    p.add_argument("--profile", choices=["smoke", "default", "paper"])
+    p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--schema", action="store_true")
     p.set_defaults(func=cmd_config)
     return parser
@@ -216,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "report":
-        from nnxai.report import FIGURES, TABLES
+        from nnxai.report import REPORT_ITEMS
 
-        if args.item not in {**TABLES, **FIGURES}:
-            parser.error(f"report item {args.item!r} unknown; choose from {', '.join(sorted({**TABLES, **FIGURES}))}")
+        if args.item not in REPORT_ITEMS:
+            parser.error(f"report item {args.item!r} unknown; choose from {', '.join(sorted(REPORT_ITEMS))}")
     from nnxai.config import ConfigError
     from nnxai.models import CheckpointError
 

@@ -15,11 +15,12 @@ import jsonschema
 import yaml
 
 from nnxai import registry
-from nnxai.params import ParamError
 from nnxai.data import DATASETS
-from nnxai.models.variants import variant_pattern
+from nnxai.metrics import metrics
+from nnxai.models.variants import variant, variant_pattern
+from nnxai.params import ParamError, params_schema
+from nnxai.profiles import PROFILES
 
-PROFILES = ("smoke", "default", "paper")
 
 
 class ConfigError(ValueError):
@@ -84,8 +85,12 @@ def schema() -> dict:
                                                            {"type": "number", "minimum": 0}}}},
             "architecture": {"type": "object"},
             "method_params": {"type": "object", "propertyNames": {"enum": method_ids},
-                              "additionalProperties": {"type": "object"}},
-            "metric_params": {"type": "object", "additionalProperties": {"type": "object"}},
+                              "additionalProperties": {"type": "object"},
+                              # every implemented method's block, from the parameters its class declares
+                              "properties": {m: params_schema(registry.get(m).parameters)
+                                             for m in registry.implemented_ids()}},
+            "metric_params": {"type": "object", "propertyNames": {"enum": list(metrics())},
+                              "properties": {m: params_schema(cls.parameters) for m, cls in metrics().items()}},
         },
     }
 
@@ -97,14 +102,17 @@ def _path_of(error: jsonschema.ValidationError) -> str:
 def validate(cfg: dict) -> dict:
     """Raise :class:`ConfigError` naming the first bad key; check cross-references the schema cannot."""
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.message))
+    # Inside a method's or metric's block the declared-parameter validator speaks (it names what is missing
+    # or allowed, and tells 2.0 from 2, which JSON Schema does not); the schema documents the same rules.
+    errors = sorted((e for e in validator.iter_errors(cfg) if not _inside_declared_block(e)),
+                    key=lambda e: (len(e.absolute_path), e.message))
     if errors:
         err = errors[0]
         raise ConfigError(f"config key '{_path_of(err)}': {err.message}")
     for name in cfg["datasets"]:
         if name not in cfg["data"]:
             raise ConfigError(f"config key 'data.{name}': dataset {name!r} is listed but has no split sizes")
-        if cfg["profile"] not in DATASETS[name].profiles:
+        if not DATASETS[name].in_profile(cfg["profile"]):
             raise ConfigError(f"config key 'datasets': {name!r} is for the {'/'.join(DATASETS[name].profiles)} "
                               f"profile(s), not {cfg['profile']!r}")
     if cfg["methods"] != "all":
@@ -113,20 +121,27 @@ def validate(cfg: dict) -> dict:
                 raise ConfigError(f"config key 'methods': {method_id!r} is in the catalogue but not implemented "
                                   f"yet; implemented: {', '.join(registry.implemented_ids())}")
     for method_id in selected_methods(cfg):
-        cls = registry.get(method_id)
         if method_id not in cfg["method_params"]:
             raise ConfigError(f"config key 'method_params.{method_id}': missing; {method_id} needs "
-                              f"{sorted(cls.param_names)}")
+                              f"{sorted(registry.get(method_id).param_names)}")
+    for method_id in cfg["method_params"]:   # every block of an implemented method, selected or not
+        if not registry.is_implemented(method_id):
+            continue
+        cls = registry.get(method_id)
         try:
-            cls.checked_params(method_params(cfg, method_id), owner=f"config key 'method_params.{method_id}'")
+            cls.checked_params(method_params(cfg, method_id), owner=f"config key method_params.{method_id}")
         except ParamError as err:
             raise ConfigError(str(err)) from None
     _validate_metric_params(cfg["metric_params"])
     return cfg
 
 
+def _inside_declared_block(error: jsonschema.ValidationError) -> bool:
+    path = list(error.absolute_path)
+    return len(path) >= 2 and path[0] in ("method_params", "metric_params")
+
+
 def _validate_metric_params(params: dict) -> None:
-    from nnxai.metrics import metrics
 
     registered = metrics()
     for metric_id, given in params.items():
@@ -134,10 +149,10 @@ def _validate_metric_params(params: dict) -> None:
             raise ConfigError(f"config key 'metric_params.{metric_id}': unknown metric; known: "
                               f"{', '.join(sorted(registered))}")
     for metric_id, cls in registered.items():
-        given = params.get(metric_id, {})
-        if set(given) != set(cls.param_names):
-            raise ConfigError(f"config key 'metric_params.{metric_id}': expected {sorted(cls.param_names)}, "
-                              f"got {sorted(given)}")
+        try:
+            cls.checked_params(params.get(metric_id, {}), owner=f"config key metric_params.{metric_id}")
+        except ParamError as err:
+            raise ConfigError(str(err)) from None
 
 
 def load_config(overrides: dict | None = None, directory: str | Path | None = None) -> dict:
@@ -182,7 +197,6 @@ def models_for(cfg: dict, dataset: str) -> list[str]:
 
 def train_settings(cfg: dict, dataset: str, model_id: str) -> dict[str, Any]:
     """Everything that determines one checkpoint (its config hash is computed from this)."""
-    from nnxai.models.variants import variant
 
     info = DATASETS[dataset]
     arch = "cnn" if info.kind == "image" else "mlp"

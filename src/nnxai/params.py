@@ -19,7 +19,6 @@ parameter declared ``required=False`` may be left out (a composite method's ``lo
 """
 
 from __future__ import annotations
-import numpy as np
 
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +49,10 @@ class Param:
         Length bounds of a ``list``.
     required : bool
         Whether the config must give it.
+    unique : bool
+        The items of a ``list`` must be distinct.
+    nullable : bool
+        ``null`` (``None``) is allowed too, with the meaning the help text gives it.
     """
 
     kind: str
@@ -64,6 +67,7 @@ class Param:
     max_items: int | None = None
     required: bool = True
     unique: bool = False
+    nullable: bool = False
 
     def allowed_choices(self) -> tuple:
         return tuple(self.choices()) if callable(self.choices) else tuple(self.choices or ())
@@ -71,6 +75,8 @@ class Param:
     # -- checking ------------------------------------------------------------------------------------
     def check(self, value: Any, where: str) -> Any:
         """``value`` if it satisfies the declaration, else :class:`ParamError` naming ``where``."""
+        if value is None and self.nullable:
+            return None
         if self.kind == "list":
             if not isinstance(value, (list, tuple)):
                 raise ParamError(f"{where}: expected a list ({self.allowed()}), got {value!r}")
@@ -126,6 +132,9 @@ class Param:
 
     def allowed(self) -> str:
         """What the parameter takes, in words (for messages, ``--help`` and the docs)."""
+        return self._allowed() + (", or null" if self.nullable else "")
+
+    def _allowed(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.allowed_choices()))
         if self.kind == "list":
@@ -140,6 +149,15 @@ class Param:
     # -- export --------------------------------------------------------------------------------------
     def schema(self) -> dict:
         """JSON schema of the value (enums read now from a callable ``choices``)."""
+        out = self._schema()
+        if self.nullable:
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+            else:
+                out["type"] = [out["type"], "null"]
+        return out
+
+    def _schema(self) -> dict:
         out: dict[str, Any] = {"description": self.help}
         if self.choices is not None:
             out["enum"] = list(self.allowed_choices())
@@ -161,6 +179,8 @@ class Param:
             out["exclusiveMinimum" if self.low_open else "minimum"] = self.low
         if self.high is not None:
             out["exclusiveMaximum" if self.high_open else "maximum"] = self.high
+        if self.kind == "str":
+            out["minLength"] = 1
         return out
 
 
@@ -174,6 +194,11 @@ def Float(help: str, low: float | None = None, high: float | None = None, **kw: 
 
 def Choice(help: str, choices: Sequence | Callable[[], Sequence], **kw: Any) -> Param:
     return Param("str", help, choices=choices if callable(choices) else tuple(choices), **kw)
+
+
+def Str(help: str, **kw: Any) -> Param:
+    """A free, non-empty string (a layer name, ...)."""
+    return Param("str", help, **kw)
 
 
 def Bool(help: str, **kw: Any) -> Param:
@@ -225,9 +250,3 @@ def describe(declared: Mapping[str, Param]) -> list[str]:
     return [f"{name}: {p.allowed()}{'' if p.required else ' (optional)'} — {p.help}" for name, p in declared.items()]
 
 
-def check_positive_ints(owner: str, params: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the first of ``names`` whose value in ``params`` is not an integer >= 1."""
-    for name in names:
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= 1, got {value!r}")

@@ -29,7 +29,7 @@ from nnxai.training import TrainConfig, train_model
 from nnxai.training.runtime import resolve_device, seed_everything, set_threads
 from nnxai.training.trainer import accuracy
 from nnxai.versions import code_version
-from nnxai.workflow import checkpoint_path, explanation_path, metrics_path
+from nnxai.paths import checkpoint_path, explanation_path, metrics_path
 
 log = logging.getLogger("nnxai")
 

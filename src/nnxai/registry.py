@@ -15,21 +15,20 @@ this registry; nothing else lists methods.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from nnxai.catalogue import CATALOGUE
+from nnxai.registration import Registry, UnknownEntryError
 from nnxai.taxonomy import MethodSpec
 
+#: Every method's taxonomy entry: the catalogue's ids first, then methods registered with a new spec.
 _SPECS: dict[str, MethodSpec] = {spec.id: spec for spec in CATALOGUE}
-_CLASSES: dict[str, type] = {}
-_LOADED = False
+#: The classes implementing them, registered where they are defined (every module under nnxai.methods).
+IMPLEMENTATIONS: Registry[type] = Registry("method", packages=("nnxai.methods",))
 
 
-class UnknownMethodError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
-        return str(self.args[0])
+class UnknownMethodError(UnknownEntryError):
+    """An id that is not in the catalogue, or not implemented yet."""
 
 
 def register(spec_or_id: str | MethodSpec):
@@ -46,36 +45,30 @@ def register(spec_or_id: str | MethodSpec):
         spec = _SPECS[spec_or_id]
 
     def decorate(cls: type) -> type:
-        if spec.id in _CLASSES and _CLASSES[spec.id].__qualname__ != cls.__qualname__:
-            raise ValueError(f"method {spec.id!r} registered twice: {_CLASSES[spec.id]} and {cls}")
         cls.spec = spec
+        IMPLEMENTATIONS.register(spec.id, cls)
         _SPECS[spec.id] = spec
-        _CLASSES[spec.id] = cls
         return cls
 
     return decorate
 
 
-def _load_implementations() -> None:
-    """Import every module under ``nnxai.methods`` so that their ``@register`` decorators run."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import nnxai.methods as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix=pkg.__name__ + "."):
-        importlib.import_module(info.name)
+def unregister(method_id: str) -> None:
+    """Remove an implementation (and its spec, if it is not a catalogue entry); tests that add a toy
+    method take it out again."""
+    IMPLEMENTATIONS.unregister(method_id)
+    if method_id not in {spec.id for spec in CATALOGUE}:
+        _SPECS.pop(method_id, None)
 
 
 def specs() -> list[MethodSpec]:
     """Every registered method spec, in catalogue order (new methods last)."""
-    _load_implementations()
+    IMPLEMENTATIONS.load()
     return list(_SPECS.values())
 
 
 def spec(method_id: str) -> MethodSpec:
-    _load_implementations()
+    IMPLEMENTATIONS.load()
     try:
         return _SPECS[method_id]
     except KeyError:
@@ -84,22 +77,21 @@ def spec(method_id: str) -> MethodSpec:
 
 
 def is_implemented(method_id: str) -> bool:
-    _load_implementations()
-    return method_id in _CLASSES
+    return method_id in IMPLEMENTATIONS
 
 
 def implemented_ids() -> list[str]:
-    return [s.id for s in specs() if s.id in _CLASSES]
+    return [s.id for s in specs() if s.id in IMPLEMENTATIONS]
 
 
 def get(method_id: str) -> type:
     """The class implementing ``method_id``; a clear error if the id is unknown or not implemented yet."""
     spec(method_id)
-    if method_id not in _CLASSES:
+    if method_id not in IMPLEMENTATIONS:
         raise UnknownMethodError(
             f"method {method_id!r} is in the catalogue but not implemented yet; implemented: "
             f"{', '.join(implemented_ids())}")
-    return _CLASSES[method_id]
+    return IMPLEMENTATIONS[method_id]
 
 
 def as_records() -> list[dict[str, Any]]:
@@ -119,6 +111,6 @@ def as_records() -> list[dict[str, Any]]:
             "scopes": [sc.value for sc in s.scopes],
             "runs_on": s.runs_on,
             "judged_by": list(s.judged_by),
-            "implemented": s.id in _CLASSES,
+            "implemented": s.id in IMPLEMENTATIONS,
         })
     return out

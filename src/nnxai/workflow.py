@@ -7,37 +7,46 @@ stays a handful of generic rules over the wildcards {dataset} {model} {method}.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from nnxai import registry
 from nnxai.config import method_params, models_for, selected_methods, train_settings
-from nnxai.data import DATASETS
+from nnxai.data import DATASETS, SPLITS
+from nnxai.paths import checkpoint_path, explanation_path, metrics_path, prepared_path  # noqa: F401 (re-exported)
+from nnxai.metrics.base import applicable_metrics, metrics
 from nnxai.models.variants import variant
-
-SPLITS = ("train", "val", "test")
-TABLES = ("table1", "table2", "table3", "table4", "table_comparison")
-FIGURES = ("taxonomy3d", "metrics_heatmap", "perturbation_curves", "runtime")
-FIGURE_FORMATS = ("pdf", "png", "html")
+from nnxai.report._items import FIGURE_FORMATS, items_of
 
 
-def prepared_path(dataset: str, split: str) -> str:
-    return f"data/prepared/{dataset}/{split}.npz"
+class _ReportNames(Sequence):
+    """Names of the registered tables (or figures), read from the report registry when first used.
+
+    Lazy, so that importing the workflow (every CLI call does) does not import the writers, and with
+    them matplotlib, plotly and captum.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def _names(self) -> list[str]:
+        return list(items_of(self.kind))
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._names()))
 
 
-def checkpoint_path(dataset: str, model: str) -> str:
-    return f"data/checkpoints/{dataset}/{model}.pt"
-
-
-def explanation_path(dataset: str, model: str, method: str) -> str:
-    suffix = registry.get(method).record_type.suffix
-    return f"data/explanations/{dataset}/{model}/{method}{suffix}"
-
-
-def metrics_path(dataset: str, model: str, method: str) -> str:
-    """Per-explanation metrics; ``method == "model"`` holds the model's own metrics (accuracy)."""
-    return f"data/metrics/{dataset}/{model}/{method}.json"
+TABLES = _ReportNames("table")
+FIGURES = _ReportNames("figure")
 
 
 def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
@@ -63,14 +72,27 @@ def model_cells(cfg: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """The run ``cfg`` describes, as a metric's ``cell_why_not`` sees it (:class:`nnxai.metrics.base.RunPlan`):
+    its config and which models and methods it runs, without the metric importing the workflow."""
+
+    cfg: dict
+
+    def models_for(self, dataset: str) -> list[str]:
+        return models_for(self.cfg, dataset)
+
+    def methods_for(self, dataset: str, model: str) -> list[str]:
+        return methods_for(self.cfg, dataset, model)
+
+
 def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     """Metrics computed for one cell: those that apply to the method and that the run can compute."""
-    from nnxai.metrics.base import applicable_metrics, metrics
 
     registered = metrics()
     return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
             if registered[m].control_why_not(model) is None
-            and registered[m].cell_why_not(cfg, dataset, model, method) is None]
+            and registered[m].cell_why_not(RunPlan(cfg), dataset, model, method) is None]
 
 
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
@@ -81,7 +103,6 @@ def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str
 
 def evaluate_inputs(cfg: dict, dataset: str, model: str) -> list[str]:
     """What the evaluate job of one model reads: its checkpoint, test split, explanations and what metrics ask for."""
-    from nnxai.metrics.base import metrics
 
     registered = metrics()
     paths = [checkpoint_path(dataset, model), prepared_path(dataset, "test")]

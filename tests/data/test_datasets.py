@@ -33,8 +33,68 @@ def test_registry_entries():
         assert nd.DATASETS[name].profiles == ("paper",)
     assert "mnist" not in nd.dataset_names("smoke") and "shapes" in nd.dataset_names("smoke")
     assert nd.DATASETS["shapes"].has_masks and nd.DATASETS["shapes"].has_concepts
+    assert not nd.DATASETS["iris"].has_masks and not nd.DATASETS["iris"].has_concepts
+    assert nd.DATASETS["shapes"].profiles is None and nd.DATASETS["shapes"].in_profile("smoke")
     with pytest.raises(dataclasses.FrozenInstanceError):
         nd.DATASETS["iris"].n_classes = 4
+    with pytest.raises(ValueError, match="'tiny'"):
+        nd.dataset_names("tiny")
+
+
+def test_shapes_entry_carries_what_consumers_read_from_the_generator():
+    info = nd.DATASETS["shapes"]
+    assert list(info.concepts) == shapes.CONCEPT_FEATURES and list(info.mask_names) == shapes.MASK_NAMES
+    table = shapes.concept_table(shapes.sample_concepts(5, 0))
+    images, masks = info.render(table, 1)
+    ref_images, ref_masks = shapes.render(shapes.concepts_from_table(table), 1)
+    np.testing.assert_array_equal(images, ref_images)
+    np.testing.assert_array_equal(masks, ref_masks)
+    assert info.renderable(table).all()
+    bad = table.copy()
+    bad[0, info.concepts.index("size")] = 50.0
+    bad[1, info.concepts.index("x")] = -3.0
+    assert info.renderable(bad).tolist() == [False, False, True, True, True]
+    from nnxai.data import causal
+
+    assert nd.DATASETS["causal"].causal_graph is causal.SCM and nd.DATASETS["iris"].causal_graph is None
+
+
+class _Toy(nd.Dataset):
+    packages = ("scikit-learn",)
+
+    def build(self, sizes, seed, workdir):
+        rng = np.random.default_rng(seed)
+        splits = {s: {"x": rng.standard_normal((sizes[s], 2)).astype(np.float32),
+                      "y": (np.arange(sizes[s]) % 2).astype(np.int64)} for s in nd.SPLITS}
+        return splits, {"class_names": ["a", "b"]}
+
+
+@pytest.fixture
+def toy():
+    entry = nd.DATASETS.register("toy_registered", _Toy("toy_registered", "tabular", 2, (2,), source="test toy",
+                                                        profiles=("smoke",)))
+    yield entry
+    nd.DATASETS.unregister("toy_registered")
+
+
+def test_a_dataset_registered_in_one_place_is_prepared_and_loaded(toy, tmp_path):
+    assert "toy_registered" in nd.DATASETS and nd.dataset_names("smoke")[-1] == "toy_registered"
+    assert "toy_registered" not in nd.dataset_names("paper")
+    meta = json.loads((nd.prepare("toy_registered", tmp_path, {"train": 6, "val": 2, "test": 2}, 0)
+                       / "meta.json").read_text())
+    assert meta["source"] == "test toy" and meta["class_names"] == ["a", "b"]
+    assert set(meta["versions"]) == {"nnxai", "numpy", "scikit-learn"}
+    assert nd.load_split("toy_registered", "train", tmp_path).x.shape == (6, 2)
+
+
+def test_a_description_without_build_says_so(tmp_path):
+    nd.DATASETS.register("toy_plain", nd.DatasetInfo("toy_plain", "tabular", 2, (2,), False, False, "no build"))
+    try:
+        with pytest.raises(NotImplementedError, match="'toy_plain'"):
+            nd.prepare("toy_plain", tmp_path, {"train": 6, "val": 2, "test": 2}, 0)
+    finally:
+        nd.DATASETS.unregister("toy_plain")
+    assert "toy_plain" not in nd.DATASETS
 
 
 # --- shapes ---------------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from nnxai.data import PreparedSplit
 from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.ops.maps import saliency_map
 from nnxai.methods.attribution.gradient import integrated_gradients
 from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
+from nnxai.params import ParamError
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
 W = torch.tensor([[1.0, -2.0, 0.5, 0.0, 3.0, -0.25],
@@ -22,8 +24,18 @@ def gradient(**kw):
     return Gradient(**{"n_explain": 10, "batch_size": 4, **kw})
 
 
+def split(x):
+    """A train split holding ``x`` (labels 0)."""
+    return PreparedSplit(x=x, y=torch.zeros(len(x), dtype=torch.long))
+
+
 def ig(**kw):
     return IntegratedGradients(**{"n_explain": 10, "batch_size": 4, "n_steps": 50, "baseline": "zero", **kw})
+
+
+def fitted_ig(model, x_train, **kw):
+    """Integrated Gradients fitted for ``model`` on the train inputs ``x_train``."""
+    return ig(**kw).fit(model, split(x_train))
 
 
 def relative_completeness_error(model, x, target, attr, reference):
@@ -66,7 +78,7 @@ def test_saliency_map_is_max_over_channels():
 
 @pytest.mark.parametrize("bad", [{"batch_size": 0}, {"n_explain": -1}, {"batch_size": 2.5}, {"batch_size": True}])
 def test_gradient_rejects_bad_params(bad):
-    with pytest.raises(ValueError, match=next(iter(bad))):
+    with pytest.raises(ParamError, match=rf"method 'gradient'\.{next(iter(bad))}: "):
         gradient(**bad)
 
 
@@ -76,7 +88,7 @@ def test_ig_on_linear_model_with_zero_baseline_is_gradient_times_input():
     model = LinearModel(W, B)
     x = torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
     target = torch.tensor([2, 0, 1, 1, 2])
-    attr = ig(n_steps=7)(model, x, target)
+    attr = fitted_ig(model, x, n_steps=7)(model, x, target)
     leaf = x.clone().requires_grad_(True)
     model(leaf)[torch.arange(5), target].sum().backward()
     torch.testing.assert_close(attr, leaf.grad * x, rtol=1e-6, atol=1e-6)
@@ -93,7 +105,7 @@ def test_ig_completeness_on_relu_networks(make, shape, seed):
     model = make(seed=seed)
     x = 4.0 * torch.rand(shape, generator=torch.Generator().manual_seed(seed))
     target = model(x).argmax(1)
-    attr = ig(n_steps=1000, batch_size=6)(model, x, target)
+    attr = fitted_ig(model, x, n_steps=1000, batch_size=6)(model, x, target)
     with torch.no_grad():
         delta = (model(x) - model(torch.zeros_like(x))).gather(1, target[:, None])[:, 0]
     assert (attr.double().flatten(1).sum(1) - delta).abs().sum() / delta.abs().sum() < 2e-3
@@ -107,7 +119,7 @@ def test_ig_completeness_on_smooth_network_with_200_steps():
     x = torch.randn(8, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     target = model(x).argmax(1)
     reference = torch.full_like(x[:1], 0.5)
-    attr = ig(n_steps=200)(model, x, target, reference)
+    attr = fitted_ig(model, x, n_steps=200)(model, x, target, reference)
     assert relative_completeness_error(model, x, target, attr, reference) < 1e-6
 
 
@@ -135,14 +147,25 @@ def test_ig_mean_baseline_is_per_channel_train_mean():
     assert not np.allclose(zero.attributions, record.attributions, atol=1e-3)
 
 
-def test_ig_mean_baseline_needs_the_context_or_explicit_baselines():
+def test_ig_learns_its_reference_in_fit_and_refuses_to_explain_unfitted():
     model = LinearModel(W)
-    x = torch.randn(2, 6)
+    x, x_train = torch.randn(2, 6), torch.randn(9, 6) + 2.0
     method = ig(baseline="mean")
-    with pytest.raises(ValueError, match="train split"):
-        method(model, x, torch.tensor([0, 1]))
+    assert IntegratedGradients.learns()
+    for call in (lambda: method(model, x, torch.tensor([0, 1])),
+                 lambda: method(model, x, torch.tensor([0, 1]), torch.ones(1, 6))):
+        with pytest.raises(RuntimeError, match=r"integrated_gradients.*fit\(model, train_split\)"):
+            call()
+    with pytest.raises(RuntimeError, match=r"baseline='mean'.*fit\(model, train_split\)"):
+        method.attribute(model, x, torch.tensor([0, 1]))
+    method.fit(model, split(x_train))
+    means = x_train.double().mean(0).float()
+    torch.testing.assert_close(method.reference_per_channel_, means)
+    torch.testing.assert_close(method(model, x, torch.tensor([0, 1])), W[[0, 1]] * (x - means), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(method(model, x, torch.tensor([0, 1]), torch.ones(1, 6)),
                                W[[0, 1]] * (x - 1.0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="fit"):
+        method(LinearModel(W), x, torch.tensor([0, 1]))          # fitted for another model
 
 
 def test_ig_passes_bound_the_model_batch(monkeypatch):
@@ -152,17 +175,17 @@ def test_ig_passes_bound_the_model_batch(monkeypatch):
     model.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
     x = torch.rand(10, 3, 8, 8, generator=torch.Generator().manual_seed(7))
     target = torch.zeros(10, dtype=torch.long)
-    small = ig(batch_size=2, n_steps=9)(model, x, target)
+    small = fitted_ig(model, x, batch_size=2, n_steps=9)(model, x, target)
     assert max(seen[1:]) == 4            # seen[0]: __call__'s one-input check of the class count
     monkeypatch.setattr(integrated_gradients, "PASS_ELEMENTS", 2**22)
-    large = ig(batch_size=100, n_steps=9)(model, x, target)
+    large = fitted_ig(model, x, batch_size=100, n_steps=9)(model, x, target)
     torch.testing.assert_close(small, large, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("bad, name", [({"baseline": "blur"}, "baseline"), ({"n_steps": 0}, "n_steps"),
                                        ({"batch_size": -3}, "batch_size")])
 def test_ig_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"method 'integrated_gradients'\.{name}: "):
         ig(**bad)
 
 

@@ -53,7 +53,6 @@ def toy_case(kind: str, seed: int = 0):
 
 
 def cases():
-    params = smoke_params()
     out = []
     for spec in registry.specs():
         if spec.explanation_type is not ExplanationType.ATTRIBUTION or not registry.is_implemented(spec.id):
@@ -73,10 +72,12 @@ CASES = cases()
 GREY_CASES = [c for c in CASES if c.values[1] == "image"]
 
 
-def build(method_id: str):
+def build(method_id: str, model=None, ctx=None):
+    """The method with its smoke parameters; fitted for ``model`` on ``ctx``'s train split when given."""
     params = smoke_params()
     assert method_id in params, f"configs/config.yaml has no method_params.{method_id}"
-    return registry.get(method_id)(**params[method_id])
+    method = registry.get(method_id)(**params[method_id])
+    return method if model is None else method.fit(model, ctx.train, seed=ctx.seed, info=ctx.info)
 
 
 def call(method, model, x, target):
@@ -98,7 +99,7 @@ def test_every_implemented_attribution_method_is_covered():
 def test_shape_and_dtype_follow_the_inputs(method_id, kind):
     model, ctx = toy_case(kind)
     x = ctx.test.x[:4]
-    out = call(build(method_id), model, x, torch.tensor([0, 1, 2, 1]))
+    out = call(build(method_id, model, ctx), model, x, torch.tensor([0, 1, 2, 1]))
     assert isinstance(out, torch.Tensor) and out.shape == x.shape and out.dtype == x.dtype
     assert torch.isfinite(out).all()
 
@@ -120,7 +121,7 @@ def test_same_seed_same_result(method_id, kind):
 @pytest.mark.parametrize("method_id, kind", CASES)
 def test_batch_size_invariance(method_id, kind):
     model, ctx = toy_case(kind, seed=2)
-    method = build(method_id)
+    method = build(method_id, model, ctx)
     x, target = ctx.test.x[:6], torch.tensor([0, 1, 2, 2, 1, 0])
     torch.manual_seed(0)
     whole = call(method, model, x, target)
@@ -138,7 +139,7 @@ def test_model_and_inputs_left_alone(method_id, kind, requires_grad):
     grad = torch.full_like(x, 7.0) if requires_grad else None
     x.grad = grad
     training = model.training
-    call(build(method_id), model, x, torch.tensor([2, 1, 0, 1]))
+    call(build(method_id, model, ctx), model, x, torch.tensor([2, 1, 0, 1]))
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), f"{method_id} changed parameter {name}"
         assert p.grad is None, f"{method_id} left a gradient on parameter {name}"
@@ -153,7 +154,7 @@ def test_model_and_inputs_left_alone(method_id, kind, requires_grad):
 @pytest.mark.parametrize("method_id, kind", CASES)
 def test_target_out_of_range_is_a_clear_error(method_id, kind):
     model, ctx = toy_case(kind)
-    method = build(method_id)
+    method = build(method_id, model, ctx)
     for bad in (N_CLASSES, -1):
         with pytest.raises(ValueError, match=f"target class {bad} out of range"):
             method(model, ctx.test.x[:2], torch.tensor([0, bad]))
@@ -165,16 +166,37 @@ def test_baseline_of_wrong_shape_is_a_clear_error(method_id, kind):
     x = ctx.test.x[:2]
     wrong = torch.zeros(1, *x.shape[1:-1], x.shape[-1] + 1)
     with pytest.raises(ValueError, match="baseline shape"):
-        build(method_id)(model, x, torch.tensor([0, 1]), wrong)
+        build(method_id, model, ctx)(model, x, torch.tensor([0, 1]), wrong)
 
 
 @pytest.mark.parametrize("method_id, kind", GREY_CASES)
 def test_one_channel_images(method_id, kind):
     """Every image method also runs on 1-channel images of another size (the digits data set)."""
     model, ctx = toy_case("grey")
-    method = build(method_id)
+    method = build(method_id, model, ctx)
     x = ctx.test.x[:4]
     out = call(method, model, x, model(x).argmax(1))
     assert out.shape == x.shape and torch.isfinite(out).all()
     record = method.explain(ctx)
     assert record.attributions.shape == (len(record.indices), 1, 12, 12)
+
+
+LEARNING_CASES = [c for c in CASES if registry.get(c.values[0]).learns()]
+
+
+def test_methods_that_learn_from_the_train_split_declare_a_fit():
+    learning = {c.values[0] for c in LEARNING_CASES}
+    assert {"maple", "l2x", "prediction_difference", "integrated_gradients", "lrp"} <= learning
+
+
+@pytest.mark.parametrize("method_id, kind", LEARNING_CASES)
+def test_a_method_that_learns_refuses_to_explain_before_fit(method_id, kind):
+    """Fitting is explicit (scikit-learn's contract): no hidden binding, no made-up train split."""
+    model, ctx = toy_case(kind)
+    method = build(method_id)
+    with pytest.raises(RuntimeError, match="call fit"):
+        call(method, model, ctx.test.x[:2], torch.tensor([0, 1]))
+    other, _ = toy_case(kind, seed=5)
+    method.fit(model, ctx.train, seed=ctx.seed, info=ctx.info)
+    with pytest.raises(RuntimeError, match="call fit"):          # fitted for another model
+        call(method, other, ctx.test.x[:2], torch.tensor([0, 1]))

@@ -14,6 +14,7 @@ from nnxai.methods.attribution.propagation.bias_attribution import BiasAttributi
 from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.base import model_traits
 from nnxai.metrics.completeness import Completeness
+from nnxai.params import ParamError
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
 RULES = ("abs_contribution", "uniform")
@@ -123,7 +124,10 @@ def test_relu_networks_only_and_bad_rule():
     sigmoid = tiny_mlp(0, n_features=4, activation="sigmoid")
     assert "relu" in BiasAttribution.why_not(DATASETS["iris"], model_traits(sigmoid))
     assert BiasAttribution.why_not(DATASETS["iris"], model_traits(tiny_mlp(0, n_features=4))) is None
-    with pytest.raises(ValueError, match="'rule' must be one of"):
+    with pytest.raises(ParamError, match=r"method 'bias_attribution'\.rule: 'signed' is not one of "
+                                         r"'abs_contribution', 'uniform'"):
         BiasAttribution(n_explain=4, batch_size=3, rule="signed")
+    with pytest.raises(ParamError, match=r"'bias_attribution'\.batch_size: 0 is out of range, expected >= 1"):
+        BiasAttribution(n_explain=4, batch_size=0, rule="uniform")
     with pytest.raises(ValueError, match="not supported"):
         bias_backpropagation(sigmoid, torch.zeros(2, 4), torch.tensor([0, 1]), "uniform")

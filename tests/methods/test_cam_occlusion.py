@@ -10,11 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnxai import registry
+from nnxai.data import PreparedSplit
 from nnxai.methods.attribution.gradient.cam import class_activation_map
 from nnxai.methods.attribution.gradient.grad_cam import grad_cam_map
 from nnxai.ops.maps import saliency_map
 from nnxai.methods.attribution.perturbation.occlusion import window_counts
 from nnxai.methods.base import model_traits
+from nnxai.params import ParamError
 from toy_models import LinearModel, RegionSumModel, tiny_convnet, tiny_mlp, toy_context
 
 
@@ -24,6 +26,11 @@ def method(method_id, **overrides):
         params.update(window=2, stride=1, fill="zero")
     params.update(overrides)
     return registry.get(method_id)(**params)
+
+
+def fitted(m, model, x_train):
+    """Method ``m`` fitted for ``model`` on a train split holding ``x_train`` (labels 0)."""
+    return m.fit(model, PreparedSplit(x=x_train, y=torch.zeros(len(x_train), dtype=torch.long)))
 
 
 def images(n=5, size=16, seed=0, channels=3):
@@ -163,7 +170,7 @@ def test_occlusion_of_a_single_pixel_region_closed_form():
     region[0, p[0], p[1]] = 1.0
     model = RegionSumModel(region)
     x = torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(0))
-    out = method("occlusion")(model, x, torch.tensor([1, 1]))
+    out = fitted(method("occlusion"), model, x)(model, x, torch.tensor([1, 1]))
     rows, cols = torch.meshgrid(torch.arange(7), torch.arange(7), indexing="ij")
     dr, dc = (rows - p[0]).abs(), (cols - p[1]).abs()
     factor = ((2 - dr).clamp(min=0) * (2 - dc).clamp(min=0)).float() / 4
@@ -180,7 +187,8 @@ def test_occlusion_of_a_block_region_with_tiled_windows_and_a_mean_fill():
     model = RegionSumModel(region, scale=2.0)
     x = torch.rand(3, 2, 6, 6, generator=torch.Generator().manual_seed(1))
     fill = torch.tensor([0.25, -0.5]).reshape(1, 2, 1, 1).expand(1, 2, 6, 6)
-    out = method("occlusion", window=2, stride=2, fill="mean")(model, x, torch.tensor([1, 1, 1]), fill)
+    occlusion = fitted(method("occlusion", window=2, stride=2, fill="mean"), model, x)
+    out = occlusion(model, x, torch.tensor([1, 1, 1]), fill)
     per_pixel = 2.0 * ((x - fill) * region).sum(1, keepdim=True)
     tile_drop = F.avg_pool2d(per_pixel, 2) * 4
     expected = tile_drop.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3).expand_as(x)
@@ -193,7 +201,8 @@ def test_occlusion_covers_the_edge_with_a_cropped_last_window():
     region = torch.zeros(1, 7, 7)
     region[0, 6, 6] = 1.0
     x = torch.rand(1, 1, 7, 7, generator=torch.Generator().manual_seed(2))
-    out = method("occlusion", window=2, stride=2)(RegionSumModel(region), x, torch.tensor([1]))
+    model = RegionSumModel(region)
+    out = fitted(method("occlusion", window=2, stride=2), model, x)(model, x, torch.tensor([1]))
     expected = torch.zeros_like(x)
     expected[0, 0, 6, 6] = x[0, 0, 6, 6]               # the last window is the single pixel (6, 6)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
@@ -212,7 +221,7 @@ def test_occlusion_on_a_linear_table_is_w_times_x_minus_fill():
     targets = torch.as_tensor(record.targets)
     expected = weight[targets] * (x_test[torch.as_tensor(record.indices)] - means)
     np.testing.assert_allclose(record.attributions, expected.numpy(), rtol=1e-5, atol=1e-6)
-    zero = method("occlusion", fill="zero")(model, x_test, targets)
+    zero = fitted(method("occlusion", fill="zero"), model, x_train)(model, x_test, targets)
     torch.testing.assert_close(zero, weight[targets] * x_test[torch.as_tensor(record.indices)], rtol=1e-5, atol=1e-6)
 
 
@@ -226,23 +235,37 @@ def test_occlusion_explain_uses_the_train_mean_per_channel():
     record = m.explain(toy_context(model, x_train, x_test, 2))
     means = x_train.double().mean(dim=(0, 2, 3)).float()
     assert record.meta["baseline"]["per_channel"] == [float(v) for v in means]
-    again = m(model, x_test, torch.as_tensor(record.targets), means.reshape(1, 3, 1, 1).expand(1, 3, 8, 8))
+    targets = torch.as_tensor(record.targets)
+    again = m(model, x_test, targets, means.reshape(1, 3, 1, 1).expand(1, 3, 8, 8))
     np.testing.assert_allclose(record.attributions, again.numpy(), rtol=1e-6, atol=1e-7)
-    with pytest.raises(ValueError, match="fill='mean'"):
-        m(model, x_test, torch.as_tensor(record.targets))
+    torch.testing.assert_close(m.reference_, means.reshape(1, 3, 1, 1).expand(1, 3, 8, 8))
+    np.testing.assert_allclose(record.attributions, m(model, x_test, targets).numpy(), rtol=0, atol=0)
+
+
+def test_occlusion_learns_its_fill_and_refuses_to_explain_unfitted():
+    model, x = RegionSumModel(torch.ones(1, 4, 4)), torch.rand(2, 3, 4, 4)
+    m = method("occlusion", fill="mean")
+    with pytest.raises(RuntimeError, match=r"'occlusion' learns from the train split: call fit\(model, train_split\)"):
+        m(model, x, torch.tensor([1, 1]))
+    with pytest.raises(RuntimeError, match=r"fill='mean'.*fit\(model, train_split\) first"):
+        m.attribute(model, x, torch.tensor([1, 1]))
+    fitted(m, model, x)
+    with pytest.raises(RuntimeError, match="for this model"):
+        m(RegionSumModel(torch.ones(1, 4, 4)), x, torch.tensor([1, 1]))
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"fill": "grey"}, "'fill' must be one of"),
-    ({"stride": 3, "window": 2}, "'stride' \\(3\\) must not exceed 'window'"),
-    ({"window": 0}, "'window' must be an integer >= 1"),
+    ({"fill": "grey"}, r"'occlusion'\.fill: 'grey' is not one of 'zero', 'mean'"),
+    ({"stride": 3, "window": 2}, r"'occlusion': parameter 'stride' \(3\) must not exceed 'window' \(2\)"),
+    ({"window": 0}, r"'occlusion'\.window: 0 is out of range, expected >= 1"),
 ])
 def test_occlusion_rejects_bad_parameters(overrides, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ParamError, match=message):
         method("occlusion", **overrides)
 
 
 def test_occlusion_rejects_a_window_larger_than_the_image():
     model = RegionSumModel(torch.ones(1, 4, 4))
     with pytest.raises(ValueError, match=r"'window' \(5\) exceeds the image size"):
-        method("occlusion", window=5, stride=2)(model, torch.rand(1, 1, 4, 4), torch.tensor([1]))
+        x = torch.rand(1, 1, 4, 4)
+        fitted(method("occlusion", window=5, stride=2), model, x)(model, x, torch.tensor([1]))

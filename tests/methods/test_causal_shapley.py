@@ -30,10 +30,11 @@ import numpy as np
 import pytest
 import torch
 
-from nnxai.data import DATASETS, causal
+from nnxai.data import DATASETS, PreparedSplit, causal
 from nnxai.data.causal import LinearGaussianSCM
 from nnxai.methods.attribution.shapley.causal_shapley import CausalShapley
 from nnxai.methods.base import model_traits
+from nnxai.params import ParamError
 from toy_models import LinearModel, tiny_mlp, toy_context
 
 
@@ -42,10 +43,19 @@ def chain_scm(beta=0.8) -> LinearGaussianSCM:
                              np.array([1.0, 0.6]))
 
 
-def method(scm=causal.SCM, n_samples=8, batch_size=3) -> CausalShapley:
-    m = CausalShapley(n_explain=5, batch_size=batch_size, n_samples=n_samples)
-    m.scm = scm
-    return m
+def method(n_samples=8, batch_size=3) -> CausalShapley:
+    return CausalShapley(n_explain=5, batch_size=batch_size, n_samples=n_samples)
+
+
+def scm_split(scm: LinearGaussianSCM, n: int = 10) -> PreparedSplit:
+    """A train split drawn from ``scm`` that records it in its meta, as prepared data sets do."""
+    x = torch.from_numpy(scm.from_noise(np.random.default_rng(0).standard_normal((n, scm.n_features)))).float()
+    return PreparedSplit(x=x, y=torch.zeros(n, dtype=torch.long), meta={"scm": scm.as_dict()})
+
+
+def fitted(model, scm=causal.SCM, **params) -> CausalShapley:
+    """:func:`method` fitted for ``model`` on a split of ``scm`` (seed 0)."""
+    return method(**params).fit(model, scm_split(scm))
 
 
 def directed_paths(coefficients: np.ndarray, start: int):
@@ -95,7 +105,7 @@ def test_chain_gives_the_cause_indirect_credit_that_marginal_shapley_denies():
     model = LinearModel(torch.tensor([[0.0, 0.0], [0.0, 3.0]]), torch.tensor([0.0, 0.5]))  # logit 1 = 3 x2 + 0.5
     x = torch.tensor([[1.5, 0.2], [-1.0, 0.7], [0.4, -2.0]])
     target = torch.ones(3, dtype=torch.long)
-    parts = method(scm).decompose(model, x, target)
+    parts = fitted(model, scm).decompose(model, x, target)
 
     mu = scm.mean()
     dev1, dev2 = x[:, 0].double() - mu[0], x[:, 1].double() - mu[1]
@@ -117,7 +127,7 @@ def test_an_effect_does_not_explain_its_cause():
     scm = chain_scm(beta=0.8)
     model = LinearModel(torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
     x = torch.tensor([[1.5, 0.2], [-1.0, 0.7]])
-    parts = method(scm).decompose(model, x, torch.ones(2, dtype=torch.long))
+    parts = fitted(model, scm).decompose(model, x, torch.ones(2, dtype=torch.long))
     torch.testing.assert_close(parts["phi"][:, 1], torch.zeros(2, dtype=torch.float64), rtol=0, atol=1e-6)
     torch.testing.assert_close(parts["phi"][:, 0], 2.0 * (x[:, 0].double() - 0.5), rtol=0, atol=1e-5)
 
@@ -129,7 +139,7 @@ def test_closed_form_for_a_linear_model_on_a_linear_gaussian_scm():
     model = LinearModel(weight, torch.tensor([0.1, -0.4]))
     x = torch.randn(4, 6, generator=gen)
     target = torch.tensor([0, 1, 1, 0])
-    phi = method(scm, n_samples=4).decompose(model, x, target)["phi"].numpy()
+    phi = fitted(model, scm, n_samples=4).decompose(model, x, target)["phi"].numpy()
     for row, t, got in zip(x.double().numpy(), target.tolist(), phi):
         np.testing.assert_allclose(got, closed_form(scm, weight[t].double().numpy(), row), rtol=0, atol=2e-5)
 
@@ -138,7 +148,7 @@ def test_efficiency_and_the_direct_indirect_split_on_a_relu_mlp():
     model = tiny_mlp(3, n_features=6, n_classes=2)
     x = torch.from_numpy(causal.generate(5, 11)["x"])
     target = torch.tensor([0, 1, 0, 1, 1])
-    parts = method(n_samples=200).decompose(model, x, target)
+    parts = fitted(model, n_samples=200).decompose(model, x, target)
     logit = model(x).detach().double().gather(1, target[:, None])[:, 0]
     # v̂(N) = f(x) up to float32 rounding of the batched forward pass
     torch.testing.assert_close(parts["phi"].sum(1), logit - parts["expected"], rtol=0, atol=1e-6)
@@ -157,13 +167,42 @@ def test_applies_only_to_data_with_a_known_graph():
 
 
 def test_bad_parameters_and_inputs_are_clear_errors():
-    with pytest.raises(ValueError, match="'n_samples' must be even"):
+    with pytest.raises(ParamError, match=r"'causal_shapley'\.n_samples: 7 is odd; .* must be even"):
         CausalShapley(n_explain=5, batch_size=3, n_samples=7)
-    with pytest.raises(ValueError, match="'n_samples' must be an integer >= 1"):
+    with pytest.raises(ParamError, match=r"'causal_shapley'\.n_samples: 0 is out of range, expected >= 2"):
         CausalShapley(n_explain=5, batch_size=3, n_samples=0)
     model = tiny_mlp(0, n_features=5, n_classes=2)
     with pytest.raises(ValueError, match=r"inputs must be \(N, 6\)"):
-        method()(model, torch.zeros(2, 5), torch.tensor([0, 1]))
+        fitted(model)(model, torch.zeros(2, 5), torch.tensor([0, 1]))
+
+
+def test_the_scm_is_fitted_from_the_train_split():
+    model = tiny_mlp(0, n_features=2, n_classes=2)
+    x, target = torch.tensor([[1.5, 0.2]]), torch.tensor([1])
+    unfitted = method()
+    with pytest.raises(RuntimeError, match=r"'causal_shapley' learns from the train split: call fit"):
+        unfitted(model, x, target)
+    with pytest.raises(RuntimeError, match="call fit"):
+        unfitted.decompose(model, x, target)
+    with pytest.raises(ValueError, match="need the causal graph of the data"):
+        unfitted.fit(model, PreparedSplit(x=x, y=target))                  # no SCM recorded, no known graph
+    chain = chain_scm(0.3)
+    assert unfitted.fit(model, scm_split(chain)).scm_.same_as(chain)     # the split's own SCM
+    causal_info = DATASETS["causal"]
+    assert method().fit(model, PreparedSplit(x=x, y=target), info=causal_info).scm_ is causal.SCM
+    with pytest.raises(ValueError, match="another SCM"):
+        method().fit(model, scm_split(chain), info=causal_info)
+
+
+def test_the_fitted_seed_draws_the_noise():
+    model = tiny_mlp(1, n_features=6, n_classes=2)
+    x, target = torch.from_numpy(causal.generate(3, 11)["x"]), torch.tensor([0, 1, 1])
+    split = scm_split(causal.SCM)
+    seed_0 = method().fit(model, split).decompose(model, x, target)["phi"]
+    seed_3 = method().fit(model, split, seed=3).decompose(model, x, target)["phi"]
+    assert not torch.allclose(seed_0, seed_3)
+    torch.testing.assert_close(method().fit(model, split, seed=3).decompose(model, x, target)["phi"], seed_3,
+                               rtol=0, atol=0)
 
 
 def causal_context(seed=0):

@@ -12,6 +12,7 @@ from nnxai.methods.attribution.aggregation.deepconsensus import (DeepConsensus, 
 from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.metrics.consensus import ConsensusAgreement
 from nnxai.models import save_checkpoint
+from nnxai.params import ParamError
 
 from toy_models import tiny_convnet, toy_context
 
@@ -110,18 +111,17 @@ def test_a_missing_member_checkpoint_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"seeds": []}, "seeds"),
-    ({"seeds": [1, 1]}, "seeds.*\\[1, 1\\]"),
-    ({"seeds": [0]}, "seeds"),
-    ({"min_agree": 4}, "min_agree.*3 members"),
-    ({"min_agree": 0}, "min_agree.*0"),
-    ({"n_clusters": 0}, "n_clusters.*0"),
-    ({"local_method": "deepconsensus"}, "local_method"),
+    ({"seeds": []}, r"'deepconsensus'\.seeds: expected list of .*got 0 items"),
+    ({"seeds": [1, 1]}, r"'deepconsensus'\.seeds: items must be distinct, got \[1, 1\]"),
+    ({"seeds": [0]}, r"'deepconsensus'\.seeds\[0\]: 0 is out of range, expected >= 1"),
+    ({"min_agree": 4}, r"'deepconsensus'\.min_agree: at most the 3 members"),
+    ({"min_agree": 0}, r"'deepconsensus'\.min_agree: 0 is out of range"),
+    ({"n_clusters": 0}, r"'deepconsensus'\.n_clusters: 0 is out of range"),
+    ({"local_method": "deepconsensus"}, r"'deepconsensus'\.local_method: 'deepconsensus' is not one of"),
+    ({"local_params": {"n_explain": 12}}, r"'deepconsensus'\.local_params \(gradient\).*missing \['batch_size'\]"),
 ])
 def test_bad_parameters_are_refused_up_front(change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ParamError, match=message):
         DeepConsensus(**{**PARAMS, **change})
-    with pytest.raises(ValueError, match=message):
-        if "local_method" in change:
-            raise ValueError("local_method")          # required_inputs reads only the members' params
+    with pytest.raises(ParamError, match=message):
         DeepConsensus.required_inputs({**PARAMS, **change}, "digits", "baseline")

@@ -7,12 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from nnxai.data import PreparedSplit
 from nnxai.methods.attribution.propagation import _lrp_rules as rules
 from nnxai.methods.attribution.propagation.deeplift import DeepLift, chain_deeplift
 from nnxai.methods.attribution.propagation.lrp import LRP
 from nnxai.metrics.completeness import Completeness
 from nnxai.metrics.conservation import Conservation
 from nnxai.models.networks import MLP
+from nnxai.params import ParamError
 from toy_models import tiny_convnet, tiny_mlp, toy_context
 
 TARGET = torch.tensor([0, 1, 2, 1, 0, 2])
@@ -25,6 +27,11 @@ def deeplift(**kw):
 def lrp(**kw):
     return LRP(**{"n_explain": 6, "batch_size": 4, "rule": "epsilon", "epsilon": 1e-9, "alpha": 2.0,
                   "input_rule": "epsilon", **kw})
+
+
+def fitted(method, model, x_train):
+    """``method`` fitted for ``model`` on a train split holding ``x_train`` (labels 0)."""
+    return method.fit(model, PreparedSplit(x=x_train, y=torch.zeros(len(x_train), dtype=torch.long)))
 
 
 def case(kind: str, seed: int = 0, bias: bool = True):
@@ -69,7 +76,7 @@ def min_network() -> MLP:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_deeplift_summation_to_delta_on_mlp(rule, seed):
     model, x, ref = case("mlp", seed)
-    attr = deeplift(rule=rule)(model, x, TARGET, ref)
+    attr = fitted(deeplift(rule=rule), model, x)(model, x, TARGET, ref)
     delta = logit(model, x) - logit(model, ref.expand_as(x))
     torch.testing.assert_close(attr.flatten(1).sum(1), delta, rtol=0, atol=1e-5)
 
@@ -78,7 +85,7 @@ def test_deeplift_summation_to_delta_on_mlp(rule, seed):
 def test_deeplift_summation_to_delta_on_convnet_without_maxpool(rule):
     model, x, ref = case("cnn", 2)
     model = without_maxpool(model)
-    attr = deeplift(rule=rule)(model, x, TARGET, ref)
+    attr = fitted(deeplift(rule=rule), model, x)(model, x, TARGET, ref)
     delta = logit(model, x) - logit(model, ref.expand_as(x))
     torch.testing.assert_close(attr.flatten(1).sum(1), delta, rtol=0, atol=1e-5)
 
@@ -87,7 +94,7 @@ def test_deeplift_summation_to_delta_on_convnet_without_maxpool(rule):
 def test_captum_rescale_equals_chain_pass_with_gradient_rule_at_maxpool(kind):
     """Independent re-implementation; on the ConvNet it pins down Captum's max-pool behaviour (see module)."""
     model, x, ref = case(kind, 3)
-    captum = deeplift(rule="rescale")(model, x, TARGET, ref)
+    captum = fitted(deeplift(rule="rescale"), model, x)(model, x, TARGET, ref)
     ours = chain_deeplift(rules.layer_chain(model, x, "test"), x, ref, TARGET, "rescale")
     torch.testing.assert_close(captum, ours, rtol=1e-9, atol=1e-12)
 
@@ -95,7 +102,7 @@ def test_captum_rescale_equals_chain_pass_with_gradient_rule_at_maxpool(kind):
 def test_convnet_maxpool_makes_summation_to_delta_approximate_when_argmaxes_differ():
     model, x, ref = case("cnn", 0)
     delta = logit(model, x) - logit(model, ref.expand_as(x))
-    gap = (deeplift()(model, x, TARGET, ref).flatten(1).sum(1) - delta).abs()
+    gap = (fitted(deeplift(), model, x)(model, x, TARGET, ref).flatten(1).sum(1) - delta).abs()
     assert gap.max() > 1e-4               # documented limitation: max-pool multipliers follow the gradient
 
 
@@ -104,7 +111,7 @@ def test_rescale_with_zero_reference_on_bias_free_relu_mlp_is_gradient_times_inp
     leaf = x.clone().requires_grad_(True)
     model(leaf)[torch.arange(6), TARGET].sum().backward()
     expected = leaf.grad * x
-    attr = deeplift()(model, x, TARGET, torch.zeros(1, 6, dtype=x.dtype))
+    attr = fitted(deeplift(), model, x)(model, x, TARGET, torch.zeros(1, 6, dtype=x.dtype))
     torch.testing.assert_close(attr, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -118,8 +125,8 @@ def test_rescale_and_reveal_cancel_on_the_min_example_of_the_paper():
     net, x, zero = min_network(), torch.tensor([[3.0, 1.0]], dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
     target = torch.tensor([0])
     assert logit(net, x, target).item() == 1.0
-    rescale = deeplift(rule="rescale")(net, x, target, zero)
-    reveal = deeplift(rule="reveal_cancel")(net, x, target, zero)
+    rescale = fitted(deeplift(rule="rescale"), net, x)(net, x, target, zero)
+    reveal = fitted(deeplift(rule="reveal_cancel"), net, x)(net, x, target, zero)
     torch.testing.assert_close(rescale, torch.tensor([[0.0, 1.0]], dtype=torch.float64))
     torch.testing.assert_close(reveal, torch.tensor([[0.5, 0.5]], dtype=torch.float64))
 
@@ -137,16 +144,30 @@ def test_deeplift_mean_baseline_is_recorded_and_completeness_metric_is_zero_on_m
 
 
 def test_deeplift_bad_params_and_models_are_clear_errors():
-    with pytest.raises(ValueError, match="'rule' must be one of"):
+    with pytest.raises(ParamError, match=r"method 'deeplift'\.rule: 'shapley' is not one of 'rescale', "):
         deeplift(rule="shapley")
-    with pytest.raises(ValueError, match="'baseline' must be one of"):
+    with pytest.raises(ParamError, match=r"method 'deeplift'\.baseline: 'blur' is not one of 'zero', 'mean'"):
         deeplift(baseline="blur")
     sigmoid = tiny_mlp(0, activation="sigmoid")
+    x = torch.randn(2, 6)
     with pytest.raises(ValueError, match="Sigmoid is not supported"):
-        deeplift(rule="reveal_cancel")(sigmoid, torch.randn(2, 6), torch.tensor([0, 1]))
+        fitted(deeplift(rule="reveal_cancel"), sigmoid, x)(sigmoid, x, torch.tensor([0, 1]))
     assert "relu" in (DeepLift.why_not(toy_context(sigmoid, torch.randn(2, 6), torch.randn(2, 6), 3).info,
                                        {"architecture": "mlp", "activation": "sigmoid", "gap_head": False,
                                         "linear_head": True}) or "")
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+def test_deeplift_learns_its_reference_and_refuses_to_explain_unfitted(baseline):
+    model, x, _ = case("mlp", 5)
+    method = deeplift(baseline=baseline)
+    with pytest.raises(RuntimeError, match=r"'deeplift' learns from the train split: call fit\(model, train_split\)"):
+        method(model, x, TARGET)
+    x_train = x + 1.0
+    method.fit(model, PreparedSplit(x=x_train, y=torch.zeros(6, dtype=torch.long)))
+    expected = x_train.mean(0) if baseline == "mean" else torch.zeros(6, dtype=x.dtype)
+    torch.testing.assert_close(method.reference_, expected[None])
+    torch.testing.assert_close(method(model, x, TARGET), method(model, x, TARGET, expected[None]), rtol=0, atol=0)
 
 
 # --- LRP -----------------------------------------------------------------------------------------------
@@ -168,7 +189,7 @@ def test_lrp_epsilon_matches_captum_epsilon_rule_on_every_layer(kind):
     from captum.attr._utils.lrp_rules import EpsilonRule
 
     model, x, _ = case(kind, 6)
-    ours = lrp(epsilon=1e-9)(model, x, TARGET)     # max-pool: Captum stabilises, we do not
+    ours = fitted(lrp(epsilon=1e-9), model, x)(model, x, TARGET)     # max-pool: Captum stabilises, we do not
     wrapped = NoFlatten(model) if kind == "cnn" else model
     for module in wrapped.modules():
         if not list(module.children()) and not isinstance(module, nn.ReLU):
@@ -184,7 +205,8 @@ def test_lrp_epsilon_to_zero_on_bias_free_relu_mlp_is_gradient_times_input():
     model, x, _ = case("mlp", 7, bias=False)
     leaf = x.clone().requires_grad_(True)
     model(leaf)[torch.arange(6), TARGET].sum().backward()
-    torch.testing.assert_close(lrp(epsilon=1e-12)(model, x, TARGET), leaf.grad * x, rtol=1e-8, atol=1e-10)
+    relevance = fitted(lrp(epsilon=1e-12), model, x)(model, x, TARGET)
+    torch.testing.assert_close(relevance, leaf.grad * x, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
@@ -197,7 +219,7 @@ def test_lrp_conserves_relevance_on_bias_free_networks(kind, rule, alpha):
         model = MLP(6, 3, hidden=(32, 16)).double().eval()
         for m in (model.features.fc1, model.features.fc2, model.classifier):
             nn.init.zeros_(m.bias)
-    relevance = lrp(rule=rule, alpha=alpha, epsilon=1e-12, input_rule="zb")(model, x, TARGET)
+    relevance = fitted(lrp(rule=rule, alpha=alpha, epsilon=1e-12, input_rule="zb"), model, x)(model, x, TARGET)
     torch.testing.assert_close(relevance.flatten(1).sum(1), logit(model, x), rtol=1e-6, atol=1e-9)
 
 
@@ -269,7 +291,9 @@ def test_lrp_explain_uses_train_range_as_zb_bounds_and_is_scored_by_conservation
     record = method.explain(ctx)
     np.testing.assert_allclose(record.meta["bounds"]["low"], x_train.min(0).values.numpy())
     np.testing.assert_allclose(record.meta["bounds"]["high"], x_train.max(0).values.numpy())
-    method._context_bounds = (x_train.min(0).values, x_train.max(0).values)
+    low, high = method.bounds_                         # explain fitted the method for ctx.model
+    torch.testing.assert_close(low, x_train.min(0).values)
+    torch.testing.assert_close(high, x_train.max(0).values)
     direct = method(model, ctx.test.x[record.indices], torch.as_tensor(record.targets))
     np.testing.assert_allclose(record.attributions, direct.numpy(), rtol=1e-6, atol=1e-7)
     gap = Conservation()(record, ctx, method)["conservation"]
@@ -278,10 +302,25 @@ def test_lrp_explain_uses_train_range_as_zb_bounds_and_is_scored_by_conservation
     assert gap == pytest.approx(float(expected), rel=1e-9)
 
 
+def test_lrp_image_bounds_contain_the_pixel_range_and_it_refuses_to_explain_unfitted():
+    model = tiny_convnet(12).double()
+    x_train = 0.5 + 0.2 * torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    method = lrp(input_rule="zb")
+    with pytest.raises(RuntimeError, match=r"'lrp' learns from the train split: call fit\(model, train_split\)"):
+        method(model, x_train, TARGET[:5])
+    low, high = fitted(method, model, x_train).bounds_
+    assert torch.equal(low, torch.zeros(3, dtype=torch.float64)) and torch.equal(high, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="z\\^B input bounds are learnt"):
+        lrp(input_rule="zb").input_bounds(x_train)
+
+
 def test_lrp_bad_params_are_clear_errors():
-    for bad, match in (({"rule": "gamma"}, "'rule' must be one of"), ({"input_rule": "w2"}, "'input_rule'"),
-                       ({"epsilon": 0.0}, "'epsilon' must be a number > 0"), ({"alpha": 0.5}, "'alpha' must be")):
-        with pytest.raises(ValueError, match=match):
+    for bad, match in (({"rule": "gamma"}, r"'lrp'\.rule: 'gamma' is not one of 'epsilon', 'alpha_beta'"),
+                       ({"input_rule": "w2"}, r"'lrp'\.input_rule: 'w2' is not one of"),
+                       ({"epsilon": 0.0}, r"'lrp'\.epsilon: 0\.0 is out of range, expected > 0"),
+                       ({"alpha": 0.5}, r"'lrp'\.alpha: 0\.5 is out of range, expected >= 1")):
+        with pytest.raises(ParamError, match=match):
             lrp(**bad)
+    sigmoid, x = tiny_mlp(0, activation="sigmoid"), torch.randn(2, 6)
     with pytest.raises(ValueError, match="Sigmoid is not supported"):
-        lrp()(tiny_mlp(0, activation="sigmoid"), torch.randn(2, 6), torch.tensor([0, 1]))
+        fitted(lrp(), sigmoid, x)(sigmoid, x, torch.tensor([0, 1]))

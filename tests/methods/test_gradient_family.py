@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from nnxai.data import PreparedSplit
 from nnxai.methods.attribution.propagation.deconvnet import DeconvNet
 from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
@@ -18,6 +19,7 @@ from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGr
 from nnxai.methods.attribution.gradient.smoothgrad import SmoothGrad, smoothed_gradient
 from nnxai.ops.noise import input_noise
 from nnxai.methods.base import model_traits
+from nnxai.params import ParamError
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
 W = torch.tensor([[1.0, -2.0, 0.5, 0.0, 3.0, -0.25],
@@ -36,6 +38,11 @@ def autograd_gradient(model, x, target):
     leaf = x.detach().clone().requires_grad_(True)
     model(leaf)[torch.arange(len(x)), target].sum().backward()
     return leaf.grad
+
+
+def split(x):
+    """A train split holding ``x`` (labels 0)."""
+    return PreparedSplit(x=x, y=torch.zeros(len(x), dtype=torch.long))
 
 
 def make(cls, **kw):
@@ -57,7 +64,7 @@ def test_gxi_on_linear_model_is_weight_row_times_input():
 def test_gxi_on_linear_model_equals_integrated_gradients_from_zero():
     model, x = LinearModel(W, B), torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
     target = torch.tensor([2, 0, 1, 1, 2])
-    ig = IntegratedGradients(n_explain=10, batch_size=4, n_steps=7, baseline="zero")
+    ig = IntegratedGradients(n_explain=10, batch_size=4, n_steps=7, baseline="zero").fit(model, split(x))
     expected = ig(model, x, target, torch.zeros(1, 6))
     torch.testing.assert_close(make(GradientXInput)(model, x, target), expected, rtol=1e-5, atol=1e-6)
 
@@ -126,25 +133,32 @@ def test_smoothgrad_same_input_same_noise_in_any_batch_other_seed_other_noise():
     whole = method(model, x, TARGET6)
     other_batch = method(model, x[[4, 1]], TARGET6[[4, 1]])
     torch.testing.assert_close(other_batch, whole[[4, 1]], rtol=1e-5, atol=1e-7)
-    method.noise_seed = 1
-    reseeded = method(model, x, TARGET6)
+    reseeded = method.fit(model, split(x), seed=1)(model, x, TARGET6)
     assert (reseeded - whole).abs().amax().item() > 1e-3   # a nonlinear net: the noise matters
+
+
+def test_smoothgrad_learns_nothing_unfitted_it_draws_with_seed_0():
+    model, x = tiny_convnet(seed=5), images(4, seed=3)
+    assert not SmoothGrad.learns()
+    unfitted = make(SmoothGrad, noise_level=0.3)
+    assert unfitted.seed == 0
+    fitted = make(SmoothGrad, noise_level=0.3).fit(model, split(x), seed=0)
+    torch.testing.assert_close(unfitted(model, x, TARGET6[:4]), fitted(model, x, TARGET6[:4]), rtol=0, atol=0)
 
 
 def test_smoothgrad_explain_draws_noise_with_the_context_seed():
     model = tiny_convnet(seed=6)
     ctx = toy_context(model, images(4, seed=8), images(9, seed=9), n_classes=3, seed=5)
     record = make(SmoothGrad, n_explain=5).explain(ctx)
-    method = make(SmoothGrad)
-    method.noise_seed = 5
+    method = make(SmoothGrad).fit(model, ctx.train, seed=5)
     expected = method(model, ctx.test.x[record.indices], torch.as_tensor(record.targets))
     np.testing.assert_allclose(record.attributions, expected.numpy(), rtol=1e-5, atol=1e-7)
-    assert method.noise_seed == 5 and record.meta["seed"] == 5
+    assert method.seed == 5 and record.meta["seed"] == 5
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True, None])
 def test_smoothgrad_rejects_bad_noise_level(bad):
-    with pytest.raises(ValueError, match="noise_level"):
+    with pytest.raises(ParamError, match=r"method 'smoothgrad'\.noise_level: .*(>= 0|number)"):
         make(SmoothGrad, noise_level=bad)
 
 
@@ -153,7 +167,7 @@ def test_smoothgrad_rejects_bad_noise_level(bad):
 def test_bad_integer_params_are_clear_errors(cls, bad):
     if "n_samples" in bad and cls is not SmoothGrad:
         bad = {"n_explain": "3"}
-    with pytest.raises(ValueError, match=next(iter(bad))):
+    with pytest.raises(ParamError, match=rf"method '{cls.spec.id}'\.{next(iter(bad))}: "):
         make(cls, **bad)
 
 

@@ -13,9 +13,11 @@ import pytest
 import torch
 from torch import nn
 
+from nnxai.data import PreparedSplit
 from nnxai.methods.attribution.perturbation._l2x_training import gumbel_subset, units_to_input
 from nnxai.methods.attribution.perturbation.l2x import L2X
 from nnxai.metrics.post_hoc_accuracy import PostHocAccuracy
+from nnxai.params import ParamError
 from toy_models import LinearModel, toy_context
 
 PLANTED = [2, 7]
@@ -114,25 +116,38 @@ def test_selects_the_planted_patch_of_an_image():
     assert PostHocAccuracy()(record, ctx, method)["post_hoc_accuracy"] >= 0.95
 
 
-def test_same_seed_same_explainer_and_a_new_model_retrains():
+def test_same_seed_same_explainer_and_a_new_model_needs_its_own_fit():
     model, ctx = planted_table()
     ctx.train.x = ctx.train.x[:200]
     first, second = l2x(epochs=2).explain(ctx), l2x(epochs=2).explain(ctx)
     np.testing.assert_array_equal(first.attributions, second.attributions)
-    method = l2x(epochs=2)
-    x = ctx.test.x[:6]
-    before = method(model, x, torch.zeros(6, dtype=torch.long))       # no explainer yet: trained on x
+    method = l2x(epochs=2).fit(model, ctx.train, seed=ctx.seed)
+    x = ctx.test.x[first.indices]
+    np.testing.assert_array_equal(method(model, x, torch.zeros(len(x), dtype=torch.long)).numpy(),
+                                  first.attributions)
     other = LinearModel(torch.randn(2, 10, generator=torch.Generator().manual_seed(9)))
-    assert not torch.equal(method(other, x, torch.zeros(6, dtype=torch.long)), before)
+    with pytest.raises(RuntimeError, match="call fit"):
+        method(other, x, torch.zeros(len(x), dtype=torch.long))
+    refitted = l2x(epochs=2).fit(other, ctx.train, seed=ctx.seed)(other, x, torch.zeros(len(x), dtype=torch.long))
+    assert not torch.equal(refitted, torch.as_tensor(first.attributions))
+
+
+def test_an_unfitted_l2x_refuses_to_explain():
+    model, ctx = planted_table()
+    with pytest.raises(RuntimeError, match="method 'l2x' learns from the train split: call fit"):
+        l2x()(model, ctx.test.x[:2], torch.zeros(2, dtype=torch.long))
 
 
 def test_bad_parameters_are_clear_errors():
-    with pytest.raises(ValueError, match="'tau' must be a finite number > 0"):
+    with pytest.raises(ParamError, match="'l2x'.tau: 0.0 is out of range, expected > 0"):
         l2x(tau=0.0)
-    with pytest.raises(ValueError, match="'k_patches' must be an integer >= 1"):
+    with pytest.raises(ParamError, match="'l2x'.k_patches: 0 is out of range, expected >= 1"):
         l2x(k_patches=0)
-    model = LinearModel(torch.zeros(2, 36))
+
+    def split(x):
+        return PreparedSplit(x=x, y=torch.zeros(len(x), dtype=torch.long))
+
     with pytest.raises(ValueError, match="'k_features'=2 exceeds the 1 features"):
-        l2x()(LinearModel(torch.zeros(2, 1)), torch.zeros(4, 1), torch.zeros(4, dtype=torch.long))
+        l2x().fit(LinearModel(torch.zeros(2, 1)), split(torch.zeros(4, 1)))
     with pytest.raises(ValueError, match="multiples of patch_size=4"):
-        l2x()(model, torch.zeros(4, 1, 6, 6), torch.zeros(4, dtype=torch.long))
+        l2x().fit(LinearModel(torch.zeros(2, 36)), split(torch.zeros(4, 1, 6, 6)))

@@ -9,6 +9,7 @@ import torch
 from nnxai.methods.attribution.aggregation.mame import MAME
 from nnxai.ops.groups import feature_groups, group_sums, spread_over_groups
 from nnxai.metrics.rules import Fidelity
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_convnet, toy_context
 
@@ -91,16 +92,16 @@ def test_same_seed_same_tree_on_images():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"local_method": "spray"}, "local_method.*spray"),
-    ({"local_method": "nope"}, "local_method.*nope"),
-    ({"local_params": 3}, "local_params"),
-    ({"local_params": {"n_explain": 4}}, "missing.*batch_size"),
-    ({"patch_size": 0}, "patch_size.*0"),
-    ({"n_lambdas": 1}, "n_lambdas.*>= 2"),
-    ({"lambda_ratio": 1.0}, "lambda_ratio.*1.0"),
-    ({"fusion_tol": -0.1}, "fusion_tol"),
-    ({"level": -1}, "level.*-1"),
+    ({"local_method": "spray"}, r"'mame'\.local_method: 'spray' is not one of"),
+    ({"local_method": "nope"}, r"'mame'\.local_method: 'nope' is not one of"),
+    ({"local_params": 3}, r"'mame'\.local_params: expected a mapping, got 3"),
+    ({"local_params": {"n_explain": 4}}, r"'mame'\.local_params \(gradient_x_input\).*missing \['batch_size'\]"),
+    ({"patch_size": 0}, r"'mame'\.patch_size: 0 is out of range, expected >= 1"),
+    ({"n_lambdas": 1}, r"'mame'\.n_lambdas: 1 is out of range, expected >= 2"),
+    ({"lambda_ratio": 1.0}, r"'mame'\.lambda_ratio: 1\.0 is out of range, expected > 0 and < 1"),
+    ({"fusion_tol": -0.1}, r"'mame'\.fusion_tol: -0\.1 is out of range"),
+    ({"level": -1}, r"'mame'\.level: -1 is out of range, expected >= 0"),
 ])
 def test_bad_parameters_are_refused_up_front(change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ParamError, match=message):
         MAME(**{**PARAMS, **change})

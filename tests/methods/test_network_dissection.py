@@ -15,6 +15,7 @@ from nnxai.explanations import UnitConcepts
 from nnxai.methods.base import ExplainContext
 from nnxai.methods.hidden_semantics.network_dissection import NetworkDissection
 from nnxai.models.networks import ConvNet
+from nnxai.params import ParamError
 
 N = 240
 CIRCLE, STRIPES = shapes.MASK_NAMES.index("shape=circle"), shapes.MASK_NAMES.index("texture=stripes")
@@ -178,12 +179,15 @@ def test_explain_record_on_convnet(data, tmp_path):
     assert again.units == record.units
 
 
-@pytest.mark.parametrize("bad, value", [({"quantile": 1.0}, "1.0"), ({"quantile": 0}, "0"),
-                                        ({"quantile": 1.5}, "1.5"), ({"n_images": 0}, "0"),
-                                        ({"batch_size": -2}, "-2"), ({"iou_threshold": -0.1}, "-0.1")])
-def test_bad_params_are_named(bad, value):
+@pytest.mark.parametrize("bad, expected", [({"quantile": 1.0}, "> 0 and < 1"), ({"quantile": 0}, "> 0 and < 1"),
+                                           ({"quantile": 1.5}, "> 0 and < 1"), ({"n_images": 0}, ">= 1"),
+                                           ({"batch_size": -2}, ">= 1"), ({"iou_threshold": -0.1}, ">= 0 and < 1"),
+                                           ({"iou_threshold": 1.0}, ">= 0 and < 1")])
+def test_bad_params_are_named(bad, expected):
     params = {"n_images": 10, "quantile": 0.995, "iou_threshold": 0.04, "batch_size": 5, **bad}
-    with pytest.raises(ValueError, match=f"{next(iter(bad))}.*{value}"):
+    (name, value), = bad.items()
+    message = rf"'network_dissection'\.{name}: {value} is out of range, expected {expected}"
+    with pytest.raises(ParamError, match=message):
         NetworkDissection(**params)
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -12,11 +11,15 @@ import torch
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics.pairwise import cosine_distances
 
+from nnxai.data import PreparedSplit
 from nnxai.methods.attribution.perturbation._conditional_gaussian import Gaussian, conditional, fit_gaussian
 from nnxai.methods.attribution.perturbation.lime import Lime, coin_samples, proximity, superpixels
 from nnxai.methods.attribution.perturbation.maple import Maple, grid_index, leaf_weights
-from nnxai.methods.attribution.perturbation.meaningful_perturbation import MeaningfulPerturbation, adam_update, gaussian_blur
-from nnxai.methods.attribution.perturbation.prediction_difference import PredictionDifference, fit_window_gaussian, laplace
+from nnxai.methods.attribution.perturbation.meaningful_perturbation import (MeaningfulPerturbation, adam_update,
+                                                                           gaussian_blur)
+from nnxai.methods.attribution.perturbation.prediction_difference import (PredictionDifference, fit_window_gaussian,
+                                                                         laplace)
+from nnxai.params import ParamError
 from probability_models import ProbabilityLinear
 from toy_models import RegionSumModel, tiny_convnet, toy_context
 
@@ -26,6 +29,11 @@ MP = dict(n_explain=4, batch_size=4, fill="zero", score="probability", mask_size
 LIME = dict(n_explain=4, batch_size=4, fill="zero", n_segments=12, compactness=20.0, n_samples=300,
             kernel_width=0.25, alpha=0.0)
 MAPLE = dict(n_explain=4, batch_size=4, patch=4, n_trees=20, min_samples_leaf=20, max_features=0.5, alpha=0.0)
+
+
+def split(x: torch.Tensor) -> PreparedSplit:
+    """A train split holding the inputs ``x`` (labels 0)."""
+    return PreparedSplit(x=x, y=torch.zeros(len(x), dtype=torch.long))
 
 
 def correlated_table(n: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -72,7 +80,7 @@ def test_table_weight_of_evidence_follows_the_conditional_mean_in_closed_form():
     weight = torch.tensor([0.08, 0.0, -0.05])
     model = ProbabilityLinear(weight)
     x = torch.tensor([[1.2, -0.3, 0.9]])
-    method = PredictionDifference(**{**PDA, "n_samples": 20_000}).fit(x_train)
+    method = PredictionDifference(**{**PDA, "n_samples": 20_000}).fit(model, split(x_train))
     evidence = method(model, x, torch.tensor([1]))[0].double()
 
     data = x_train.double().numpy()
@@ -96,7 +104,7 @@ def test_image_evidence_is_zero_where_no_patch_meets_the_planted_region():
     model = RegionSumModel(region, scale=0.2)      # logit 1 ≈ 1.6: p_1 far from saturation
     gen = torch.Generator().manual_seed(0)
     x_train, x = torch.rand(40, 1, 12, 12, generator=gen), torch.rand(2, 1, 12, 12, generator=gen)
-    out = PredictionDifference(**PDA).fit(x_train)(model, x, torch.tensor([1, 1]))
+    out = PredictionDifference(**PDA).fit(model, split(x_train))(model, x, torch.tensor([1, 1]))
     # patches are 2x2 with stride 1: pixel (r, c) lies only in patches starting at rows r-1..r, cols c-1..c
     assert (out[:, :, 5:, :] == 0).all() and (out[:, :, :, 5:] == 0).all()
     assert (out[:, :, :4, :4] != 0).all()
@@ -109,19 +117,22 @@ def test_conditional_sampling_recovers_perfectly_correlated_pixels():
     x_train = levels.expand(200, 1, 10, 10).contiguous()
     model = tiny_convnet(0, in_channels=1, n_classes=3)
     x = torch.full((1, 1, 10, 10), 0.3)
-    conditional_we = PredictionDifference(**PDA).fit(x_train)(model, x, torch.tensor([0]))
-    marginal_we = PredictionDifference(**{**PDA, "padding": 0}).fit(x_train)(model, x, torch.tensor([0]))
+    conditional_we = PredictionDifference(**PDA).fit(model, split(x_train))(model, x, torch.tensor([0]))
+    marginal_we = PredictionDifference(**{**PDA, "padding": 0}).fit(model, split(x_train))(model, x, torch.tensor([0]))
     assert conditional_we.abs().max() < 0.01 * marginal_we.abs().max()
 
 
 def test_prediction_difference_rejects_bad_settings_before_work():
-    with pytest.raises(ValueError, match="'stride' \\(3\\) must not exceed 'window' \\(2\\)"):
+    with pytest.raises(ParamError, match="'stride' \\(3\\) must not exceed 'window' \\(2\\)"):
         PredictionDifference(**{**PDA, "stride": 3})
-    with pytest.raises(ValueError, match="'padding' must be an integer >= 0, got -1"):
+    with pytest.raises(ParamError, match="'prediction_difference'.padding: -1 is out of range, expected >= 0"):
         PredictionDifference(**{**PDA, "padding": -1})
     model = tiny_convnet(0, in_channels=1, n_classes=3)
     with pytest.raises(ValueError, match="window \\+ 2·padding = 8 exceeds the image size"):
-        PredictionDifference(**{**PDA, "window": 4, "padding": 2})(model, torch.rand(1, 1, 6, 6), torch.tensor([0]))
+        PredictionDifference(**{**PDA, "window": 4, "padding": 2}).fit(model, split(torch.rand(4, 1, 6, 6)))
+    method = PredictionDifference(**PDA).fit(model, split(torch.rand(4, 1, 10, 10)))
+    with pytest.raises(ValueError, match="do not match the train split's \\(1, 10, 10\\)"):
+        method(model, torch.rand(1, 1, 12, 12), torch.tensor([0]))
 
 
 # --- meaningful perturbation ------------------------------------------------------------------------------
@@ -138,7 +149,7 @@ def test_deletion_mask_covers_exactly_the_planted_region():
     region[:, 4:8, 6:10] = 1
     model = RegionSumModel(region, scale=0.25)
     x = region[None].clone()                         # the object is the region: logit 1 = 4
-    saliency = MeaningfulPerturbation(**MP)(model, x, torch.tensor([1]))[0, 0]
+    saliency = MeaningfulPerturbation(**MP).fit(model, split(x))(model, x, torch.tensor([1]))[0, 0]
     inside = region[0].bool()
     assert (saliency[~inside] == 0).all()            # deleting elsewhere only costs λ₁: m stays 1
     assert (saliency[inside] > 0.5).all()
@@ -150,9 +161,10 @@ def test_a_saturated_probability_deletes_nothing_and_the_logit_finds_the_region(
     model = RegionSumModel(region, scale=2.0)        # logit 1 = 32: p_1 = 1 − 1e-14, its gradient vanishes
     x = region[None].clone()
     inside = region[0].bool()
-    saturated = MeaningfulPerturbation(**MP)(model, x, torch.tensor([1]))[0, 0]
+    saturated = MeaningfulPerturbation(**MP).fit(model, split(x))(model, x, torch.tensor([1]))[0, 0]
     assert (saturated == 0).all()                    # the L1 prior wins everywhere: an empty map
-    saliency = MeaningfulPerturbation(**{**MP, "score": "logit", "lambda_l1": 2.0})(model, x, torch.tensor([1]))[0, 0]
+    logit = MeaningfulPerturbation(**{**MP, "score": "logit", "lambda_l1": 2.0}).fit(model, split(x))
+    saliency = logit(model, x, torch.tensor([1]))[0, 0]
     assert (saliency[~inside] == 0).all() and (saliency[inside] > 0.5).all()
 
 
@@ -161,7 +173,8 @@ def test_low_resolution_mask_deletes_the_region_and_only_cells_that_reach_it():
     region[:, 4:8, 4:8] = 1
     model = RegionSumModel(region, scale=0.25)
     params = {**MP, "mask_size": 4, "lambda_tv": 0.02}
-    saliency = MeaningfulPerturbation(**params)(model, region[None].clone(), torch.tensor([1]))[0, 0]
+    x = region[None].clone()
+    saliency = MeaningfulPerturbation(**params).fit(model, split(x))(model, x, torch.tensor([1]))[0, 0]
     assert saliency[region[0].bool()].min() > 0.9
     # bilinear upsampling of 4x4 cells: rows/cols 14-15 read only the last cell row/column, whose
     # pixels 12-15 never touch the region: deleting them only costs λ₁ and TV, so they stay
@@ -171,7 +184,7 @@ def test_low_resolution_mask_deletes_the_region_and_only_cells_that_reach_it():
 def test_table_mask_deletes_only_the_features_the_model_uses():
     model = ProbabilityLinear(torch.tensor([0.2, 0.0, -0.2, 0.0]))
     x = torch.tensor([[0.75, 0.5, -0.75, -0.5]])     # p_1 = 0.8
-    saliency = MeaningfulPerturbation(**MP)(model, x, torch.tensor([1]))[0]
+    saliency = MeaningfulPerturbation(**MP).fit(model, split(x.expand(2, 4)))(model, x, torch.tensor([1]))[0]
     assert saliency[1] == 0 and saliency[3] == 0
     assert saliency[0] > 0.5 and saliency[2] > 0.5
 
@@ -190,11 +203,12 @@ def test_adam_update_matches_torch_adam():
 
 
 def test_meaningful_perturbation_rejects_bad_settings():
-    with pytest.raises(ValueError, match="'sigma' must be a finite number > 0, got 0"):
+    with pytest.raises(ParamError, match="'meaningful_perturbation'.sigma: 0 is out of range, expected > 0"):
         MeaningfulPerturbation(**{**MP, "sigma": 0})
-    with pytest.raises(ValueError, match="'tv_beta' must be a finite number >= 1, got 0.5"):
+    with pytest.raises(ParamError, match="'meaningful_perturbation'.tv_beta: 0.5 is out of range, expected >= 1"):
         MeaningfulPerturbation(**{**MP, "tv_beta": 0.5})
-    with pytest.raises(ValueError, match="'score' must be one of \\['probability', 'logit'\\], got 'margin'"):
+    with pytest.raises(ParamError, match="'meaningful_perturbation'.score: 'margin' is not one of 'probability', "
+                                         "'logit'"):
         MeaningfulPerturbation(**{**MP, "score": "margin"})
 
 
@@ -204,7 +218,7 @@ def test_lime_recovers_a_linear_model_on_a_table():
     weight = torch.tensor([0.1, -0.05, 0.0, 0.2])
     model = ProbabilityLinear(weight)
     x, reference = torch.tensor([[0.5, 1.0, -2.0, 0.3]]), torch.tensor([[0.1, -0.5, 0.4, 0.0]])
-    method = Lime(**LIME)
+    method = Lime(**LIME).fit(model, split(x.expand(2, 4)))
     for c, sign in ((1, 1.0), (0, -1.0)):
         out = method(model, x, torch.tensor([c]), reference)[0]
         torch.testing.assert_close(out, sign * weight * (x[0] - reference[0]), rtol=0, atol=2e-6)
@@ -216,7 +230,7 @@ def test_lime_on_superpixels_gives_each_segment_its_share_of_a_linear_model():
     x = (blocks.repeat_interleave(4, 2).repeat_interleave(4, 3) + 0.05 * torch.rand(1, 3, 12, 12, generator=gen))
     weight = (torch.rand(3, 12, 12, generator=gen) - 0.5) * 0.01
     model = ProbabilityLinear(weight)
-    out = Lime(**LIME)(model, x, torch.tensor([1]), torch.zeros(1, 3, 12, 12))[0]
+    out = Lime(**LIME).fit(model, split(x))(model, x, torch.tensor([1]), torch.zeros(1, 3, 12, 12))[0]
     segments = superpixels(x[0], LIME["n_segments"], LIME["compactness"])
     assert segments.max() >= 3
     for s in range(int(segments.max()) + 1):
@@ -231,7 +245,7 @@ def captum_lime(model, x, c, reference, method):
     from captum.attr import Lime as CaptumLime
 
     index = method.feature_index(x)
-    coins = coin_samples(x, int(index.max()) + 1, method.params["n_samples"], method.noise_seed)
+    coins = coin_samples(x, int(index.max()) + 1, method.params["n_samples"], method.seed)
 
     def sampler(original, **kwargs):              # Captum asks for a generator function
         for row in coins:
@@ -252,7 +266,7 @@ def test_lime_equals_captums_lime_with_the_same_samples():
     model = tiny_convnet(2, in_channels=3, n_classes=3)
     x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(5))
     reference = torch.full((1, 3, 12, 12), 0.4)
-    method = Lime(**{**LIME, "n_samples": 60, "alpha": 1.0})
+    method = Lime(**{**LIME, "n_samples": 60, "alpha": 1.0}).fit(model, split(x), seed=4)
     method._intercepts = []
     ours = method(model, x, torch.tensor([0, 1, 2]), reference)
     for j in range(3):
@@ -278,9 +292,9 @@ def test_superpixels_are_deterministic_and_labelled_densely():
 
 
 def test_lime_rejects_bad_settings():
-    with pytest.raises(ValueError, match="'kernel_width' must be a finite number > 0, got 0"):
+    with pytest.raises(ParamError, match="'lime'.kernel_width: 0 is out of range, expected > 0"):
         Lime(**{**LIME, "kernel_width": 0})
-    with pytest.raises(ValueError, match="'n_samples' must be >= 2"):
+    with pytest.raises(ParamError, match="'lime'.n_samples: 1 is out of range, expected >= 2"):
         Lime(**{**LIME, "n_samples": 1})
 
 
@@ -303,7 +317,7 @@ def test_maple_recovers_a_linear_model_on_a_table():
     model = ProbabilityLinear(weight)
     gen = torch.Generator().manual_seed(0)
     x_train, x = torch.rand(300, 4, generator=gen) * 2 - 1, torch.rand(3, 4, generator=gen) * 2 - 1
-    method = Maple(**MAPLE).fit(x_train)
+    method = Maple(**MAPLE).fit(model, split(x_train))
     torch.testing.assert_close(method(model, x, torch.tensor([1, 1, 0])),
                                torch.stack([weight, weight, -weight]), rtol=0, atol=1e-5)
 
@@ -315,7 +329,7 @@ def test_maple_on_images_recovers_the_weights_of_grid_cell_means():
     model = ProbabilityLinear(weight)
     gen = torch.Generator().manual_seed(1)
     x_train, x = torch.rand(400, 3, 8, 8, generator=gen), torch.rand(2, 3, 8, 8, generator=gen)
-    out = Maple(**MAPLE).fit(x_train)(model, x, torch.tensor([1, 1]))
+    out = Maple(**MAPLE).fit(model, split(x_train))(model, x, torch.tensor([1, 1]))
     torch.testing.assert_close(out, cell_weight[index].expand(2, 3, 8, 8), rtol=0, atol=1e-5)
 
 
@@ -331,10 +345,9 @@ def test_maple_records_intercepts_for_the_local_fidelity_metric():
     torch.testing.assert_close(intercepts, torch.full_like(intercepts, 0.5), rtol=0, atol=1e-5)
 
 
-def test_maple_fits_one_forest_per_model_train_split_and_parameters(monkeypatch):
-    """Re-running metrics bind a fresh instance per call: they must not refit the forest each time."""
-    import dataclasses
-
+def test_maple_fitted_once_per_model_is_reused_by_re_explanations(monkeypatch):
+    """The re-running metrics (fragility, continuity, the invariances) reuse the cell's fit: one forest for
+    the model, however often they re-explain with it; another model gets a fresh copy fitted for it."""
     from nnxai.methods.attribution.perturbation import maple as maple_module
     from nnxai.metrics.rerun import attribute_as_explained
 
@@ -349,41 +362,42 @@ def test_maple_fits_one_forest_per_model_train_split_and_parameters(monkeypatch)
     gen = torch.Generator().manual_seed(3)
     model, other = ProbabilityLinear(torch.tensor([0.1, -0.05, 0.0, 0.15])), ProbabilityLinear(torch.zeros(4))
     ctx = toy_context(model, torch.rand(200, 4, generator=gen) - 0.5, torch.rand(6, 4, generator=gen) - 0.5, 2)
-    first = Maple(**MAPLE).explain(ctx)
-    again = attribute_as_explained(Maple(**MAPLE), ctx, model, ctx.test.x[:3], torch.ones(3, dtype=torch.long))
-    assert fitted == [model]
-    torch.testing.assert_close(again[first.targets[:3] == 1], torch.as_tensor(first.attributions[:3])[
-        first.targets[:3] == 1])
-    Maple(**MAPLE).explain(dataclasses.replace(ctx, model=other))                  # another model
-    Maple(**{**MAPLE, "n_trees": 5}).explain(ctx)                                 # other parameters
-    Maple(**MAPLE).explain(dataclasses.replace(ctx, seed=1))                      # another seed
-    assert fitted == [model, other, model, model]
-    with torch.no_grad():                             # new weights, same object (cascading randomisation)
-        model.weight.mul_(2)
-    flipped = Maple(**MAPLE).explain(ctx)
-    assert fitted == [model, other, model, model, model]
-    assert not np.allclose(flipped.attributions, first.attributions)
+    method = Maple(**MAPLE)
+    first = method.explain(ctx)
+    forest = method.forest_
+    ones = torch.ones(3, dtype=torch.long)
+    again = [attribute_as_explained(method, ctx, model, ctx.test.x[:3], ones) for _ in range(3)]
+    assert fitted == [model] and method.forest_ is forest
+    positive = first.targets[:3] == 1
+    for out in again:
+        torch.testing.assert_close(out[positive], torch.as_tensor(first.attributions[:3])[positive])
+    on_other = attribute_as_explained(method, ctx, other, ctx.test.x[:3], ones)      # a fresh copy for it
+    assert fitted == [model, other] and method.is_fitted_for(model) and method.forest_ is forest
+    torch.testing.assert_close(on_other, torch.zeros_like(on_other), rtol=0, atol=1e-6)
+    # the same forest, refitted from scratch, for the same model, seed and split
+    record = Maple(**MAPLE).explain(ctx)
+    np.testing.assert_array_equal(record.attributions, first.attributions)
 
 
-@pytest.mark.parametrize("method_cls, params", [(PredictionDifference, PDA), (Maple, MAPLE)],
-                         ids=["prediction_difference", "maple"])
-def test_a_bare_call_without_train_split_warns_and_explain_binds_the_split(method_cls, params):
+@pytest.mark.parametrize("method_cls, params", [(PredictionDifference, PDA), (Maple, MAPLE), (Lime, LIME),
+                                                (MeaningfulPerturbation, {**MP, "fill": "mean"})],
+                         ids=["prediction_difference", "maple", "lime", "meaningful_perturbation"])
+def test_a_method_that_learns_refuses_an_unfitted_call_and_explain_fits_it(method_cls, params):
     model = ProbabilityLinear(torch.tensor([0.1, -0.05, 0.0, 0.15]))
-    x_train, x_test = torch.rand(100, 4) - 0.5, torch.rand(6, 4) - 0.5
-    with pytest.warns(RuntimeWarning, match="no train split bound"):
+    gen = torch.Generator().manual_seed(4)
+    x_train, x_test = torch.rand(100, 4, generator=gen) - 0.5, torch.rand(6, 4, generator=gen) - 0.5
+    with pytest.raises(RuntimeError, match=f"method '{method_cls.spec.id}' learns from the train split: call fit"):
         method_cls(**params)(model, x_test[:1], torch.tensor([1]))
-    ctx = toy_context(model, x_train, x_test, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)       # explain binds ctx.train.x: no stand-in
-        record = method_cls(**params).explain(ctx)
-    fitted = method_cls(**params).fit(x_train)
-    fitted.noise_seed = ctx.seed
+    ctx = toy_context(model, x_train, x_test, 2, seed=3)
+    record = method_cls(**params).explain(ctx)
+    fitted = method_cls(**params).fit(model, split(x_train), seed=ctx.seed)
+    assert fitted.seed == 3
     expected = fitted(model, x_test[record.indices], torch.as_tensor(record.targets))
     torch.testing.assert_close(torch.as_tensor(record.attributions), expected.float(), rtol=1e-5, atol=1e-6)
 
 
 def test_maple_rejects_bad_settings():
-    with pytest.raises(ValueError, match="'max_features' must be a fraction in \\(0, 1\\], got 1.5"):
+    with pytest.raises(ParamError, match="'maple'.max_features: 1.5 is out of range, expected > 0 and <= 1"):
         Maple(**{**MAPLE, "max_features": 1.5})
-    with pytest.raises(ValueError, match="'n_trees' must be an integer >= 1, got 0"):
+    with pytest.raises(ParamError, match="'maple'.n_trees: 0 is out of range, expected >= 1"):
         Maple(**{**MAPLE, "n_trees": 0})

@@ -17,6 +17,7 @@ from nnxai.methods.example.representer_points import (
     RepresenterPoints, fit_last_layer, objective_gradient, penultimate, representer_alphas,
 )
 from nnxai.models.networks import MLP, ConvNet
+from nnxai.params import ParamError
 
 LAM = 0.01
 INFO = DatasetInfo("toy", "tabular", 3, (5,), False, False, "test")
@@ -161,12 +162,27 @@ def test_logits_must_come_from_the_linear_head(ctx):
             return 2 * self.inner(x)
 
     with pytest.raises(ValueError, match="linear head"):
-        _method().select(Scaled(ctx.model), ctx)
+        _method().fit(Scaled(ctx.model), ctx.train)
 
 
-@pytest.mark.parametrize("bad, value", [({"top_k": 0}, "0"), ({"lambda_l2": 0.0}, "0.0"),
-                                        ({"lambda_l2": -1e-3}, "-0.001"), ({"fit_steps": 0}, "0"),
-                                        ({"n_explain": -1}, "-1")])
-def test_bad_params_are_named(bad, value):
-    with pytest.raises(ValueError, match=f"{next(iter(bad))}.*{value}"):
+def test_fit_refits_the_head_on_the_train_split_and_select_needs_it(ctx, record):
+    method = _method().fit(ctx.model, ctx.train, seed=ctx.seed)
+    assert method.theta_.shape == (7, 3) and method.alpha_.shape == (80, 3)
+    torch.testing.assert_close(method.features_, _features(ctx.model, ctx.train.x))
+    assert method.select(ctx.model, ctx).examples == record.examples
+    with pytest.raises(RuntimeError, match="call fit"):
+        _method().select(ctx.model, ctx)
+    with pytest.raises(RuntimeError, match="for this model"):
+        method.select(_mlp(), ctx)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"top_k": 0}, r"top_k: 0 is out of range, expected >= 1"),
+    ({"lambda_l2": 0.0}, r"lambda_l2: 0\.0 is out of range, expected > 0"),
+    ({"lambda_l2": -1e-3}, r"lambda_l2: -0\.001 is out of range"),
+    ({"lambda_l2": float("inf")}, r"lambda_l2: expected a finite number"),
+    ({"fit_steps": 0}, r"fit_steps: 0 is out of range"),
+    ({"n_explain": -1}, r"n_explain: -1 is out of range")])
+def test_bad_params_are_named(bad, message):
+    with pytest.raises(ParamError, match=r"'representer_points'\." + message):
         _method(**bad)

@@ -1,17 +1,18 @@
 """Shapley-value methods [104]–[106] against exact Shapley values by enumeration, the Shapley axioms
-(efficiency, symmetry, dummy) and closed forms; DASP's LPDN layers against their definitions."""
+(efficiency, symmetry, dummy) and closed forms; fitting (reference, seed, DeepSHAP's background); DASP's
+LPDN layers are tested in test_lpdn.py."""
 
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.shapley._lpdn import max_moments, max_pool_moments, relu_moments, sigmoid_moments
+from nnxai.data import PreparedSplit
+from nnxai.methods.attribution.shapley._lpdn import relu_moments
 from nnxai.ops.groups import player_groups, player_sums
 from nnxai.methods.attribution.shapley.dasp import Dasp, coalition_moments
 from nnxai.methods.attribution.shapley.deep_shap import DeepShap
@@ -19,6 +20,7 @@ from nnxai.methods.attribution.shapley.kernel_shap import KernelShap
 from nnxai.methods.attribution.shapley.shapley_sampling import ShapleySampling
 from nnxai.metrics.shapley_error import baseline_game, exact_shapley
 from nnxai.models.networks import MLP
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
@@ -36,6 +38,15 @@ def one_thread():
 
 def method(cls, patch=1, **extra):
     return cls(n_explain=8, batch_size=4, patch=patch, baseline="zero", **extra)
+
+
+def train_split(x):
+    return PreparedSplit(x=x, y=torch.zeros(len(x), dtype=torch.long))
+
+
+def fitted(cls, model, x, patch=1, **extra):
+    """:func:`method` fitted for ``model`` on a train split of ``x`` (seed 0; the zero reference)."""
+    return method(cls, patch, **extra).fit(model, train_split(x))
 
 
 def exact_values(model, x, target, patch=1):
@@ -78,7 +89,7 @@ def output_gap(model, x, target):
 @pytest.mark.parametrize("n_samples", [1, 3])
 def test_sampling_is_efficient_for_any_number_of_permutations(case, patch, n_samples):
     model, x, target = case()
-    out = method(ShapleySampling, patch, n_samples=n_samples)(model, x, target, torch.zeros_like(x[:1]))
+    out = fitted(ShapleySampling, model, x, patch, n_samples=n_samples)(model, x, target, torch.zeros_like(x[:1]))
     torch.testing.assert_close(out.double().flatten(1).sum(1), output_gap(model, x, target), rtol=1e-5, atol=1e-6)
 
 
@@ -86,14 +97,14 @@ def test_sampling_is_efficient_for_any_number_of_permutations(case, patch, n_sam
 @pytest.mark.parametrize("n_samples", [2, 5, 30])
 def test_kernel_shap_is_exactly_efficient(case, patch, n_samples):
     model, x, target = case()
-    out = KernelShap(n_explain=8, batch_size=4, n_samples=n_samples, patch=patch, baseline="zero")(
-        model, x, target, torch.zeros_like(x[:1]))
+    out = KernelShap(n_explain=8, batch_size=4, n_samples=n_samples, patch=patch, baseline="zero").fit(
+        model, train_split(x))(model, x, target, torch.zeros_like(x[:1]))
     torch.testing.assert_close(out.double().flatten(1).sum(1), output_gap(model, x, target), rtol=1e-5, atol=1e-6)
 
 
 def test_kernel_shap_without_sampled_coalitions_splits_the_gap_evenly():
     model, x, target = mlp_case()
-    values = values_of(method(KernelShap, n_samples=2)(model, x, target, torch.zeros_like(x[:1])))
+    values = values_of(fitted(KernelShap, model, x, n_samples=2)(model, x, target, torch.zeros_like(x[:1])))
     torch.testing.assert_close(values, output_gap(model, x, target)[:, None].expand_as(values) / x.shape[1])
 
 
@@ -106,7 +117,7 @@ def test_shapley_sampling_equals_captums_sampler_given_the_same_permutations():
 
     model, x, target = cnn_case(n=3)
     reference = torch.full_like(x[:1], 0.3)
-    ours = values_of(method(ShapleySampling, 3, n_samples=7)(model, x, target, reference), 3)
+    ours = values_of(fitted(ShapleySampling, model, x, 3, n_samples=7)(model, x, target, reference), 3)
     groups, n = player_groups(tuple(x.shape[1:]), 3)
     for j in range(len(x)):
         with seeded(input_seed(x[j], 0, "shapley_sampling")), torch.no_grad():   # Captum draws the same orders
@@ -121,7 +132,7 @@ def test_kernel_shap_agrees_with_captums_kernel_shap_at_a_large_sample():
 
     model, x, target = mlp_case(seed=1)
     reference = torch.zeros_like(x[:1])
-    ours = values_of(method(KernelShap, n_samples=3000)(model, x, target, reference))
+    ours = values_of(fitted(KernelShap, model, x, n_samples=3000)(model, x, target, reference))
     torch.manual_seed(0)
     theirs = torch.cat([CaptumKernelShap(model).attribute(x[j:j + 1], baselines=reference, target=int(target[j]),
                                                           n_samples=3000).double() for j in range(len(x))])
@@ -152,7 +163,7 @@ def test_symmetric_players_share_and_dummy_players_get_nothing(name, params, sym
     torch.testing.assert_close(exact[:, 0], exact[:, 1])
     assert torch.equal(exact[:, 2], torch.zeros_like(exact[:, 2]))
     cls = {**SAMPLERS, "dasp": Dasp}[name]
-    values = values_of(method(cls, **params)(model, x, target, torch.zeros_like(x[:1])))
+    values = values_of(fitted(cls, model, x, **params)(model, x, target, torch.zeros_like(x[:1])))
     scale = exact.abs().max(dim=1).values
     assert float(((values[:, 0] - values[:, 1]).abs() / scale).max()) <= symmetry_tol
     assert float((values[:, 2].abs() / scale).max()) <= dummy_tol
@@ -161,7 +172,8 @@ def test_symmetric_players_share_and_dummy_players_get_nothing(name, params, sym
 def test_deep_shap_gives_a_dummy_feature_nothing():
     model, x, target = symmetric_and_dummy_case()
     background = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
-    out = DeepShap(n_explain=8, batch_size=4, n_background=6)(model, x, target, background[:1])
+    explainer = DeepShap(n_explain=8, batch_size=4, n_background=6).fit(model, train_split(background))
+    out = explainer(model, x, target, background[:1])
     assert torch.equal(out[:, 2], torch.zeros_like(out[:, 2]))
 
 
@@ -174,16 +186,17 @@ def test_deep_shap_gives_a_dummy_feature_nothing():
 def test_samplers_approach_exact_values(name, params, tol):
     model, x, target = mlp_case(seed=1)
     exact = exact_values(model, x, target)
-    values = values_of(method(SAMPLERS[name], **params)(model, x, target, torch.zeros_like(x[:1])))
+    values = values_of(fitted(SAMPLERS[name], model, x, **params)(model, x, target, torch.zeros_like(x[:1])))
     assert relative_error(values, exact) < tol
-    few = values_of(method(SAMPLERS[name], n_samples=8)(model, x, target, torch.zeros_like(x[:1])))
+    few = values_of(fitted(SAMPLERS[name], model, x, n_samples=8)(model, x, target, torch.zeros_like(x[:1])))
     assert relative_error(values, exact) < relative_error(few, exact)
 
 
 def test_sampling_over_patches_approaches_exact_patch_values():
     model, x, target = cnn_case(n=2)
     exact = exact_values(model, x, target, patch=4)
-    values = values_of(method(ShapleySampling, 4, n_samples=200)(model, x, target, torch.zeros_like(x[:1])), 4)
+    sampler = fitted(ShapleySampling, model, x, 4, n_samples=200)
+    values = values_of(sampler(model, x, target, torch.zeros_like(x[:1])), 4)
     assert relative_error(values, exact) < 0.15                                       # measured 0.074
 
 
@@ -227,10 +240,28 @@ def test_deep_shap_explain_uses_a_seeded_background_of_train_inputs():
     record = explainer.explain(ctx)
     idx = record.meta["background_indices"]
     assert len(set(idx)) == 5 and idx == sorted(idx)
-    expected = explainer.attribute(model, x[record.indices], torch.as_tensor(record.targets), x_train[idx])
+    targets = torch.as_tensor(record.targets)
+    expected = explainer.attribute(model, x[record.indices], targets, x_train[idx])
     np.testing.assert_allclose(record.attributions, expected.numpy(), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="background set is drawn from the train split"):
-        explainer(model, x, torch.zeros(6, dtype=torch.long))
+    # the fitted background is the one explain drew (fit: seeded by the run's seed)
+    torch.testing.assert_close(explainer(model, x[record.indices], targets), expected)
+    again = DeepShap(n_explain=6, batch_size=4, n_background=5).fit(model, ctx.train, seed=7)
+    assert again.background_indices_.tolist() == idx
+    assert DeepShap(n_explain=6, batch_size=4, n_background=5).fit(
+        model, ctx.train, seed=8).background_indices_.tolist() != idx
+
+
+def test_deep_shap_without_a_fit_or_a_background_is_a_clear_error():
+    model, x, target = mlp_case(seed=2)
+    explainer = DeepShap(n_explain=4, batch_size=2, n_background=3)
+    with pytest.raises(RuntimeError, match=r"'deep_shap' learns from the train split: call fit\(model, train_split\)"):
+        explainer(model, x, target)
+    with pytest.raises(RuntimeError, match="background set is drawn from the train split"):
+        explainer.attribute(model, x, target)
+    other, _, _ = mlp_case(seed=3)
+    explainer.fit(other, train_split(x))
+    with pytest.raises(RuntimeError, match="call fit"):                  # fitted for another model
+        explainer(model, x, target)
 
 
 # --- DASP ------------------------------------------------------------------------------------------------
@@ -242,7 +273,7 @@ def test_dasp_is_exact_on_a_one_layer_linear_model(shape, patch):
     model = LinearModel(torch.randn(3, n_in, generator=gen), torch.randn(3, generator=gen))
     x, target = torch.randn(4, *shape, generator=gen), torch.tensor([0, 1, 2, 0])
     exact = exact_values(model, x, target, patch)
-    values = values_of(method(Dasp, patch)(model, x, target, torch.zeros_like(x[:1])), patch)
+    values = values_of(fitted(Dasp, model, x, patch)(model, x, target, torch.zeros_like(x[:1])), patch)
     torch.testing.assert_close(values, exact, rtol=1e-4, atol=1e-5)
 
 
@@ -252,7 +283,7 @@ def test_dasp_is_close_to_exact_on_a_small_mlp(activation, tol):
     model = MLP(8, 3, hidden=(16, 8), activation=activation).eval()
     x, target = torch.randn(12, 8, generator=torch.Generator().manual_seed(1)), torch.arange(12) % 3
     exact = exact_values(model, x, target)
-    values = values_of(method(Dasp)(model, x, target, torch.zeros_like(x[:1])))
+    values = values_of(fitted(Dasp, model, x)(model, x, target, torch.zeros_like(x[:1])))
     error = relative_error(values, exact)
     equal_split = relative_error(exact.sum(1, keepdim=True).expand_as(exact) / 8, exact)
     assert error < tol and error < 0.2 * equal_split
@@ -261,7 +292,7 @@ def test_dasp_is_close_to_exact_on_a_small_mlp(activation, tol):
 def test_dasp_on_a_convnet_over_patches_is_close_to_exact():
     model, x, target = cnn_case(n=6)
     exact = exact_values(model, x, target, patch=4)
-    values = values_of(method(Dasp, 4)(model, x, target, torch.zeros_like(x[:1])), 4)
+    values = values_of(fitted(Dasp, model, x, 4)(model, x, target, torch.zeros_like(x[:1])), 4)
     assert relative_error(values, exact) < 0.3                                        # measured 0.14
 
 
@@ -306,104 +337,80 @@ def slow_dasp(model: MLP, x: torch.Tensor, target: int) -> np.ndarray:
 
 def test_dasp_matches_a_slow_implementation_of_its_algorithm():
     model, x, target = mlp_case(seed=4, n=2)
-    values = values_of(method(Dasp)(model, x, target, torch.zeros_like(x[:1])))
+    values = values_of(fitted(Dasp, model, x)(model, x, target, torch.zeros_like(x[:1])))
     for row, (xi, t) in enumerate(zip(x, target)):
         with torch.no_grad():
             np.testing.assert_allclose(values[row].numpy(), slow_dasp(model, xi, int(t)), rtol=1e-4, atol=1e-6)
 
 
-def test_max_pool_moments_reduce_each_window_pairwise_row_by_row():
-    gen = torch.Generator().manual_seed(0)
-    mean, var = torch.randn(1, 2, 4, 4, generator=gen, dtype=torch.float64), torch.rand(1, 2, 4, 4, generator=gen,
-                                                                                      dtype=torch.float64)
-    got_mean, got_var = max_pool_moments(nn.MaxPool2d(2), mean, var)
-    for c, r, q in itertools.product(range(2), range(2), range(2)):
-        cell = [(2 * r + dr, 2 * q + dq) for dr in range(2) for dq in range(2)]     # a, b, c, d row by row
-        m = [mean[0, c, y, z] for y, z in cell]
-        v = [var[0, c, y, z] for y, z in cell]
-        top, top_var = max_moments(m[0], v[0], m[1], v[1])
-        bottom, bottom_var = max_moments(m[2], v[2], m[3], v[3])
-        expected = max_moments(top, top_var, bottom, bottom_var)
-        assert float(got_mean[0, c, r, q]) == pytest.approx(float(expected[0]), abs=1e-12)
-        assert float(got_var[0, c, r, q]) == pytest.approx(float(expected[1]), abs=1e-12)
-    # a window of equal, certain values is that value
-    same = max_pool_moments(nn.MaxPool2d(2), torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
-    assert same[0].item() == pytest.approx(1.0, abs=1e-6) and same[1].item() == pytest.approx(0.0, abs=1e-6)
-
-
-def gaussian_expectation(fn, mean, var, points=400_001):
-    """E[fn(y)], y ~ N(mean, var), by the trapezoid rule over mean ± 12 sd (float64)."""
-    sd = math.sqrt(var)
-    y = torch.linspace(mean - 12 * sd, mean + 12 * sd, points, dtype=torch.float64)
-    density = torch.exp(-0.5 * ((y - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
-    return float(torch.trapezoid(fn(y) * density, y))
-
-
-@pytest.mark.parametrize("mean, var", [(0.3, 0.5), (-1.0, 2.0), (2.0, 0.01), (0.0, 1.0)])
-def test_relu_moments_are_exact_and_sigmoid_moments_close(mean, var):
-    m, v = torch.tensor(mean, dtype=torch.float64), torch.tensor(var, dtype=torch.float64)
-    relu_mean, relu_var = relu_moments(m, v)
-    first = gaussian_expectation(torch.relu, mean, var)
-    assert float(relu_mean) == pytest.approx(first, abs=1e-6)
-    assert float(relu_var) == pytest.approx(gaussian_expectation(lambda y: torch.relu(y) ** 2, mean, var)
-                                            - first ** 2, abs=1e-6)
-    sig_mean, sig_var = sigmoid_moments(m, v)
-    first = gaussian_expectation(torch.sigmoid, mean, var)
-    assert float(sig_mean) == pytest.approx(first, abs=0.01)           # probit approximation; measured <= 0.004
-    assert float(sig_var) == pytest.approx(gaussian_expectation(lambda y: torch.sigmoid(y) ** 2, mean, var)
-                                           - first ** 2, abs=0.01)                 # measured <= 0.0053
-
-
-def test_clark_moments_of_a_maximum_match_monte_carlo():
-    gen = torch.Generator().manual_seed(0)
-    a = 0.5 + 1.0 * torch.randn(400_000, generator=gen, dtype=torch.float64)
-    b = 0.2 + 0.5 * torch.randn(400_000, generator=gen, dtype=torch.float64)
-    mean, var = max_moments(*(torch.tensor(v, dtype=torch.float64) for v in (0.5, 1.0, 0.2, 0.25)))
-    top = torch.maximum(a, b)
-    assert float(mean) == pytest.approx(float(top.mean()), abs=0.01)
-    assert float(var) == pytest.approx(float(top.var()), abs=0.01)
-
-
 def test_dasp_with_zero_variance_reproduces_the_network():
     # k = 0 without i and k = n − 1 with i are deterministic coalitions: f(r) and f(x) exactly
     model, x, target = cnn_case(n=2)
-    values = values_of(method(Dasp, 8)(model, x, target, torch.zeros_like(x[:1])), 8)   # one player
+    values = values_of(fitted(Dasp, model, x, 8)(model, x, target, torch.zeros_like(x[:1])), 8)   # one player
     torch.testing.assert_close(values[:, 0], output_gap(model, x, target), rtol=1e-5, atol=1e-6)
 
 
 # --- errors -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls, params, match", [
-    (ShapleySampling, {"patch": 0}, "'patch' must be an integer >= 1, got 0"),
-    (ShapleySampling, {"n_samples": 2.5}, "'n_samples' must be an integer >= 1, got 2.5"),
-    (KernelShap, {"baseline": "median"}, "'baseline' must be one of \\['zero', 'mean'\\], got 'median'"),
-    (KernelShap, {"n_samples": 0}, "'n_samples' must be an integer >= 1, got 0"),
-    (Dasp, {"patch": True}, "'patch' must be an integer >= 1, got True"),
+    (ShapleySampling, {"patch": 0}, r"method 'shapley_sampling'\.patch: 0 is out of range, expected >= 1"),
+    (ShapleySampling, {"n_samples": 2.5}, r"'shapley_sampling'\.n_samples: expected an integer >= 1, got 2\.5"),
+    (KernelShap, {"baseline": "median"}, r"'kernel_shap'\.baseline: 'median' is not one of 'zero', 'mean'"),
+    (KernelShap, {"n_samples": 0}, r"'kernel_shap'\.n_samples: 0 is out of range, expected >= 1"),
+    (Dasp, {"patch": True}, r"'dasp'\.patch: expected an integer >= 1, got True"),
+    (Dasp, {"n_samples": 4}, r"'dasp': parameters .* expected; unknown \['n_samples'\]"),
 ])
 def test_bad_parameters_are_clear_errors(cls, params, match):
     base = {"n_explain": 4, "batch_size": 2, "n_samples": 4, "patch": 2, "baseline": "zero"}
     base = {k: v for k, v in base.items() if k in cls.param_names}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ParamError, match=match):
         cls(**{**base, **params})
 
 
 def test_deep_shap_bad_background_size_is_a_clear_error():
-    with pytest.raises(ValueError, match="'n_background' must be an integer >= 1, got 0"):
+    with pytest.raises(ParamError, match=r"'deep_shap'\.n_background: 0 is out of range, expected >= 1"):
         DeepShap(n_explain=4, batch_size=2, n_background=0)
+
+
+@pytest.mark.parametrize("cls, extra", [(ShapleySampling, {"n_samples": 2}), (KernelShap, {"n_samples": 4}),
+                                        (Dasp, {})])
+def test_player_methods_must_be_fitted_for_the_model(cls, extra):
+    model, x, target = mlp_case()
+    unfitted = method(cls, **extra)
+    with pytest.raises(RuntimeError, match=rf"'{unfitted.spec.id}' learns from the train split: call fit"):
+        unfitted(model, x, target, torch.zeros_like(x[:1]))
+    other, _, _ = mlp_case(seed=1)
+    with pytest.raises(RuntimeError, match="call fit"):
+        unfitted.fit(other, train_split(x))(model, x, target)
+    with pytest.raises(RuntimeError, match="reference .* is learnt from the train split"):
+        method(cls, **extra).attribute(model, x, target)
+
+
+def test_fit_learns_the_mean_reference_and_the_seed():
+    model, x, target = mlp_case(n=4)
+    x_train = torch.randn(20, 5, generator=torch.Generator().manual_seed(9))
+    sampler = ShapleySampling(n_explain=4, batch_size=4, n_samples=3, patch=1, baseline="mean")
+    sampler.fit(model, train_split(x_train), seed=3)
+    torch.testing.assert_close(sampler.reference_[0], x_train.mean(0))
+    explicit = ShapleySampling(n_explain=4, batch_size=4, n_samples=3, patch=1, baseline="zero").fit(
+        model, train_split(x_train), seed=3)
+    torch.testing.assert_close(sampler(model, x, target), explicit(model, x, target, x_train.mean(0, keepdim=True)))
+    other_seed = explicit.fit(model, train_split(x_train), seed=4)(model, x, target, x_train.mean(0, keepdim=True))
+    assert not torch.allclose(sampler(model, x, target), other_seed)
 
 
 def test_dasp_names_an_unsupported_layer():
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
     x = torch.randn(2, 4)
     with pytest.raises(ValueError, match="layer type Tanh is not supported"):
-        method(Dasp)(model, x, torch.tensor([0, 1]), torch.zeros(1, 4))
+        fitted(Dasp, model, x)(model, x, torch.tensor([0, 1]), torch.zeros(1, 4))
 
 
 def test_deep_shap_validated_call_takes_a_background_of_any_size():
     """``method(model, x, target, background)``: B background rows for N inputs, B != N, is the documented use."""
     model, x, target = mlp_case(seed=2)
     background = torch.randn(9, 5, generator=torch.Generator().manual_seed(1))
-    method = DeepShap(n_explain=4, batch_size=3, n_background=9)
+    method = DeepShap(n_explain=4, batch_size=3, n_background=9).fit(model, train_split(background))
     torch.testing.assert_close(method(model, x, target, background), method.attribute(model, x, target, background))
     with pytest.raises(ValueError, match=r"baseline shape \(9, 4\) \(a background set\) must be \(B, 5\)"):
         method(model, x, target, background[:, :4])

@@ -9,6 +9,7 @@ import torch
 from nnxai.methods.attribution.aggregation.spray import SpRAy
 from nnxai.ops.spectral import downsized_heatmaps, eigengap, knn_affinity, laplacian_spectrum, spectral_relevance_analysis
 from nnxai.metrics.spray import permuted_within, purity
+from nnxai.params import ParamError
 
 from toy_models import tiny_convnet, toy_context
 
@@ -113,15 +114,23 @@ def test_end_to_end_clusters_every_class_with_enough_inputs_and_is_deterministic
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"local_method": "mame"}, "local_method.*mame"),
-    ({"local_params": {"n_explain": 4}}, "missing.*batch_size"),
-    ({"heatmap_size": 0}, "heatmap_size.*0"),
-    ({"n_neighbors": 2.5}, "n_neighbors.*2.5"),
-    ({"max_clusters": True}, "max_clusters.*True"),
+    ({"local_method": "mame"}, r"'spray'\.local_method: 'mame' is not one of"),
+    ({"local_params": {"n_explain": 4}}, r"'spray'\.local_params \(gradient\).*missing \['batch_size'\]"),
+    ({"local_params": {"n_explain": 4, "batch_size": 0}}, r"'spray'\.local_params \(gradient\)\.batch_size: 0"),
+    ({"heatmap_size": 0}, r"'spray'\.heatmap_size: 0 is out of range, expected >= 1"),
+    ({"n_neighbors": 2.5}, r"'spray'\.n_neighbors: expected an integer >= 1, got 2\.5"),
+    ({"max_clusters": True}, r"'spray'\.max_clusters: expected an integer >= 1, got True"),
 ])
 def test_bad_parameters_are_refused_up_front(change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ParamError, match=message):
         SpRAy(**{**PARAMS, **change})
+
+
+def test_the_local_method_is_built_from_local_params():
+    method = SpRAy(**PARAMS)
+    assert method.local.spec.id == "gradient" and method.local.params == PARAMS["local_params"]
+    with pytest.raises(ParamError, match=r"'spray'\.local_params \(gradient\).*missing \['batch_size', 'n_explain'\]"):
+        SpRAy(**{k: v for k, v in PARAMS.items() if k != "local_params"})
 
 
 def test_tabular_models_are_refused():

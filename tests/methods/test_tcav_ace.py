@@ -18,6 +18,7 @@ from nnxai.methods.attribution.concept.ace import ACE
 from nnxai.methods.attribution.concept.tcav import TCAV
 from nnxai.methods.base import ExplainContext
 from nnxai.models.networks import ConvNet
+from nnxai.params import ParamError
 from nnxai.report.table2 import _excerpt
 
 from toy_models import tiny_convnet
@@ -158,13 +159,37 @@ def test_same_seed_same_record_and_batch_size_does_not_matter():
 
 
 @pytest.mark.parametrize("over, message", [
-    ({"n_runs": 1}, "'n_runs' must be >= 2"), ({"n_random": 0}, "'n_random' must be an integer >= 1"),
-    ({"alpha": 1.5}, "'alpha' must lie strictly between 0 and 1"), ({"cav_l2": 0}, "'cav_l2' must be"),
-    ({"n_inputs": 2.5}, "'n_inputs' must be an integer"), ({"layer": 3}, "'layer' must be a unit-layer name"),
+    ({"n_runs": 1}, r"'tcav'\.n_runs: 1 is out of range, expected >= 2"),
+    ({"n_random": 0}, r"'tcav'\.n_random: 0 is out of range, expected >= 2"),
+    ({"alpha": 1.5}, r"'tcav'\.alpha: 1\.5 is out of range, expected > 0 and < 1"),
+    ({"cav_l2": 0}, r"'tcav'\.cav_l2: 0 is out of range, expected > 0"),
+    ({"n_inputs": 2.5}, r"'tcav'\.n_inputs: expected an integer >= 1, got 2\.5"),
+    ({"layer": 3}, r"'tcav'\.layer: expected a non-empty string, got 3"),
 ])
 def test_bad_parameters_are_refused(over, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ParamError, match=message):
         TCAV(**{**TCAV_PARAMS, **over})
+
+
+def test_fit_learns_the_cavs_and_explaining_scores_them(planted):
+    """The CAVs come from the train split alone; explaining is fitting, then scoring on the test split."""
+    method = TCAV(**TCAV_PARAMS).fit(planted.model, planted.train, seed=planted.seed, info=planted.info)
+    assert list(method.concept_cavs_) == ["planted"] and method.concept_cavs_["planted"].shape == (10, D)
+    assert method.random_cavs_.shape == (10, D)
+    # every concept CAV leans towards the planted direction (50 noisy examples: not exactly along it)
+    assert (method.concept_cavs_["planted"] @ DIRECTION.numpy() > 0.5).all()
+    record, _ = method._run(planted)
+    assert record.tests == TCAV(**TCAV_PARAMS).explain(planted).tests
+
+
+def test_scoring_before_fitting_or_with_another_model_is_refused(planted):
+    with pytest.raises(RuntimeError, match="call fit"):
+        TCAV(**TCAV_PARAMS)._run(planted)
+    other = TCAV(**TCAV_PARAMS).fit(PlantedLinear(DIRECTION), planted.train)
+    with pytest.raises(RuntimeError, match="for this model"):
+        other._run(planted)
+    with pytest.raises(RuntimeError, match="call fit"):
+        ACE(**ACE_PARAMS)._run(planted)
 
 
 def test_unknown_layer_and_missing_concepts_are_clear_errors(planted):
@@ -268,12 +293,23 @@ def test_ace_recovers_the_two_segment_types_and_their_importance(regions):
 def test_ace_is_deterministic_and_checks_its_parameters(regions):
     first, again = ACE(**ACE_PARAMS).explain(regions), ACE(**ACE_PARAMS).explain(regions)
     assert first.members == again.members and first.tests == again.tests
-    with pytest.raises(ValueError, match="'resolutions' must be a non-empty list"):
+    with pytest.raises(ParamError, match=r"'ace'\.resolutions: expected list of .*got 0 items"):
         ACE(**{**ACE_PARAMS, "resolutions": []})
-    with pytest.raises(ValueError, match="min_members .* must not exceed n_members"):
+    with pytest.raises(ParamError, match=r"'ace'\.resolutions\[1\]: 0 is out of range"):
+        ACE(**{**ACE_PARAMS, "resolutions": [4, 0]})
+    with pytest.raises(ParamError, match=r"min_members \(11\) must not exceed n_members \(10\)"):
         ACE(**{**ACE_PARAMS, "min_members": 11})
-    with pytest.raises(ValueError, match="'compactness' must be a finite number > 0"):
+    with pytest.raises(ParamError, match=r"'ace'\.compactness: -1 is out of range, expected > 0"):
         ACE(**{**ACE_PARAMS, "compactness": -1})
+
+
+def test_ace_fits_the_random_segments_and_null_cavs_on_the_train_split(regions):
+    method = ACE(**ACE_PARAMS).fit(regions.model, regions.train, seed=regions.seed)
+    assert len(method.random_sets_) == 13 and all(len(r) == 10 for r in method.random_sets_)
+    assert method.random_cavs_.shape == (12, 3)
+    torch.testing.assert_close(method.fill_, regions.train.x.mean(dim=(0, 2, 3)))
+    record, _ = method._run(regions)
+    assert record.tests == ACE(**ACE_PARAMS).explain(regions).tests
 
 
 def test_run_length_code_round_trips():

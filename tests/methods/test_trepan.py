@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from nnxai.data import DatasetInfo, PreparedSplit, shapes
+from nnxai.data import DATASETS, DatasetInfo, PreparedSplit, shapes
 from nnxai.explanations import RuleSet
 from nnxai.explanations.records import condition_holds
 from nnxai.methods.base import ExplainContext
@@ -17,6 +17,7 @@ from nnxai.methods.rule.pedagogical._mofn import negate
 from nnxai.methods.rule.pedagogical.trepan import Trepan
 from nnxai.metrics.rules import Fidelity
 from nnxai.models.networks import ConvNet
+from nnxai.params import ParamError
 
 PARAMS = {"n_queries": 20000, "min_samples": 1000, "max_leaves": 8, "beam_width": 2, "max_m": 3, "significance": 0.05}
 
@@ -137,7 +138,7 @@ def test_truncated_kde_matches_the_truncated_normal():
 
 def test_shapes_queries_are_valid_concepts_on_the_path():
     data = shapes.generate(400, 5)
-    space = _sampling.shapes_space(ConvNet(3, 2, (4, 4, 4)), data["concepts"].astype(np.float64))
+    space = _sampling.concept_space(ConvNet(3, 2, (4, 4, 4)), DATASETS["shapes"], data["concepts"].astype(np.float64))
     col = shapes.CONCEPT_FEATURES.index
     path = [{"m": 1, "literals": [{"feature": col("texture=stripes"), "op": ">", "threshold": 0.5}]},
             negate({"m": 1, "literals": [{"feature": col("shape=triangle"), "op": ">", "threshold": 0.5}]}),
@@ -162,8 +163,10 @@ def test_same_seed_same_rules_and_bad_params():
     assert a.rules == b.rules and a.tree == b.tree
     for name, value in (("max_m", 0), ("beam_width", 0), ("min_samples", 0), ("max_leaves", 0),
                         ("n_queries", -1), ("significance", 1.5), ("max_m", 2.5)):
-        with pytest.raises(ValueError, match=f"{name}.*{value}"):
+        with pytest.raises(ParamError, match=rf"'trepan'\.{name}: .*{value}"):
             Trepan(**{**params, name: value})
+    with pytest.raises(ParamError, match=r"'trepan'\.n_queries: expected an integer >= 0, got 0\.5"):
+        Trepan(**{**params, "n_queries": 0.5})
 
 
 def test_applicability_and_json_round_trip(tmp_path):
@@ -205,7 +208,7 @@ def test_recovers_the_shapes_rule_from_a_trained_cnn():
     queries over concept vectors, finds "stripes and not triangle"."""
     net, train, test = _train_shapes_cnn()
     assert np.mean(_sampling.predict_classes(net, test["x"]) == test["y"]) >= 0.95
-    info = DatasetInfo("shapes", "image", 2, (3, 32, 32), True, True, "test")
+    info = DATASETS["shapes"]   # the data set's declared interface renders the concept queries
     meta = {"class_names": list(shapes.CLASS_NAMES), "concept_features": shapes.CONCEPT_FEATURES}
 
     def split(d, n):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnxai.data import DatasetInfo, PreparedSplit
+from nnxai.data import DatasetInfo, PreparedSplit, shapes
 from nnxai.methods.base import ExplainContext
 from nnxai.models.networks import MLP, ConvNet
 
@@ -70,9 +70,13 @@ def tiny_mlp(seed: int = 0, n_features: int = 6, n_classes: int = 3, activation:
 def toy_context(model: nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, n_classes: int,
                 seed: int = 0, masks: np.ndarray | None = None, mask_names: list[str] | None = None,
                 ) -> ExplainContext:
-    """A context whose splits hold the given inputs (labels 0); ``kind`` follows the input rank."""
+    """A context whose splits hold the given inputs (labels 0); ``kind`` follows the input rank.  Masks are
+    named by the split's meta when ``mask_names`` is given; the toy data set declares those names, or the
+    ``shapes`` set's channels."""
     kind = "image" if x_test.dim() == 4 else "tabular"
-    info = DatasetInfo("toy", kind, n_classes, tuple(x_test.shape[1:]), masks is not None, False, "test toy")
+    declared = tuple(mask_names or (shapes.MASK_NAMES if masks is not None else ()))
+    info = DatasetInfo("toy", kind, n_classes, tuple(x_test.shape[1:]), masks is not None, False, "test toy",
+                       mask_names=declared)
     meta = {"mask_names": mask_names} if mask_names is not None else {}
 
     def split(x, m=None):

@@ -15,6 +15,7 @@ from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGr
 from nnxai.metrics.completeness import Completeness
 from nnxai.metrics.localisation import Localisation, localisation_scores
 from nnxai.metrics.pixel_flipping import PixelFlipping
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, RegionSumModel, tiny_mlp, toy_context
 
@@ -83,7 +84,7 @@ def test_pixel_flipping_on_tabular_flips_single_features():
 
 @pytest.mark.parametrize("bad, name", [({"fill": "noise"}, "fill"), ({"steps": 0}, "steps"), ({"patch": 1.5}, "patch")])
 def test_pixel_flipping_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"metric 'pixel_flipping'\.{name}\b"):
         PixelFlipping(**{"patch": 4, "steps": 4, "fill": "mean", **bad})
 
 

@@ -13,6 +13,7 @@ from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
 from nnxai.ops.noise import input_noise
 from nnxai.metrics.continuity import Continuity, perturbations
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_mlp, toy_context
 
@@ -101,5 +102,5 @@ def test_only_the_first_n_inputs_are_scored_and_noise_is_per_input():
 @pytest.mark.parametrize("bad, name", [({"n_inputs": 0}, "n_inputs"), ({"n_samples": 2.0}, "n_samples"),
                                        ({"radius": 0.0}, "radius"), ({"radius": float("nan")}, "radius")])
 def test_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"metric 'continuity'\.{name}\b"):
         metric(**bad)

@@ -13,6 +13,7 @@ from nnxai.methods.attribution.gradient.gradient_x_input import GradientXInput
 from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
 from nnxai.methods.attribution.perturbation.occlusion import Occlusion
 from nnxai.metrics.fragility import Fragility, smooth_surrogate
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
@@ -114,5 +115,5 @@ def test_smooth_surrogate_replaces_relus_and_leaves_the_model_alone():
                                        ({"softplus_beta": 0}, "softplus_beta"), ({"path_steps": 0}, "path_steps"),
                                        ({"step_size": True}, "step_size")])
 def test_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"metric 'fragility'\.{name}\b"):
         metric(**bad)

@@ -15,6 +15,7 @@ from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGradients
 from nnxai.methods.attribution.propagation.lrp import LRP
 from nnxai.metrics.implementation_invariance import TRANSFORMS, ImplementationInvariance, equivalent_network
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
@@ -137,5 +138,5 @@ def test_a_model_without_features_and_classifier_is_rejected():
                                        ({"transforms": "split"}, "transforms"),
                                        ({"tolerance": -1e-3}, "tolerance"), ({"n_inputs": 0}, "n_inputs")])
 def test_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"metric 'implementation_invariance'\.{name}\b"):
         metric(**bad)

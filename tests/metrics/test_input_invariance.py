@@ -17,6 +17,7 @@ from nnxai.methods.attribution.gradient.integrated_gradients import IntegratedGr
 from nnxai.methods.attribution.propagation.lrp import LRP
 from nnxai.methods.attribution.perturbation.occlusion import Occlusion
 from nnxai.metrics.input_invariance import InputInvariance, map_difference, shifted_network
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
@@ -140,5 +141,5 @@ def test_a_first_layer_that_does_not_see_the_input_cannot_absorb_the_shift():
 @pytest.mark.parametrize("bad, name", [({"shift": 0}, "shift"), ({"shift": "one"}, "shift"),
                                        ({"tolerance": -1.0}, "tolerance"), ({"n_inputs": 0}, "n_inputs")])
 def test_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"metric 'input_invariance'\.{name}\b"):
         metric(**bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 from nnxai.explanations import AttributionMap
 from nnxai.metrics.insertion_deletion import InsertionDeletion, gaussian_blur
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, RegionSumModel, toy_context
 
@@ -122,9 +124,9 @@ def test_blur_fill_starts_insertion_from_the_blurred_input():
 
 
 def test_blur_is_only_for_images():
-    cfg = {"metric_params": {"insertion_deletion": {"fill": "blur"}}}
-    assert "iris is tabular" in InsertionDeletion.cell_why_not(cfg, "iris", "baseline", "gradient")
-    assert InsertionDeletion.cell_why_not(cfg, "shapes", "baseline", "gradient") is None
+    plan = SimpleNamespace(cfg={"metric_params": {"insertion_deletion": {"fill": "blur"}}})
+    assert "iris is tabular" in InsertionDeletion.cell_why_not(plan, "iris", "baseline", "gradient")
+    assert InsertionDeletion.cell_why_not(plan, "shapes", "baseline", "gradient") is None
     x = torch.zeros(1, 3)
     ctx = toy_context(LinearModel(torch.ones(2, 3)), torch.zeros(2, 3), x, n_classes=2)
     with pytest.raises(ValueError, match="needs .* images"):
@@ -134,5 +136,5 @@ def test_blur_is_only_for_images():
 @pytest.mark.parametrize("bad, name", [({"fill": "noise"}, "fill"), ({"steps": 0}, "steps"), ({"patch": 1.5}, "patch"),
                                        ({"blur_sigma": 0}, "blur_sigma"), ({"blur_sigma": "wide"}, "blur_sigma")])
 def test_rejects_bad_params(bad, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"metric 'insertion_deletion'\.{name}\b"):
         metric(**bad)

@@ -14,6 +14,7 @@ from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.attribution.perturbation.lime import Lime
 from nnxai.methods.attribution.perturbation.maple import Maple
 from nnxai.metrics.local_fidelity import FRESH_SEED, LocalFidelity, weighted_errors
+from nnxai.params import ParamError
 from probability_models import ProbabilityLinear
 from toy_models import tiny_mlp, toy_context
 
@@ -62,6 +63,18 @@ def test_the_metric_scores_the_stored_map(method_cls, params):
     assert score(method, ctx, doubled)["local_fidelity"] > good["local_fidelity"]
 
 
+@pytest.mark.parametrize("method_cls, params", [(Lime, LIME), (Maple, MAPLE)], ids=["lime", "maple"])
+def test_a_method_not_yet_fitted_is_fitted_as_explain_fits_it(method_cls, params):
+    """The metric fits the method it is given for the cell's model (the evaluate stage builds a fresh one),
+    with the cell's train split and seed, and scores the record as the explaining instance would."""
+    model, ctx = mlp_context(2)
+    explained = method_cls(**params)
+    record = explained.explain(ctx)
+    fresh = method_cls(**params)
+    assert score(fresh, ctx, record) == score(explained, ctx, record)
+    assert fresh.is_fitted_for(model) and fresh.seed == ctx.seed
+
+
 def test_weighted_errors_match_numpy():
     rng = np.random.default_rng(0)
     f, g, w = rng.random(50), rng.random(50), rng.random(50)
@@ -78,17 +91,16 @@ def test_r2_pools_errors_and_variances_over_inputs():
     metric = LocalFidelity(n_samples=300)
     values = metric(record, ctx, method)
     errors, variances = [], []                           # the same, input by input, by hand
-    with method.bound(ctx):
-        for i, (idx, c) in enumerate(zip(record.indices, record.targets)):
-            x = ctx.test.x[idx]
-            index = method.feature_index(x)
-            beta = torch.as_tensor(record.attributions[i]).double().reshape(-1)[:index.numel()]
-            hood = method.neighbourhood(model, x, 300, ctx.seed + FRESH_SEED, ctx.test.x)
-            f = model(hood.inputs).softmax(1)[:, int(c)].double().detach().numpy()
-            g = record.meta["surrogate"]["intercept"][i] + hood.features.double().numpy() @ beta.numpy()
-            w = hood.weights.numpy()
-            errors.append(np.average((f - g) ** 2, weights=w))
-            variances.append(np.average((f - np.average(f, weights=w)) ** 2, weights=w))
+    inputs = ctx.test.x[record.indices]
+    hoods = method.neighbourhoods(model, inputs, 300, ctx.seed + FRESH_SEED, ctx.test.x)   # explain fitted it
+    for i, (x, c, hood) in enumerate(zip(inputs, record.targets, hoods)):
+        index = method.feature_index(x)
+        beta = torch.as_tensor(record.attributions[i]).double().reshape(-1)[:index.numel()]
+        f = model(hood.inputs).softmax(1)[:, int(c)].double().detach().numpy()
+        g = record.meta["surrogate"]["intercept"][i] + hood.features.double().numpy() @ beta.numpy()
+        w = hood.weights.numpy()
+        errors.append(np.average((f - g) ** 2, weights=w))
+        variances.append(np.average((f - np.average(f, weights=w)) ** 2, weights=w))
     assert values["local_fidelity"] == pytest.approx(np.mean(errors), rel=1e-6)
     assert values["local_fidelity.r2"] == pytest.approx(1 - np.sum(errors) / np.sum(variances), rel=1e-6)
 
@@ -107,5 +119,5 @@ def test_missing_intercepts_are_a_clear_error():
     record.meta.pop("surrogate")
     with pytest.raises(ValueError, match="needs meta\\['surrogate'\\]\\['intercept'\\]"):
         LocalFidelity(n_samples=10)(record, ctx, method)
-    with pytest.raises(ValueError, match="'n_samples' must be an integer >= 1, got 0"):
+    with pytest.raises(ParamError, match="'local_fidelity'.n_samples: 0 is out of range, expected >= 1"):
         LocalFidelity(n_samples=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from nnxai.data import DatasetInfo, PreparedSplit
 from nnxai.explanations import AttributionMap
 from nnxai.methods.base import AttributionMethod, ExplainContext
 from nnxai.metrics.roar import Roar, remove_top
+from nnxai.params import ParamError
 from nnxai.workflow import metrics_for
 
 from toy_models import tiny_convnet
@@ -26,7 +28,6 @@ class PlantedRegion(AttributionMethod):
     """A perfect explanation of the planted data set: the label region, for every input."""
 
     spec = registry.spec("gradient")
-    param_names = ("n_explain", "batch_size")
 
     def attribute(self, model, inputs, target, baselines=None):
         return REGION.expand_as(inputs).clone()
@@ -109,21 +110,33 @@ def test_removing_the_planted_region_drops_retrained_accuracy_to_chance_and_rand
 def test_cell_restriction_follows_the_config():
     cfg = {"methods": ["gradient", "integrated_gradients"], "models": {"image": ["baseline", "l1"]},
            "metric_params": {"roar": params(methods=["gradient"], models=["baseline"])}}
-    assert Roar.cell_why_not(cfg, "shapes", "baseline", "gradient") is None
+    plan = SimpleNamespace(cfg=cfg)
+    assert Roar.cell_why_not(plan, "shapes", "baseline", "gradient") is None
     assert "roar" in metrics_for(cfg, "shapes", "baseline", "gradient")
     assert "roar" not in metrics_for(cfg, "shapes", "baseline", "integrated_gradients")
-    assert "metric_params.roar.models" in Roar.cell_why_not(cfg, "shapes", "l1", "gradient")
+    assert "metric_params.roar.methods" in Roar.cell_why_not(plan, "shapes", "baseline", "integrated_gradients")
+    assert "metric_params.roar.models" in Roar.cell_why_not(plan, "shapes", "l1", "gradient")
 
 
-@pytest.mark.parametrize("bad, name", [
-    ({"fractions": [0.5, 1.0]}, "fractions"), ({"fractions": []}, "fractions"),
-    ({"fractions": [0.3, 0.3]}, "fractions"),
-    ({"n_train": 0}, "n_train"), ({"epochs": 1.5}, "epochs"), ({"methods": "gradient"}, "methods"),
-    ({"methods": ["no_such_method"]}, "no_such_method"), ({"models": ["baseline_shuffled_labels"]}, "shuffled"),
+@pytest.mark.parametrize("bad, key, detail", [
+    ({"fractions": [0.5, 1.0]}, r"fractions\[1\]", "out of range"), ({"fractions": []}, "fractions", "0 items"),
+    ({"fractions": [0.3, 0.3]}, "fractions", "distinct"),
+    ({"fractions": [0.1, 0.1000000001]}, "fractions", "distinct percent labels"),
+    ({"n_train": 0}, "n_train", "out of range"), ({"epochs": 1.5}, "epochs", "integer"),
+    ({"epochs": 0}, "epochs", "out of range"), ({"methods": "gradient"}, "methods", "expected a list"),
+    ({"methods": ["no_such_method"]}, r"methods\[0\]", "'no_such_method' is not one of"),
+    ({"methods": ["tcav"]}, r"methods\[0\]", "'tcav' is not one of"),
+    ({"models": ["baseline_shuffled_labels"]}, r"models\[0\]", "shuffled labels"),
+    ({"models": ["baseline", "no_such_model"]}, r"models\[1\]", "unknown model variant 'no_such_model'"),
 ])
-def test_bad_parameters_are_rejected_by_name(bad, name):
-    with pytest.raises(ValueError, match=name):
+def test_bad_parameters_are_rejected_by_name(bad, key, detail):
+    with pytest.raises(ParamError, match=rf"metric 'roar'\.{key}: .*{detail}"):
         Roar(**params(**bad))
+
+
+def test_epochs_may_be_null_for_the_checkpoint_s_own():
+    assert Roar(**params(epochs=None)).params["epochs"] is None
+    assert Roar(**params(methods=[], models=["baseline_seed2"])).params["models"] == ["baseline_seed2"]
 
 
 def test_a_model_without_its_checkpoint_record_is_rejected_before_any_work():

@@ -13,6 +13,7 @@ from nnxai.data import DatasetInfo, PreparedSplit
 from nnxai.explanations import RuleSet
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.rules import Fidelity, NLeaves, RuleSize, TreeDepth
+from nnxai.params import ParamError
 
 INFO = DatasetInfo("toy", "tabular", 2, (4,), False, False, "test toy")
 CONJUNCTION = {"m": 2, "literals": [{"feature": 0, "op": ">", "threshold": 0.5},
@@ -72,7 +73,7 @@ def test_fidelity_of_a_constant_rule_set():
 
 def test_fidelity_rejects_bad_input():
     ctx, _ = context(n_train=50, n_test=50, flip=0)
-    with pytest.raises(ValueError, match="n_queries.*-1"):
+    with pytest.raises(ParamError, match=r"metric 'fidelity'\.n_queries: -1 is out of range, expected >= 0"):
         Fidelity(n_queries=-1)
     with pytest.raises(ValueError, match="concept"):
         Fidelity(n_queries=0)(ruleset([], space="concepts"), ctx)

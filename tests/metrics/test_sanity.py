@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+from functools import partial
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -13,10 +17,12 @@ from nnxai.explanations import AttributionMap
 from nnxai.methods.attribution.gradient.saliency import Gradient
 from nnxai.methods.base import AttributionMethod
 from nnxai.metrics.map_similarity import normalise_grayscale, spearman_rows, ssim_rows
-from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable
+from nnxai.config import models_for
+from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable, fitted_method
 from nnxai.metrics.sanity import (SHUFFLED_MODEL, SanityDataRandomisation, SanityModelRandomisation,
                                   cascading_randomisation)
-from nnxai.workflow import metrics_for
+from nnxai.params import ParamError
+from nnxai.workflow import methods_for, metrics_for
 
 from test_attribution_properties import CASES, build, toy_case
 from toy_models import LinearModel, tiny_convnet, toy_context
@@ -26,7 +32,6 @@ class InputItself(AttributionMethod):
     """The "edge detector" of [75]: a map computed from the input alone, whatever the weights."""
 
     spec = registry.spec("gradient")
-    param_names = ("n_explain", "batch_size")
 
     def attribute(self, model, inputs, target, baselines=None):
         return inputs.detach().clone()
@@ -80,7 +85,7 @@ RERUNNABLE = [c for c in CASES if check_rerunnable(registry.get(c.values[0])) is
 
 @pytest.mark.parametrize("method_id, kind", [c.values for c in RERUNNABLE], ids=[c.id for c in RERUNNABLE])
 def test_rerun_on_the_same_model_reproduces_explain(method_id, kind):
-    # the re-run keeps whatever state the method sets up in its own _run (reference, noise seed, bounds)
+    # the re-run reuses the fit of the explain stage (reference, seed, bounds)
     model, ctx = toy_case(kind)
     method = build(method_id)
     record = method.explain(ctx)
@@ -89,26 +94,50 @@ def test_rerun_on_the_same_model_reproduces_explain(method_id, kind):
     assert np.allclose(again.numpy(), record.attributions, atol=1e-6, rtol=1e-5)
 
 
-class OwnRun(InputItself):
-    """Explains without AttributionMethod._run: a re-run could not pin its inputs."""
+class LearnsMean(InputItself):
+    """A method that learns: its map is the train mean of the model it was fitted for, everywhere."""
 
-    def _run(self, ctx):
-        return AttributionMap(ctx.test.x.numpy(), np.arange(len(ctx.test.x)), np.zeros(len(ctx.test.x))), 1
+    def _fit(self, model, train):
+        self.fits_ = getattr(self, "fits_", 0) + 1
+        self.mean_ = float(train.x.mean())
+
+    def attribute(self, model, inputs, target, baselines=None):
+        return torch.full_like(inputs, self.mean_)
 
 
-class CooperativeRun(InputItself):
-    def _run(self, ctx):
-        return super()._run(ctx)
+def test_the_cell_fit_is_reused_and_another_model_is_fitted_afresh_each_time():
+    model, ctx = image_case()
+    method = LearnsMean(n_explain=4, batch_size=4)
+    with pytest.raises(RuntimeError, match="fit"):
+        method(model, ctx.test.x[:2], torch.zeros(2))             # a method that learns: not before fit
+    assert fitted_method(method, ctx) is method and method.is_fitted_for(model) and method.seed == ctx.seed
+    targets = torch.zeros(3, dtype=torch.long)
+    for _ in range(2):
+        attribute_as_explained(method, ctx, model, ctx.test.x[:3], targets)
+    assert method.fits_ == 1                                       # the cell's fit, reused
+    other = copy.deepcopy(model)
+    first, second = fitted_method(method, ctx, other), fitted_method(method, ctx, other)
+    assert first is not method and second is not first             # a fresh copy, every time
+    assert first.is_fitted_for(other) and first.fits_ == 1 and first.params == method.params
+    assert torch.equal(attribute_as_explained(method, ctx, other, ctx.test.x[:3], targets),
+                       torch.full_like(ctx.test.x[:3], float(ctx.train.x.mean())))
+    assert method.is_fitted_for(model) and method.fits_ == 1       # the cell's fit is left alone
 
 
-def test_only_methods_whose_runs_reach_the_base_run_are_rerunnable():
+def test_every_attribution_method_is_rerunnable_and_nothing_else():
     _, ctx = image_case()
-    assert "OwnRun._run does not call super()._run" in SanityModelRandomisation.why_not(OwnRun, ctx.info)
-    assert "OwnRun._run" in check_rerunnable(type("Sub", (OwnRun,), {}))
-    assert SanityModelRandomisation.why_not(CooperativeRun, ctx.info) is None
+    assert SanityModelRandomisation.why_not(LearnsMean, ctx.info) is None
     assert "not an AttributionMethod" in check_rerunnable(registry.get("tcav"))
-    with pytest.raises(ValueError, match="OwnRun"):
-        attribute_as_explained(OwnRun(n_explain=2, batch_size=2), ctx, ctx.model, ctx.test.x[:2], torch.zeros(2))
+    assert "not an AttributionMethod" in SanityModelRandomisation.why_not(registry.get("tcav"), ctx.info)
+    with pytest.raises(ValueError, match="2 targets for 3 inputs"):
+        attribute_as_explained(Gradient(n_explain=2, batch_size=2), ctx, ctx.model, ctx.test.x[:3], torch.zeros(2))
+
+
+def test_n_inputs_is_checked_by_its_declaration():
+    with pytest.raises(ParamError, match=r"metric 'sanity_model_randomisation'\.n_inputs: 0 is out of range"):
+        SanityModelRandomisation(n_inputs=0)
+    with pytest.raises(ParamError, match=r"unknown \['n_input'\]"):
+        SanityModelRandomisation(n_input=3)
 
 
 def test_rerun_explains_the_classes_it_is_given():
@@ -194,13 +223,21 @@ def run_config(models):
     return {"methods": ["gradient"], "models": {"image": models, "tabular": ["baseline"]}, "metric_params": {}}
 
 
+def run_plan(cfg):
+    """What the workflow tells a metric about the run (nnxai.metrics.base.RunPlan)."""
+    return SimpleNamespace(cfg=cfg, models_for=partial(models_for, cfg), methods_for=partial(methods_for, cfg))
+
+
 def test_data_randomisation_applies_to_the_baseline_cell_of_a_run_with_the_shuffled_model():
     cfg = run_config(["baseline", SHUFFLED_MODEL])
-    assert SanityDataRandomisation.cell_why_not(cfg, "shapes", "baseline", "gradient") is None
+    plan = run_plan(cfg)
+    assert SanityDataRandomisation.cell_why_not(plan, "shapes", "baseline", "gradient") is None
     assert "sanity_data_randomisation" in metrics_for(cfg, "shapes", "baseline", "gradient")
-    assert "not the baseline" in SanityDataRandomisation.cell_why_not(cfg, "shapes", SHUFFLED_MODEL, "gradient")
-    assert "does not train" in SanityDataRandomisation.cell_why_not(run_config(["baseline"]), "shapes",
+    assert "not the baseline" in SanityDataRandomisation.cell_why_not(plan, "shapes", SHUFFLED_MODEL, "gradient")
+    assert "does not train" in SanityDataRandomisation.cell_why_not(run_plan(run_config(["baseline"])), "shapes",
                                                                     "baseline", "gradient")
+    assert "integrated_gradients is not run" in SanityDataRandomisation.cell_why_not(
+        plan, "shapes", "baseline", "integrated_gradients")
     assert SanityDataRandomisation.required_inputs(cfg, "shapes", "baseline", "gradient") == [
         f"data/explanations/shapes/{SHUFFLED_MODEL}/gradient.npz", f"data/checkpoints/shapes/{SHUFFLED_MODEL}.pt"]
 

@@ -16,6 +16,7 @@ from nnxai.methods.attribution.shapley.dasp import Dasp
 from nnxai.methods.attribution.shapley.shapley_sampling import ShapleySampling
 from nnxai.metrics.shapley_error import ShapleyError, all_coalitions, baseline_game, exact_shapley, \
     permutation_shapley
+from nnxai.params import ParamError
 
 from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 
@@ -209,14 +210,28 @@ def test_image_record_of_a_method_without_players_is_a_clear_error():
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"max_players": 21}, "'max_players' must be at most 20"),
-    ({"max_players": 0}, "'max_players' must be an integer >= 1"),
-    ({"reference_permutations": 2.5}, "'reference_permutations' must be an integer >= 1"),
-    ({"max_inputs": -1}, "'max_inputs' must be an integer >= 1"),
+    ({"max_players": 21}, r"'shapley_error'\.max_players: 21 is out of range, expected >= 1 and <= 20"),
+    ({"max_players": 0}, r"'shapley_error'\.max_players: 0 is out of range, expected >= 1 and <= 20"),
+    ({"reference_permutations": 2.5}, r"'shapley_error'\.reference_permutations: expected an integer >= 1, got 2\.5"),
+    ({"max_inputs": -1}, r"'shapley_error'\.max_inputs: -1 is out of range, expected >= 1"),
+    ({"max_input": 3}, r"'shapley_error': parameters .* expected; unknown \['max_input'\]"),
 ])
 def test_bad_parameters_are_clear_errors(params, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ParamError, match=match):
         ShapleyError(**{**METRIC, **params})
+
+
+def test_the_metric_imports_no_method_module():
+    """Metrics import shared numerics from nnxai.ops, not from the methods they score."""
+    import ast
+    from pathlib import Path
+
+    import nnxai.metrics.shapley_error as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {m for m in imported if m.startswith("nnxai.methods") and m != "nnxai.methods.base"}
 
 
 def test_cached_reference_values_are_reused_across_methods():

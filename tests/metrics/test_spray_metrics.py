@@ -11,6 +11,7 @@ from nnxai.data import DATASETS, PreparedSplit, shapes
 from nnxai.explanations import AttributionMap
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.spray import ClusterPurity, Eigengap, purity
+from nnxai.params import ParamError
 
 from toy_models import tiny_convnet
 
@@ -84,9 +85,12 @@ def test_unclustered_inputs_are_left_out():
 
 def test_clear_errors_and_applicability():
     ctx, _ = shapes_context(n=4)
-    with pytest.raises(ValueError, match="colours"):
-        ClusterPurity(concepts=["colours"], n_permutations=2)(spray_record([0] * 4, [0] * 4), ctx)
-    with pytest.raises(ValueError, match="n_permutations.*0"):
+    with pytest.raises(ParamError, match=r"metric 'cluster_purity'\.concepts\[1\]: 'colours' is not one of "
+                                         r"'colour', 'shape', 'texture'"):
+        ClusterPurity(concepts=["shape", "colours"], n_permutations=2)
+    with pytest.raises(ParamError, match=r"metric 'cluster_purity'\.concepts: items must be distinct"):
+        ClusterPurity(concepts=["shape", "shape"], n_permutations=2)
+    with pytest.raises(ParamError, match=r"metric 'cluster_purity'\.n_permutations: 0 is out of range"):
         ClusterPurity(concepts=["shape"], n_permutations=0)
     with pytest.raises(ValueError, match="SpRAy records"):
         Eigengap()(AttributionMap(np.zeros((1, 2)), [0], [0], {}), None)

@@ -45,6 +45,53 @@ def test_variants():
         variant("resnet")
 
 
+def test_variants_are_a_registry():
+    from nnxai.models import VARIANTS
+    from nnxai.models.variants import variant_pattern
+
+    assert list(VARIANTS) == ["baseline", "baseline_sigmoid", "l1", "l2", "baseline_shuffled_labels"]
+    assert variant("baseline_seed2").activation == "relu" and "baseline_seed2" not in VARIANTS
+    assert variant_pattern() == (r"^(baseline|baseline_shuffled_labels|baseline_sigmoid|l1|l2|baseline_seed\d+)$")
+
+
+@pytest.fixture
+def toy_variant():
+    """A variant with its own training loss, registered in one place (as an active method would)."""
+    from nnxai.models import VARIANTS, Variant
+    from nnxai.models.variants import variant_pattern
+    from nnxai.training.penalties import PENALTIES
+
+    calls = []
+
+    @PENALTIES.register("toy_logit_norm")
+    def toy_logit_norm(model, inputs, targets, logits):
+        calls.append((inputs.shape, targets.shape, logits.shape))
+        return logits.pow(2).mean()
+
+    VARIANTS.register("toy_active", Variant("toy_active", "test toy", penalty="toy_logit_norm"))
+    yield calls
+    VARIANTS.unregister("toy_active")
+    PENALTIES.unregister("toy_logit_norm")
+    assert "toy_active" not in variant_pattern()
+
+
+def test_a_registered_variant_trains_with_its_own_penalty(toy_variant):
+    from nnxai.models.variants import variant_pattern
+
+    assert variant("toy_active").penalty == "toy_logit_norm" and "toy_active" in variant_pattern()
+    x, y = _toy_data(64)
+    logit_norms = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = MLP(4, 2)
+        train_model(model, (x, y), (x[:8], y[:8]), TrainConfig(epochs=5, batch_size=32, lr=0.05,
+                    penalty=variant("toy_active").penalty, penalty_weight=weight), seed=0, progress=False)
+        logit_norms[weight] = model(x).pow(2).mean().item()
+    assert toy_variant and toy_variant[0] == (torch.Size([32, 4]), torch.Size([32]), torch.Size([32, 2]))
+    assert len(toy_variant) == 5 * 2                   # called on every batch, only when its weight is > 0
+    assert logit_norms[1.0] < logit_norms[0.0]
+
+
 def _toy_data(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)

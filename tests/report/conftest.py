@@ -17,7 +17,7 @@ def implemented(monkeypatch):
     registry.specs()  # import the real implementations first, so that they cannot register later
 
     def mark(*ids: str) -> set[str]:
-        monkeypatch.setattr(registry, "_CLASSES", {i: _FakeImplementation for i in ids})
+        monkeypatch.setattr(registry.IMPLEMENTATIONS, "_entries", {i: _FakeImplementation for i in ids})
         return set(ids)
 
     return mark

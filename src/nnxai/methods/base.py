@@ -25,7 +25,6 @@ fills the record's ``meta``.
 
 from __future__ import annotations
 
-import copy
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -38,7 +37,7 @@ import torch
 from torch import nn
 
 from nnxai.explanations import AttributionMap, Examples, Explanation, RuleSet, UnitConcepts
-from nnxai.params import BATCH_SIZE, N_EXPLAIN, Param, ParamError, check_params
+from nnxai.params import BATCH_SIZE, N_EXPLAIN, Param, check_params
 from nnxai.taxonomy import MethodSpec
 from nnxai.versions import library_versions
 

@@ -1,12 +1,9 @@
-"""Evaluation metrics of the survey's Section V; importing this package registers all of them."""
+"""Evaluation metrics of the survey's Section V.
 
-import importlib
-import pkgutil
+Each metric registers itself in :data:`~nnxai.metrics.base.METRICS` where it is defined; reading the
+registry (:func:`metrics`) imports every module of this package first.
+"""
 
-from nnxai.metrics.base import Metric, applicable_metrics, metrics, register_metric
+from nnxai.metrics.base import METRICS, Metric, applicable_metrics, metrics, register_metric
 
-for _info in pkgutil.iter_modules(__path__):
-    if _info.name != "base":
-        importlib.import_module(f"{__name__}.{_info.name}")
-
-__all__ = ["Metric", "applicable_metrics", "metrics", "register_metric"]
+__all__ = ["METRICS", "Metric", "applicable_metrics", "metrics", "register_metric"]

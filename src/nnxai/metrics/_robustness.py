@@ -3,44 +3,29 @@
 
 No metric is registered here.  Each of them scores the first ``n_inputs`` inputs of a record (the record's
 inputs are already a seeded sample of the test split, so its first ones are one too) and re-runs the method
-through :func:`~nnxai.metrics.rerun.attribute_as_explained`, so the re-run sees the state the explain stage
-set up (reference input, SmoothGrad's noise seed, LRP's bounds).  Perturbation sizes are relative to the
+through :func:`~nnxai.metrics.rerun.attribute_as_explained`, fitted as the explain stage fits it (reference
+input, seed, LRP's bounds: the cell's fit is reused).  Perturbation sizes are relative to the
 per-channel (per-feature) value range of the train split (:func:`channel_box`); per-input randomness comes
-from :func:`~nnxai.methods.attribution.gradient.smoothgrad.input_noise`, so scores do not depend on batching.
+from :func:`~nnxai.ops.noise.input_noise`, so scores do not depend on batching.
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 
+from nnxai.metrics.attribution import explained_inputs
 from nnxai.ops.maps import channel_range
 from nnxai.ops.noise import input_noise
-from nnxai.metrics.attribution import explained_inputs
+from nnxai.params import Float, Int
 
-
-def check_real(owner: str, params: dict, name: str, low: float | None = None, high: float | None = None,
-               low_open: bool = True) -> None:
-    """Raise a ValueError naming ``params[name]`` unless it is a finite real in the interval given.
-
-    ``low`` is excluded when ``low_open`` (default) and included otherwise; ``high`` is included.
-    """
-    value = params[name]
-    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low}")
-        if high is not None:
-            bounds.append(f"<= {high}")
-        raise ValueError(f"{owner}: parameter {name!r} must be a finite number"
-                         f"{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}")
+#: The inputs a re-running metric scores.
+N_INPUTS = Int("explained inputs scored: the record's first (a seeded sample of the test split already); "
+               "bounds the cost of re-running the method", low=1)
+#: How far two maps may differ and still agree (the invariance metrics).
+TOLERANCE = Float("largest normalised difference max_i |Φ₂_i − Φ₁_i| / scale of an input's two maps that "
+                  "still counts as agreement", low=0.0)
 
 
 def scored_inputs(record, ctx, n_inputs: int) -> tuple[torch.Tensor, torch.Tensor]:

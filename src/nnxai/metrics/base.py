@@ -1,27 +1,47 @@
 """Evaluation metrics (survey Section V).  A metric is a class that declares, as class variables, what it
-scores (explanation kinds, requirements) and whether higher is better (after Quantus); hyperparameters
-go to ``__init__`` from ``metric_params`` of the config, data to ``__call__``.
+scores (explanation kinds, requirements), whether higher is better (after Quantus) and its
+hyperparameters, once, in ``parameters`` (:mod:`nnxai.params`: name, type, range, help; no defaults, the
+values come from ``metric_params`` of the config).  ``__init__`` only checks and stores them; data go to
+``__call__``.
 
 A metric applies to a method when the method's record kind is in ``kinds``, the catalogue lists the
 metric in the method's ``judged_by`` (METHODS.md) or the metric is ``universal``, and :meth:`why_not`
 finds no missing requirement.  ``__call__`` returns ``{metric_id or metric_id.sub: value}``.
+
+Metrics register themselves in :data:`METRICS` with :func:`register_metric`; the registry imports every
+module of :mod:`nnxai.metrics` the first time it is read.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from nnxai.explanations import Explanation
+from nnxai.models.variants import VARIANTS
+from nnxai.params import Param, check_params
+from nnxai.registration import Registry
 
-_METRICS: dict[str, type["Metric"]] = {}
+#: Every metric, by id (filled by :func:`register_metric` as the metric modules are imported).
+METRICS: Registry[type["Metric"]] = Registry("metric", packages=("nnxai.metrics",))
 
 
 def register_metric(cls: type["Metric"]) -> type["Metric"]:
-    if cls.id in _METRICS and _METRICS[cls.id] is not cls:
-        raise ValueError(f"metric {cls.id!r} registered twice")
-    _METRICS[cls.id] = cls
-    return cls
+    """Class decorator: register ``cls`` under its ``id``."""
+    return METRICS.register(cls.id, cls)
+
+
+class RunPlan(Protocol):
+    """What a metric may ask about the run it is planned in (the workflow passes one to
+    :meth:`Metric.cell_why_not`): its config, and which models and methods it runs."""
+
+    cfg: dict
+
+    def models_for(self, dataset: str) -> list[str]:
+        """Model variants the run trains on ``dataset``."""
+
+    def methods_for(self, dataset: str, model: str) -> list[str]:
+        """Methods the run explains ``dataset``/``model`` with."""
 
 
 class Metric(ABC):
@@ -30,18 +50,33 @@ class Metric(ABC):
     kinds: ClassVar[frozenset[str]]              # explanation kinds scored
     universal: ClassVar[bool] = False            # applies regardless of the method's judged_by list
     needs_masks: ClassVar[bool] = False
+    #: The hyperparameters, declared once (:mod:`nnxai.params`); ``param_names`` is derived from them.
+    parameters: ClassVar[dict[str, Param]] = {}
     param_names: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     #: Re-runs the explanation method (many times): not computed on control models (see control_why_not).
     reexplains: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.param_names = tuple(cls.parameters)
+
     def __init__(self, **params: Any):
-        unknown = set(params) - set(self.param_names)
-        missing = set(self.param_names) - set(params)
-        if unknown or missing:
-            raise ValueError(f"metric {self.id!r}: parameters {sorted(self.param_names)} expected; "
-                             f"unknown {sorted(unknown)}, missing {sorted(missing)} (configs metric_params)")
-        self.params = dict(params)
+        self.params = self.checked_params(params)
+
+    @classmethod
+    def checked_params(cls, params: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
+        """``params`` checked against :attr:`parameters` and :meth:`check_combination`; a
+        :class:`~nnxai.params.ParamError` names ``owner`` (default: the metric), the key, the value and what
+        is allowed."""
+        owner = owner or (f"metric {cls.id!r}" if hasattr(cls, "id") else cls.__name__)
+        checked = check_params(owner, cls.parameters, params)
+        cls.check_combination(checked)
+        return checked
+
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        """Constraints between parameters that no single declaration states (raise ParamError)."""
 
     @classmethod
     def applies(cls, method_cls: type, info: Any) -> bool:
@@ -59,10 +94,10 @@ class Metric(ABC):
         return None
 
     @classmethod
-    def cell_why_not(cls, cfg: dict, dataset: str, model: str, method: str) -> str | None:
-        """Why the run described by ``cfg`` does not compute this metric for the cell (dataset, model,
-        method), or ``None``: e.g. a metric that needs another model of the matrix, or one the config
-        restricts to some methods.  Called after :meth:`applies` holds."""
+    def cell_why_not(cls, run: RunPlan, dataset: str, model: str, method: str) -> str | None:
+        """Why ``run`` does not compute this metric for the cell (dataset, model, method), or ``None``: e.g.
+        a metric that needs another model of the run, or one the config restricts to some methods.  Called
+        after :meth:`applies` holds."""
         return None
 
     @classmethod
@@ -71,8 +106,6 @@ class Metric(ABC):
         for its explanations to be compared against (sanity_data_randomisation, [75]); re-running every
         method on it to score robustness would double the cost of the image models and measure a network
         that learnt nothing.  Its cheap metrics (pixel flipping, entropy, ...) are kept as a reference."""
-        from nnxai.models.variants import VARIANTS
-
         known = VARIANTS.get(model)
         if cls.reexplains and known is not None and known.shuffle_labels:
             return (f"{cls.id} re-runs the method; {model} is a control model (shuffled labels) whose maps are "
@@ -91,10 +124,8 @@ class Metric(ABC):
 
 
 def metrics() -> dict[str, type[Metric]]:
-    """Every registered metric (importing the metric modules registers them)."""
-    import nnxai.metrics  # noqa: F401  (runs the registrations)
-
-    return dict(_METRICS)
+    """Every registered metric, by id (the registry imports the metric modules first)."""
+    return dict(METRICS.items())
 
 
 def applicable_metrics(method_cls: type, info: Any) -> list[str]:

@@ -25,8 +25,11 @@ float64 on a copy of the model and ``e(x)`` is measured against it in the same w
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
+from nnxai import registry
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 
@@ -43,8 +46,6 @@ def identity_of(method_cls) -> str:
 
 def local_bias(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``f_c(x) − ∇f_c(x)·x`` per input, float64 (on a float64 copy of ``model``)."""
-    import copy
-
     net = copy.deepcopy(model).double().requires_grad_(False)
     out = []
     for xb, tb in zip(inputs.split(FORWARD_BATCH), targets.split(FORWARD_BATCH)):
@@ -60,8 +61,6 @@ def _claimed_identity(record, method) -> str:
     """The identity of ``method`` (an instance), else of the method that made ``record``."""
     if method is not None:
         return identity_of(type(method))
-    from nnxai import registry
-
     method_id = record.meta.get("method")
     return identity_of(registry.get(method_id)) if registry.is_implemented(str(method_id)) else "reference"
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nnxai.data import shapes
 from nnxai.ops import cav as _cav
 from nnxai.ops.segments import decode_runs, segment_patch
 from nnxai.metrics.base import Metric, register_metric
@@ -174,7 +173,7 @@ class ConceptCoherence(Metric):
         within, between = cosine_coherence(record, ctx, member_masks)
         out = {"concept_coherence.within_cosine": within, "concept_coherence.between_cosine": between}
         if ctx.test.masks is not None:
-            names = list(ctx.test.meta.get("mask_names") or shapes.MASK_NAMES)
+            names = list(ctx.test.meta.get("mask_names") or ctx.info.mask_names)
             if len(names) != ctx.test.masks.shape[1]:
                 raise ValueError(f"{ctx.test.masks.shape[1]} mask channels but mask names {names}")
             out["concept_coherence"], out["concept_coherence.chance"] = mask_purity(

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import torch
 
-from nnxai.params import check_positive_ints
-from nnxai.metrics._robustness import channel_box, check_real, scored_inputs, uniform_noise
+from nnxai.metrics._robustness import N_INPUTS, channel_box, scored_inputs, uniform_noise
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.rerun import attribute_as_explained
+from nnxai.params import Float, Int
 
 
 def perturbations(inputs: torch.Tensor, n_samples: int, radius: float, span: torch.Tensor, seed: int) -> torch.Tensor:
@@ -59,30 +59,20 @@ def sensitivities(base: torch.Tensor, perturbed: torch.Tensor, delta: torch.Tens
 
 @register_metric
 class Continuity(Metric):
-    """Max-sensitivity (Yeh et al. 2019) and the continuity quotient of [58] over random L∞ perturbations.
-
-    Parameters
-    ----------
-    n_inputs : int
-        Explained inputs scored (the record's first).
-    n_samples : int
-        Perturbations per input.
-    radius : float
-        Radius of the L∞ ball as a fraction of each channel's value range in the train split (> 0).
-    """
+    """Max-sensitivity (Yeh et al. 2019) and the continuity quotient of [58] over random L∞ perturbations."""
 
     id = "continuity"
     reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("n_inputs", "n_samples", "radius")
+    parameters = {
+        "n_inputs": N_INPUTS,
+        "n_samples": Int("perturbations δ_k per input of the Monte-Carlo max-sensitivity (Yeh et al. Def. 3.1)",
+                         low=1),
+        "radius": Float("radius r of the L∞ ball, a fraction of each channel's (feature's) value range in the "
+                        "train split", low=0.0, low_open=True),
+    }
     description = "max-sensitivity: largest relative change of the map under random perturbations in an L-inf ball"
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        owner = f"metric {self.id!r}"
-        check_positive_ints(owner, self.params, ("n_inputs", "n_samples"))
-        check_real(owner, self.params, "radius", low=0.0)
 
     def __call__(self, record, ctx, method):
         inputs, targets = scored_inputs(record, ctx, self.params["n_inputs"])

@@ -29,7 +29,7 @@ predicted label is that of ``x``; with none, ``x̃ = x``.  The direction of a st
   LRP, occlusion, sampling methods), whose map we cannot differentiate: the step direction is a random
   sign vector, the random-sign perturbation that [140] use as their baseline, and the search continues
   from the best label-preserving candidate so far.  Signs are drawn per input from its own seeded
-  generator (:func:`~nnxai.methods.attribution.gradient.smoothgrad.input_noise`), independent of batching.
+  generator (:func:`~nnxai.ops.noise.input_noise`), independent of batching.
 
 Reported, means over the scored inputs: ``fragility`` = 1 − top-k intersection (lower is better: 0 when
 the attack cannot move the top-k set), ``fragility.topk_intersection`` (higher is better) and
@@ -45,15 +45,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
-from nnxai.ops.maps import saliency_map
-from nnxai.ops.noise import input_noise
-from nnxai.metrics._robustness import channel_box, check_real, scored_inputs
+from nnxai.metrics._robustness import N_INPUTS, channel_box, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.map_similarity import spearman_rows
 from nnxai.metrics.pixel_flipping import ranks_from_relevance
 from nnxai.metrics.rerun import attribute_as_explained
+from nnxai.ops.maps import saliency_map
+from nnxai.ops.noise import input_noise
+from nnxai.params import Float, Int
 
 
 def smooth_surrogate(model: nn.Module, beta: float) -> nn.Module:
@@ -130,40 +130,27 @@ def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @register_metric
 class Fragility(Metric):
     """Top-k intersection and rank correlation after the iterative attack of [140] (random-sign search for
-    methods without a differentiable surrogate).
-
-    Parameters
-    ----------
-    n_inputs : int
-        Explained inputs scored (the record's first).
-    steps : int
-        Attack steps ``P`` (each re-runs the method once on every scored input).
-    epsilon : float
-        L∞ radius as a fraction of each channel's value range in the train split (> 0).
-    step_size : float
-        Step ``α`` as a fraction of the same range (> 0).
-    top_fraction : float
-        ``k / n``: share of the map's positions in the top-k set (in (0, 1]).
-    softplus_beta : float
-        β of the ``Softplus`` that replaces ReLU in the gradient attack's surrogate (> 0; larger is closer).
-    path_steps : int
-        Midpoints of Integrated Gradients' surrogate path integral.
-    """
+    methods without a differentiable surrogate)."""
 
     id = "fragility"
     reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("n_inputs", "steps", "epsilon", "step_size", "top_fraction", "softplus_beta", "path_steps")
+    parameters = {
+        "n_inputs": N_INPUTS,
+        "steps": Int("attack steps P of Algorithm 1 of [140] (each re-runs the method on every scored input)",
+                     low=1),
+        "epsilon": Float("L∞ radius ε of the attack, a fraction of each channel's value range in the train split",
+                         low=0.0, low_open=True),
+        "step_size": Float("step α of the attack, a fraction of the same range", low=0.0, low_open=True),
+        "top_fraction": Float("k / n: share of the map's n positions in the top-k set B of [140]",
+                              low=0.0, high=1.0, low_open=True),
+        "softplus_beta": Float("β of the Softplus(β) that replaces ReLU in the gradient attack's smooth surrogate "
+                               "[140] (larger: closer to ReLU)", low=0.0, low_open=True),
+        "path_steps": Int("midpoints of the Riemann sum of Integrated Gradients' surrogate path integral [114]",
+                          low=1),
+    }
     description = "1 - top-k intersection of the map before and after a label-preserving L-inf attack on the map"
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        owner = f"metric {self.id!r}"
-        check_positive_ints(owner, self.params, ("n_inputs", "steps", "path_steps"))
-        for name in ("epsilon", "step_size", "softplus_beta"):
-            check_real(owner, self.params, name, low=0.0)
-        check_real(owner, self.params, "top_fraction", low=0.0, high=1.0)
 
     def __call__(self, record, ctx, method):
         inputs, targets = scored_inputs(record, ctx, self.params["n_inputs"])

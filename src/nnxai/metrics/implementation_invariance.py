@@ -61,11 +61,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
-from nnxai.metrics._robustness import check_real, scored_inputs
+from nnxai.metrics._robustness import N_INPUTS, TOLERANCE, scored_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.input_invariance import check_equivalent, map_difference
 from nnxai.metrics.rerun import attribute_as_explained
+from nnxai.params import Choice, List
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
 MONOTONE = (nn.ReLU, nn.Sigmoid)          # elementwise, non-decreasing; ≥ 0 outputs
@@ -212,35 +212,19 @@ def equivalent_network(model: nn.Module, transform: str, seed: int) -> nn.Module
 
 @register_metric
 class ImplementationInvariance(Metric):
-    """Largest normalised change of the map over functionally equivalent rebuilds of the network [114].
-
-    Parameters
-    ----------
-    n_inputs : int
-        Explained inputs scored (the record's first).
-    transforms : list of str
-        Rebuilds to compare with, a non-empty subset of :data:`TRANSFORMS`.
-    tolerance : float
-        Largest normalised difference of an input's maps that still counts as agreement (>= 0).
-    """
+    """Largest normalised change of the map over functionally equivalent rebuilds of the network [114]."""
 
     id = "implementation_invariance"
     reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("n_inputs", "transforms", "tolerance")
+    parameters = {
+        "n_inputs": N_INPUTS,
+        "transforms": List("rebuilds of the network into a functionally equivalent one ([114] Sec. 2.2) whose "
+                           "maps are compared with the model's", item=Choice("a rebuild", TRANSFORMS), unique=True),
+        "tolerance": TOLERANCE,
+    }
     description = "largest mean normalised difference of the maps of functionally equivalent rebuilt networks"
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        owner = f"metric {self.id!r}"
-        check_positive_ints(owner, self.params, ("n_inputs",))
-        check_real(owner, self.params, "tolerance", low=0.0, low_open=False)
-        transforms = self.params["transforms"]
-        if (not isinstance(transforms, (list, tuple)) or not transforms or len(set(transforms)) != len(transforms)
-                or not set(transforms) <= set(TRANSFORMS)):
-            raise ValueError(f"{owner}: parameter 'transforms' must be a non-empty list of distinct names from "
-                             f"{list(TRANSFORMS)}, got {transforms!r}")
 
     def __call__(self, record, ctx, method):
         inputs, targets = scored_inputs(record, ctx, self.params["n_inputs"])

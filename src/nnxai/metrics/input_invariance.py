@@ -20,11 +20,11 @@ every method that walks the model's layers (LRP, DeepLIFT) and every head attrib
 ``classifier``, ``feature_maps``, for CAM) still works.  ``f₂(x + c) = f₁(x)`` is checked on the scored
 inputs before any map is computed.
 
-Second explanation.  The method explains ``x + c`` on ``f₂`` for the record's class in a context whose
-train split is shifted too (:func:`~nnxai.metrics.rerun.attribute_as_explained`): what a method derives
-from the data moves with it (the "mean" reference of IG, DeepLIFT and occlusion, LRP's input bounds),
-while a fixed choice (the zero reference) does not, as in [143].  The first map is re-run the same way
-on the unshifted context, so both go through identical code.
+Second explanation.  The method explains ``x + c`` on ``f₂`` for the record's class, fitted for ``f₂`` on
+the shifted train split (:func:`~nnxai.metrics.rerun.attribute_as_explained`: a fresh copy): what a method
+learns from the data moves with it (the "mean" reference of IG, DeepLIFT and occlusion, LRP's input
+bounds), while a fixed choice (the zero reference) does not, as in [143].  The first map is re-run the
+same way with the cell's fit on the unshifted context, so both go through identical code.
 
 Score (:func:`map_difference`): each pair of maps is compared on the scale of the larger of them,
 ``d = mean_i |Φ₂_i − Φ₁_i| / max(max_i |Φ₁_i|, max_i |Φ₂_i|)`` (0 when both are zero), so ``d`` is in [0, 2]
@@ -43,11 +43,11 @@ import dataclasses
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
-from nnxai.metrics._robustness import check_real, scored_inputs
+from nnxai.metrics._robustness import N_INPUTS, TOLERANCE, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.rerun import attribute_as_explained
+from nnxai.params import Float, ParamError
 
 #: Largest |f₂(x + c) − f₁(x)| accepted, relative to 1 + max |f₁(x)| (float32 rounding of the bias terms).
 EQUIVALENCE_TOLERANCE = 1e-5
@@ -148,42 +148,34 @@ def map_difference(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Ten
     return difference.mean(dim=1) / safe, difference.amax(dim=1) / safe
 
 
-def shifted_context(ctx, model: nn.Module, shift: float):
-    """``ctx`` with ``model`` and both splits' inputs shifted by ``shift``."""
+def shifted_context(ctx, shift: float):
+    """``ctx`` with both splits' inputs shifted by ``shift`` (its model stays the cell's: a method re-run on
+    the shifted network is a fresh copy fitted on the shifted train split)."""
     train = dataclasses.replace(ctx.train, x=ctx.train.x + shift)
     test = dataclasses.replace(ctx.test, x=ctx.test.x + shift)
-    return dataclasses.replace(ctx, model=model, train=train, test=test)
+    return dataclasses.replace(ctx, train=train, test=test)
 
 
 @register_metric
 class InputInvariance(Metric):
-    """Change of the map under a constant input shift absorbed by the first layer's bias [143].
-
-    Parameters
-    ----------
-    n_inputs : int
-        Explained inputs scored (the record's first).
-    shift : float
-        The constant ``c`` added to every input value (≠ 0).
-    tolerance : float
-        Largest normalised difference of an input's maps that still counts as agreement (>= 0).
-    """
+    """Change of the map under a constant input shift absorbed by the first layer's bias [143]."""
 
     id = "input_invariance"
     reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("n_inputs", "shift", "tolerance")
+    parameters = {
+        "n_inputs": N_INPUTS,
+        "shift": Float("the constant c added to every input value, x₂ = x₁ + c, absorbed by the first layer's "
+                       "bias b₂ = b₁ − W m₂ ([143] Sec. 2); nonzero"),
+        "tolerance": TOLERANCE,
+    }
     description = "mean normalised difference of the maps of x on f and of x + c on f with its bias absorbing c"
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        owner = f"metric {self.id!r}"
-        check_positive_ints(owner, self.params, ("n_inputs",))
-        check_real(owner, self.params, "shift")
-        if self.params["shift"] == 0:
-            raise ValueError(f"{owner}: parameter 'shift' must be a nonzero number (0 shifts nothing), got 0")
-        check_real(owner, self.params, "tolerance", low=0.0, low_open=False)
+    @classmethod
+    def check_combination(cls, params):
+        if params["shift"] == 0:
+            raise ParamError(f"metric {cls.id!r}.shift: expected a nonzero number (0 shifts nothing), got 0")
 
     def __call__(self, record, ctx, method):
         shift = float(self.params["shift"])
@@ -191,7 +183,7 @@ class InputInvariance(Metric):
         twin = shifted_network(ctx.model, shift, inputs)
         check_equivalent(ctx.model, twin, inputs, inputs + shift)
         first = attribute_as_explained(method, ctx, ctx.model, inputs, targets)
-        second = attribute_as_explained(method, shifted_context(ctx, twin, shift), twin, inputs + shift, targets)
+        second = attribute_as_explained(method, shifted_context(ctx, shift), twin, inputs + shift, targets)
         mean, largest = map_difference(first, second)
         return {"input_invariance": float(mean.mean()),
                 "input_invariance.agreement": float((largest <= self.params["tolerance"]).double().mean())}

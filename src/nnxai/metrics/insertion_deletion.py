@@ -34,18 +34,16 @@ explanation adds.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 
 from nnxai.data import DATASETS
-from nnxai.ops.maps import channel_means
-from nnxai.params import check_positive_ints
-from nnxai.ops.maps import saliency_map
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
-from nnxai.metrics.pixel_flipping import patch_index, ranks_from_relevance
+from nnxai.metrics.pixel_flipping import PATCH, patch_index, ranks_from_relevance
+from nnxai.ops.maps import channel_means, saliency_map
+from nnxai.params import Choice, Float, Int
 
 FILLS = ("mean", "zero", "blur")
 
@@ -117,40 +115,25 @@ def area_under(curves: torch.Tensor, counts: torch.Tensor, n_patches: int) -> to
 
 @register_metric
 class InsertionDeletion(Metric):
-    """Areas under the insertion and deletion curves of RISE (Petsiuk et al. 2018), and their difference.
-
-    Parameters
-    ----------
-    patch : int
-        Side of the square patches of an image (ignored for tables: one feature per patch).
-    steps : int
-        Curve points after the first, L (at most the number of patches).
-    fill : {"mean", "zero", "blur"}
-        Fill image: per-channel train mean, zeros, or the Gaussian-blurred input (images only).
-    blur_sigma : float
-        Standard deviation of the blur in pixels (> 0; read only with ``fill="blur"``).
-    """
+    """Areas under the insertion and deletion curves of RISE (Petsiuk et al. 2018), and their difference."""
 
     id = "insertion_deletion"
     higher_is_better = True
     kinds = frozenset({"attribution"})
-    param_names = ("patch", "steps", "fill", "blur_sigma")
+    parameters = {
+        "patch": PATCH,
+        "steps": Int("curve points after the first, L (at most the number of patches)", low=1),
+        "fill": Choice("fill image F: the per-channel train mean, zeros (RISE's deletion) or the input blurred "
+                       "by a Gaussian (RISE's insertion canvas; images only)", FILLS),
+        "blur_sigma": Float("standard deviation of the blur in pixels (read only with fill 'blur')",
+                            low=0.0, low_open=True),
+    }
     description = ("area under the insertion curve minus area under the deletion curve of the class probability "
                    "(most relevant patches first)")
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        owner = f"metric {self.id!r}"
-        check_positive_ints(owner, self.params, ("patch", "steps"))
-        if self.params["fill"] not in FILLS:
-            raise ValueError(f"{owner}: parameter 'fill' must be one of {list(FILLS)}, got {self.params['fill']!r}")
-        sigma = self.params["blur_sigma"]
-        if isinstance(sigma, bool) or not isinstance(sigma, Real) or not math.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"{owner}: parameter 'blur_sigma' must be a finite number > 0, got {sigma!r}")
-
     @classmethod
-    def cell_why_not(cls, cfg, dataset, model, method):
-        fill = cfg.get("metric_params", {}).get(cls.id, {}).get("fill")
+    def cell_why_not(cls, run, dataset, model, method):
+        fill = run.cfg.get("metric_params", {}).get(cls.id, {}).get("fill")
         if fill == "blur" and dataset in DATASETS and DATASETS[dataset].kind != "image":
             return f"fill 'blur' blurs images, {dataset} is {DATASETS[dataset].kind}"
         return None

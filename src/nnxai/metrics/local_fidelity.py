@@ -1,7 +1,7 @@
 """``local_fidelity``: how well an explanation's local linear surrogate reproduces the model near ``x``.
 
 LIME [20] and MAPLE [101] explain ``x`` by a linear model ``g_x(z) = b_x + β·z`` over interpretable
-features ``z`` of points near ``x`` (:mod:`nnxai.methods.attribution.perturbation._surrogate`).  LIME calls the
+features ``z`` of points near ``x`` (:mod:`nnxai.ops.surrogate`).  LIME calls the
 locality-aware loss ``L(f, g, π_x) = Σ_z π_x(z) (f(z) − g(z'))²`` of its Eq. 2 the (un)faithfulness of ``g``
 "in the vicinity defined by π_x"; Plumb et al.'s causal local explanation metric [101] and ExpO's
 *neighbourhood fidelity* [120] score ``g_x`` on points drawn near ``x``, not on those it was fitted to.
@@ -9,8 +9,9 @@ Here, for each explained input ``x`` of class ``c``:
 
 1. ``β`` is read back from the record's map (the mean of the attribution over each feature's elements)
    and ``b_x`` from ``meta["surrogate"]["intercept"]``, so the record itself is scored;
-2. the method draws a *fresh* weighted neighbourhood ``{(z_s, x_s, π_s)}`` of ``x`` from the same law it
-   fitted on: LIME ``n_samples`` new coin vectors (seed ``ctx.seed + FRESH_SEED``, not the explain seed)
+2. the method, fitted as its explain stage fits it (:func:`~nnxai.metrics.rerun.fitted_method`: the
+   cell's fit, reused), draws a *fresh* weighted neighbourhood ``{(z_s, x_s, π_s)}`` of ``x`` from the
+   same law it fitted on: LIME ``n_samples`` new coin vectors (seed ``ctx.seed + FRESH_SEED``, not the explain seed)
    with its proximity kernel; MAPLE the held-out test inputs other than ``x``, weighted by the forest's
    leaf sharing with ``x`` (``n_samples`` unused);
 3. with ``f_s`` the model's softmax probability of ``c`` at ``x_s`` (the score both surrogates model),
@@ -34,10 +35,11 @@ import math
 
 import torch
 
-from nnxai.methods.attribution.perturbation._surrogate import LocalSurrogate, coefficients_from_map
-from nnxai.params import check_positive_ints
 from nnxai.metrics.attribution import class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
+from nnxai.metrics.rerun import fitted_method
+from nnxai.ops.surrogate import LocalSurrogate, coefficients_from_map
+from nnxai.params import Int
 
 #: Added to ``ctx.seed`` for the fresh neighbourhood draws, so that they differ from those of the fit.
 FRESH_SEED = 1_000_003
@@ -59,20 +61,17 @@ class LocalFidelity(Metric):
 
     Parameters
     ----------
-    n_samples : int
-        Fresh neighbourhood draws per input for sampling methods (LIME).
+    n_samples
+        See :attr:`parameters`.
     """
 
     id = "local_fidelity"
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("n_samples",)
+    parameters = {"n_samples": Int("fresh neighbourhood draws per input of a sampling method (LIME's coin vectors "
+                                   "z'); unused by a data-driven one (MAPLE's held-out points)", low=1)}
     description = ("weighted MSE of the explanation's local linear surrogate against the class probability on "
                    "fresh neighbourhood points (.r2: weighted R^2)")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        check_positive_ints(f"metric {self.id!r}", self.params, ("n_samples",))
 
     @classmethod
     def why_not(cls, method_cls, info):
@@ -89,17 +88,17 @@ class LocalFidelity(Metric):
             raise ValueError(f"record of method {record.meta.get('method')!r} needs meta['surrogate']['intercept'] "
                              f"with one value per explained input ({len(inputs)}); rerun its explain stage")
         errors, variances = [], []
-        with method.bound(ctx):
-            for x, c, attribution, intercept in zip(inputs, targets, attributions, intercepts):
-                index = method.feature_index(x)
-                beta = coefficients_from_map(attribution, index, int(index.max()) + 1)
-                hood = method.neighbourhood(ctx.model, x, self.params["n_samples"], int(ctx.seed) + FRESH_SEED,
-                                            ctx.test.x.to(ctx.device))
-                f = class_scores(ctx.model, hood.inputs, c.expand(len(hood.inputs)), softmax=True)
-                mse, variance = weighted_errors(f, intercept + hood.features.double() @ beta, hood.weights)
-                if not math.isnan(mse):
-                    errors.append(mse)
-                    variances.append(variance)
+        fitted = fitted_method(method, ctx)
+        hoods = fitted.neighbourhoods(ctx.model, inputs, self.params["n_samples"], int(ctx.seed) + FRESH_SEED,
+                                      ctx.test.x.to(ctx.device))
+        for x, c, attribution, intercept, hood in zip(inputs, targets, attributions, intercepts, hoods):
+            index = fitted.feature_index(x)
+            beta = coefficients_from_map(attribution, index, int(index.max()) + 1)
+            f = class_scores(ctx.model, hood.inputs, c.expand(len(hood.inputs)), softmax=True)
+            mse, variance = weighted_errors(f, intercept + hood.features.double() @ beta, hood.weights)
+            if not math.isnan(mse):
+                errors.append(mse)
+                variances.append(variance)
         if not errors:
             return {"local_fidelity": math.nan, "local_fidelity.r2": math.nan}
         pooled = sum(variances)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import torch
 
-from nnxai.data import shapes
 from nnxai.ops.maps import saliency_map
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
@@ -37,7 +36,7 @@ def evidence_masks(ctx, indices) -> torch.Tensor:
     masks = ctx.test.masks
     if masks is None:
         raise ValueError(f"{ctx.dataset} has no ground-truth masks")
-    names = list(ctx.test.meta.get("mask_names") or shapes.MASK_NAMES)
+    names = list(ctx.test.meta.get("mask_names") or ctx.info.mask_names)
     if MASK not in names:
         raise ValueError(f"{ctx.dataset} masks {names} have no {MASK!r} channel")
     return torch.as_tensor(masks[indices, names.index(MASK)], dtype=torch.bool)

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import torch
 
-from nnxai.params import check_positive_ints
-from nnxai.ops.maps import saliency_map
-from nnxai.ops.maps import channel_means
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
+from nnxai.ops.maps import channel_means, saliency_map
+from nnxai.params import Choice, Int
 
 FILLS = ("mean", "zero")
+#: The regions perturbed (pixel flipping, insertion/deletion).
+PATCH = Int("side of the square patches (the regions of [149]) of an image, ranked by their summed saliency; "
+            "tables: one feature per patch", low=1)
 
 
 def patch_index(shape: tuple[int, ...], patch: int) -> tuple[torch.Tensor, int]:
@@ -78,30 +80,17 @@ def aopc(model, inputs, targets, ranks, pixel_patch, fill, steps) -> float:
 
 @register_metric
 class PixelFlipping(Metric):
-    """AOPC of most-relevant-first patch perturbation [149] and of a random patch order.
-
-    Parameters
-    ----------
-    patch : int
-        Side of the square patches of an image (ignored for tables: one feature per patch).
-    steps : int
-        Patches flipped, L (at most the number of patches).
-    fill : {"mean", "zero"}
-        Value of a flipped patch: per-channel train mean, or 0.
-    """
+    """AOPC of most-relevant-first patch perturbation [149] and of a random patch order."""
 
     id = "pixel_flipping"
     higher_is_better = True
     kinds = frozenset({"attribution"})
-    param_names = ("patch", "steps", "fill")
+    parameters = {
+        "patch": PATCH,
+        "steps": Int("patches flipped, L of the AOPC (at most the number of patches)", low=1),
+        "fill": Choice("value of a flipped patch in every channel: the per-channel train mean [150], or 0", FILLS),
+    }
     description = "AOPC: mean drop of the class probability as the most relevant patches are replaced"
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        check_positive_ints(f"metric {self.id!r}", self.params, ("patch", "steps"))
-        if self.params["fill"] not in FILLS:
-            raise ValueError(f"metric {self.id!r}: parameter 'fill' must be one of {list(FILLS)}, "
-                             f"got {self.params['fill']!r}")
 
     def __call__(self, record, ctx, method):
         inputs, targets, attributions = explained_inputs(record, ctx)

@@ -37,24 +37,27 @@ on the shape); a ranking can then score above the unmodified model's accuracy.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 import torch
 
 from nnxai import registry
-from nnxai.ops.maps import channel_means
-from nnxai.params import check_positive_ints
-from nnxai.ops.maps import saliency_map
 from nnxai.methods.base import explained_indices
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.pixel_flipping import ranks_from_relevance
 from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable
 from nnxai.models import build_network, variant
+from nnxai.ops.maps import channel_means, saliency_map
+from nnxai.params import Choice, Float, Int, List, ParamError, Str
 from nnxai.training import TrainConfig, train_model
 from nnxai.training.runtime import seed_everything
 from nnxai.training.trainer import accuracy
+
+
+def rerunnable_methods() -> list[str]:
+    """Ids of the implemented methods roar can re-run on training inputs (per-input attribution methods)."""
+    return [m for m in registry.implemented_ids() if check_rerunnable(registry.get(m)) is None]
 
 
 def percent_label(fraction: float) -> str:
@@ -138,53 +141,41 @@ def ranking_relevance(attributions: torch.Tensor) -> torch.Tensor:
 
 @register_metric
 class Roar(Metric):
-    """RemOve And Retrain [150]: accuracy of models retrained on inputs without their top-ranked features.
-
-    Parameters
-    ----------
-    fractions : list of float
-        Shares of the features removed, each in (0, 1).
-    n_train : int
-        Seeded training inputs explained and retrained on (at most the train split).
-    epochs : int or None
-        Epochs of each retraining; ``None``: the checkpoint's own.
-    methods : list of str
-        Method ids the metric runs for (retraining is costly).
-    models : list of str
-        Model variants it runs for.
-    """
+    """RemOve And Retrain [150]: accuracy of models retrained on inputs without their top-ranked features."""
 
     id = "roar"
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("fractions", "n_train", "epochs", "methods", "models")
+    parameters = {
+        "fractions": List("shares t of the features removed, the points of the ROAR curve ([150] Sec. 3)",
+                          item=Float("a share of the features", low=0.0, high=1.0, low_open=True, high_open=True),
+                          unique=True),
+        "n_train": Int("seeded training inputs explained and retrained on (at most the train split)", low=1),
+        "epochs": Int("epochs of each retraining, a cheaper proxy of [150]'s full retraining; "
+                              "null: the checkpoint's own", low=1, nullable=True),
+        "methods": List("method ids roar runs for (it retrains once per fraction and method)",
+                        item=Choice("a method id", rerunnable_methods), min_items=0),
+        "models": List("model variants roar runs for (trained on the true labels)",
+                       item=Str("a model variant id"), min_items=0),
+    }
     description = "mean test accuracy of models retrained after removing the top-k% features (fill: train mean)"
+
+    @classmethod
+    def check_combination(cls, params):
+        owner = f"metric {cls.id!r}"
+        if len({percent_label(f) for f in params["fractions"]}) != len(params["fractions"]):
+            raise ParamError(f"{owner}.fractions: items must give distinct percent labels, got {params['fractions']!r}")
+        for k, model_id in enumerate(params["models"]):
+            try:
+                shuffled = variant(model_id).shuffle_labels
+            except ValueError as err:
+                raise ParamError(f"{owner}.models[{k}]: {err}") from None
+            if shuffled:
+                raise ParamError(f"{owner}.models[{k}]: {model_id!r} is trained on shuffled labels; roar retrains "
+                                 "on the true labels, so it cannot score it")
 
     def __init__(self, **params):
         super().__init__(**params)
-        owner = f"metric {self.id!r}"
-        check_positive_ints(owner, self.params, ("n_train",))
-        epochs = self.params["epochs"]
-        if epochs is not None:
-            check_positive_ints(owner, self.params, ("epochs",))
-        fractions = self.params["fractions"]
-        if (not isinstance(fractions, (list, tuple)) or not fractions
-                or any(isinstance(f, bool) or not isinstance(f, Real) or not 0 < f < 1 for f in fractions)):
-            raise ValueError(f"{owner}: parameter 'fractions' must be a non-empty list of numbers in (0, 1), "
-                             f"got {fractions!r}")
-        if len({percent_label(f) for f in fractions}) != len(fractions):
-            raise ValueError(f"{owner}: parameter 'fractions' has repeated values: {fractions!r}")
-        for name in ("methods", "models"):
-            ids = self.params[name]
-            if not isinstance(ids, (list, tuple)) or not all(isinstance(v, str) for v in ids):
-                raise ValueError(f"{owner}: parameter {name!r} must be a list of ids, got {self.params[name]!r}")
-        unknown = sorted(set(self.params["methods"]) - {spec.id for spec in registry.specs()})
-        if unknown:
-            raise ValueError(f"{owner}: parameter 'methods' names unknown method ids {unknown}")
-        for model_id in self.params["models"]:
-            if variant(model_id).shuffle_labels:
-                raise ValueError(f"{owner}: model {model_id!r} is trained on shuffled labels; roar retrains on "
-                                 "the true labels, so it cannot score it")
         self._random_curves: dict[tuple, list[float]] = {}
 
     @classmethod
@@ -192,8 +183,8 @@ class Roar(Metric):
         return check_rerunnable(method_cls) or super().why_not(method_cls, info)
 
     @classmethod
-    def cell_why_not(cls, cfg, dataset, model, method):
-        params = cfg["metric_params"].get(cls.id, {})
+    def cell_why_not(cls, run, dataset, model, method):
+        params = run.cfg["metric_params"].get(cls.id, {})
         if method not in params.get("methods", []):
             return f"roar retrains models, so it runs only for metric_params.roar.methods, not {method}"
         if model not in params.get("models", []):

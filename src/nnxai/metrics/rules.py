@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnxai.explanations import AttributionMap, RuleSet
-from nnxai.ops.feature_space import NodeModel, feature_space, predict_classes, sample, split_features
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.multilevel import level_fidelity
+from nnxai.ops.feature_space import NodeModel, feature_space, predict_classes, sample, split_features
+from nnxai.params import Int
 
 
 def _rules(record) -> RuleSet:
@@ -41,14 +42,10 @@ class Fidelity(Metric):
     id = "fidelity"
     higher_is_better = True
     kinds = frozenset({"rule", "attribution"})
-    param_names = ("n_queries",)
+    parameters = {"n_queries": Int("fresh instances drawn from TREPAN's query distribution [89] and labelled by "
+                                   "the network (0: no fidelity.queries); for a MAME record, the group-masked "
+                                   "copies of the explained inputs per level [68]", low=0)}
     description = "agreement of the extracted rules with the network on the test split (and on fresh queries)"
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        n = self.params["n_queries"]
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"fidelity: n_queries must be an integer >= 0, got {n!r}")
 
     def __call__(self, record, ctx, method=None):
         if isinstance(record, AttributionMap):

@@ -12,8 +12,8 @@ the check has maps that change.
     cumulatively, each with its module's default initialisation (``reset_parameters``) seeded by
     ``ctx.seed + k`` at step ``k`` (:func:`cascading_randomisation`, on a deep copy: the real model is
     never touched).  After every step the method explains the same inputs for the same classes as the
-    record (:func:`~nnxai.metrics.rerun.attribute_as_explained`; reference-based methods keep their
-    reference, SmoothGrad its noise), for the first ``n_inputs`` inputs of the record (a seeded sample
+    record (:func:`~nnxai.metrics.rerun.attribute_as_explained`: a fresh copy of the method is fitted for
+    the randomised model on the cell's train split and seed, as the explain stage fits it), for the first ``n_inputs`` inputs of the record (a seeded sample
     already; the parameter bounds the cost, one re-run per layer, of the slow perturbation methods).
     The value is the mean Spearman ρ of the absolute maps once every layer is randomised; sub-keys give
     ``spearman_signed`` and ``ssim`` at that point and all three per step as ``<score>.step<k>_<layer>``.
@@ -36,11 +36,12 @@ import torch
 from torch import nn
 
 from nnxai.explanations import load_explanation
-from nnxai.params import check_positive_ints
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.map_similarity import map_similarity
 from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable
+from nnxai.params import Int
+from nnxai.paths import checkpoint_path, explanation_path
 
 SHUFFLED_MODEL = "baseline_shuffled_labels"
 
@@ -75,25 +76,16 @@ def cascading_randomisation(model: nn.Module, seed: int) -> Iterator[tuple[str, 
 
 @register_metric
 class SanityModelRandomisation(Metric):
-    """Cascading model parameter randomisation test of [75] (Sec. 4).
-
-    Parameters
-    ----------
-    n_inputs : int
-        The first ``n_inputs`` explained inputs of the record are re-explained after every step.
-    """
+    """Cascading model parameter randomisation test of [75] (Sec. 4)."""
 
     id = "sanity_model_randomisation"
     reexplains = True
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("n_inputs",)
+    parameters = {"n_inputs": Int("explained inputs re-explained after every randomisation step: the record's "
+                                  "first (one re-run per layer bounds the cost)", low=1)}
     description = ("Spearman rho of |maps| of the trained and the fully (cascade-)randomised model [75]; "
                    "lower = the maps depend on the weights")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        check_positive_ints(f"metric {self.id!r}", self.params, ("n_inputs",))
 
     @classmethod
     def why_not(cls, method_cls, info):
@@ -115,8 +107,6 @@ class SanityModelRandomisation(Metric):
 
 
 def shuffled_explanation_path(dataset: str, method: str) -> str:
-    from nnxai.workflow import explanation_path   # the workflow imports the metrics: import late
-
     return explanation_path(dataset, SHUFFLED_MODEL, method)
 
 
@@ -129,22 +119,17 @@ class SanityDataRandomisation(Metric):
                    "lower = the maps depend on the labels")
 
     @classmethod
-    def cell_why_not(cls, cfg, dataset, model, method):
-        from nnxai.config import models_for
-        from nnxai.workflow import methods_for
-
+    def cell_why_not(cls, run, dataset, model, method):
         if model != "baseline":
             return f"compares the baseline with {SHUFFLED_MODEL}; {model} is not the baseline"
-        if SHUFFLED_MODEL not in models_for(cfg, dataset):
+        if SHUFFLED_MODEL not in run.models_for(dataset):
             return f"the run does not train {SHUFFLED_MODEL} on {dataset} (config key models)"
-        if method not in methods_for(cfg, dataset, SHUFFLED_MODEL):
+        if method not in run.methods_for(dataset, SHUFFLED_MODEL):
             return f"{method} is not run on {dataset}/{SHUFFLED_MODEL}"
         return None
 
     @classmethod
     def required_inputs(cls, cfg, dataset, model, method):
-        from nnxai.workflow import checkpoint_path
-
         return [shuffled_explanation_path(dataset, method), checkpoint_path(dataset, SHUFFLED_MODEL)]
 
     def __call__(self, record, ctx, method):

@@ -46,11 +46,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from nnxai.params import check_positive_ints
-from nnxai.ops.noise import input_seed
-from nnxai.ops.groups import player_sums
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
+from nnxai.ops.groups import player_sums
+from nnxai.ops.noise import input_seed
+from nnxai.params import Int
 
 ValueFunction = Callable[[torch.Tensor], torch.Tensor]
 #: Coalitions enumerated up to this many players at most, whatever ``max_players`` (2^20 = 1,048,576).
@@ -174,15 +174,17 @@ class ShapleyError(Metric):
     id = "shapley_error"
     higher_is_better = False
     kinds = frozenset({"attribution"})
-    param_names = ("max_players", "reference_permutations", "max_inputs")
+    parameters = {
+        "max_players": Int("players n up to which the reference φ* enumerates all 2^n coalitions (exact); "
+                           "a permutation estimate beyond", low=1, high=ENUMERATION_LIMIT),
+        "reference_permutations": Int("antithetic permutations of the reference estimate beyond max_players",
+                                      low=1),
+        "max_inputs": Int("the first explained inputs of the record that are scored", low=1),
+    }
     description = "relative L2 error of the player values against exact Shapley values of the same game"
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any):
         super().__init__(**params)
-        check_positive_ints(f"metric {self.id!r}", self.params, self.param_names)
-        if self.params["max_players"] > ENUMERATION_LIMIT:
-            raise ValueError(f"metric {self.id!r}: parameter 'max_players' must be at most {ENUMERATION_LIMIT} "
-                             f"(2^n coalitions are enumerated), got {self.params['max_players']}")
         self._cache: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def reference_values(self, value_fn: ValueFunction, n_players: int, x: torch.Tensor,

@@ -17,13 +17,13 @@
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import numpy as np
 
+from nnxai.data import DATASETS
 from nnxai.explanations import AttributionMap
-from nnxai.ops.spectral import eigengap
 from nnxai.metrics.base import Metric, register_metric
+from nnxai.ops.spectral import eigengap
+from nnxai.params import Choice, Int, List
 
 
 def spray_meta(record) -> dict:
@@ -69,6 +69,12 @@ def purity(clusters: np.ndarray, groups: np.ndarray) -> float:
     return float(table.max(axis=1).sum() / len(clusters))
 
 
+def concept_names() -> list[str]:
+    """The concepts of every registered data set's concept table (the ``<concept>`` of ``<concept>=<value>``)."""
+    return sorted({column.split("=")[0] for dataset in DATASETS.values() for column in dataset.concepts
+                   if "=" in column})
+
+
 def ground_truth_groups(ctx, indices: np.ndarray, concepts: list[str]) -> np.ndarray:
     """One integer per input: the combination of the named concepts (concept table), else the label."""
     table = ctx.test.concepts
@@ -94,16 +100,14 @@ class ClusterPurity(Metric):
     id = "cluster_purity"
     higher_is_better = True
     kinds = frozenset({"attribution"})
-    param_names = ("concepts", "n_permutations")
+    parameters = {
+        "concepts": List("concepts whose value combinations are the ground-truth groups on a data set with a "
+                         "concept table (its columns <concept>=<value>); elsewhere the labels are",
+                         item=Choice("a concept", concept_names), unique=True),
+        "n_permutations": Int("seeded random relabellings within each class (cluster sizes kept) whose mean "
+                              "purity is the chance level", low=1),
+    }
     description = "purity of SpRAy's clusters w.r.t. ground-truth concept combinations (or labels)"
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        concepts, n = self.params["concepts"], self.params["n_permutations"]
-        if not isinstance(concepts, list) or not concepts or not all(isinstance(c, str) for c in concepts):
-            raise ValueError(f"cluster_purity: concepts must be a non-empty list of concept names, got {concepts!r}")
-        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
-            raise ValueError(f"cluster_purity: n_permutations must be an integer >= 1, got {n!r}")
 
     def __call__(self, record, ctx, method=None):
         labels = np.asarray(spray_meta(record)["labels"])

@@ -4,7 +4,9 @@
 [119] is compared against; ``baseline_shuffled_labels`` is trained on permuted labels for the
 data-randomisation sanity check of Adebayo et al. [75]; ``baseline_seed{k}`` retrains the baseline with
 another seed (seed variance, DeepConsensus [116]); ``baseline_sigmoid`` uses sigmoid units, as the classic
-rule extractors [81]-[83] assume.  Active methods of the survey (Section IV) register further variants.
+rule extractors [81]-[83] assume.  Active methods of the survey (Section IV) register further variants
+(``VARIANTS.register(id, Variant(...))``), with their own training loss as a penalty of
+:data:`nnxai.training.penalties.PENALTIES`.
 """
 
 from __future__ import annotations
@@ -12,33 +14,57 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from nnxai.registration import Registry
+
 _SEED_VARIANT = re.compile(r"^baseline_seed(\d+)$")
 
 
 @dataclass(frozen=True)
 class Variant:
+    """What is changed, against the plain network, when a model of this variant is trained.
+
+    Parameters
+    ----------
+    id : str
+        The model id (registry key, checkpoint name).
+    description : str
+    activation : str
+        Unit nonlinearity of the network (``relu`` or ``sigmoid``).
+    penalty : str
+        A training penalty of :data:`nnxai.training.penalties.PENALTIES` added to the loss
+        (weighted by ``training.penalty_weight.<penalty>`` of the config), or ``"none"``.
+    shuffle_labels : bool
+        Train on permuted labels.
+    seed_offset : int
+        Added to the run's seed for this model.
+    """
+
     id: str
     description: str
     activation: str = "relu"
-    penalty: str = "none"          # none | l1 | l2
+    penalty: str = "none"
     shuffle_labels: bool = False
     seed_offset: int = 0
 
 
-VARIANTS: dict[str, Variant] = {v.id: v for v in (
-    Variant("baseline", "plain network, no intervention"),
-    Variant("baseline_sigmoid", "sigmoid units (classic rule extraction [81]-[83])", activation="sigmoid"),
-    Variant("l1", "L1 weight penalty (sparsity baseline of [119])", penalty="l1"),
-    Variant("l2", "L2 weight penalty (sparsity baseline of [119])", penalty="l2"),
-    Variant("baseline_shuffled_labels", "trained on shuffled labels (sanity check of [75])", shuffle_labels=True),
-)}
+#: Every model variant by id; each is registered where it is defined (active methods add their own).
+#: Active methods (survey Sec. IV) register their variants in their own modules under nnxai.methods.active.
+VARIANTS: Registry[Variant] = Registry("model variant", packages=("nnxai.methods.active",))
+
+VARIANTS.register("baseline", Variant("baseline", "plain network, no intervention"))
+VARIANTS.register("baseline_sigmoid", Variant(
+    "baseline_sigmoid", "sigmoid units (classic rule extraction [81]-[83])", activation="sigmoid"))
+VARIANTS.register("l1", Variant("l1", "L1 weight penalty (sparsity baseline of [119])", penalty="l1"))
+VARIANTS.register("l2", Variant("l2", "L2 weight penalty (sparsity baseline of [119])", penalty="l2"))
+VARIANTS.register("baseline_shuffled_labels", Variant(
+    "baseline_shuffled_labels", "trained on shuffled labels (sanity check of [75])", shuffle_labels=True))
 
 
 def variant(model_id: str) -> Variant:
     """The variant called ``model_id``; ``baseline_seed{k}`` is the baseline with seed offset k."""
     if model_id in VARIANTS:
         return VARIANTS[model_id]
-    match = _SEED_VARIANT.match(model_id)
+    match = _SEED_VARIANT.match(model_id) if isinstance(model_id, str) else None
     if match:
         k = int(match.group(1))
         return replace(VARIANTS["baseline"], id=model_id, description=f"baseline, seed offset {k}", seed_offset=k)

@@ -47,6 +47,25 @@ CAV_GTOL = 1e-9
 RANK_TOL = 1e-12
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` lives (its first parameter or buffer; the CPU for a model with neither)."""
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block, its previous mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def layer_module(model: nn.Module, layer: str) -> nn.Module:
     """The module whose output is layer ``layer`` of ``model.unit_layers()``; ValueError naming the choices."""
     if not hasattr(model, "unit_layers"):
@@ -237,23 +256,3 @@ def class_inputs(labels: np.ndarray, target: int, n: int, seed: int) -> np.ndarr
     where = np.flatnonzero(np.asarray(labels) == target)
     rng = np.random.default_rng([seed, target])
     return np.sort(rng.permutation(where)[:n])
-
-
-def check_params(owner: str, params: dict, positive: Sequence[str], layer: bool = True) -> None:
-    """ValueErrors naming the bad parameter: positive integers, ``alpha`` in (0, 1), ``cav_l2`` > 0."""
-    for name in positive:
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= 1, got {value!r}")
-    for name in ("n_runs", "n_random"):
-        if name in params and params[name] < 2:
-            raise ValueError(f"{owner}: parameter {name!r} must be >= 2 for the t-test, got {params[name]!r}")
-    alpha = params["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
-        raise ValueError(f"{owner}: parameter 'alpha' must lie strictly between 0 and 1, got {alpha!r}")
-    l2 = params["cav_l2"]
-    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not np.isfinite(l2) or l2 <= 0:
-        raise ValueError(f"{owner}: parameter 'cav_l2' must be a finite number > 0, got {l2!r}")
-    if layer and (not isinstance(params["layer"], str) or not params["layer"]):
-        raise ValueError(f"{owner}: parameter 'layer' must be a unit-layer name such as 'conv3', "
-                         f"got {params['layer']!r}")

@@ -37,7 +37,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnxai.data import shapes
 from nnxai.explanations.records import condition_holds
 
 #: Rejection rounds before the constructive fallback, and at most this many candidates per wanted query.
@@ -109,37 +108,41 @@ def feature_space(model: nn.Module, ctx) -> FeatureSpace:
         shape = tuple(info.input_shape)
         return FeatureSpace("inputs", names, [Field((j,)) for j in range(train.shape[1])], train,
                             lambda f, rng: predict_classes(model, torch.as_tensor(f).reshape(-1, *shape)))
-    if info.has_concepts:
-        names = list(ctx.train.meta.get("concept_features") or shapes.CONCEPT_FEATURES)
-        if names != shapes.CONCEPT_FEATURES:
-            raise ValueError(f"concept queries are rendered with nnxai.data.shapes; {info.name} has concept "
-                             f"features {names}, not {shapes.CONCEPT_FEATURES}")
-        return shapes_space(model, split_features(ctx.train, "concepts"))
-    raise ValueError(f"{info.name} has neither tabular inputs nor concept features to extract rules over")
+    if info.has_concepts and hasattr(info, "render"):
+        return concept_space(model, info, split_features(ctx.train, "concepts"))
+    raise ValueError(f"{info.name} has neither tabular inputs nor a concept table it can render to query")
 
 
-def shapes_space(model: nn.Module, train: np.ndarray) -> FeatureSpace:
-    """The ``shapes`` concept table as structured fields; queries are rendered and shown to ``model``."""
-    col = shapes.CONCEPT_FEATURES.index
-    fields = [Field((0, 1, 2), np.eye(3)), Field((col("texture=stripes"),), np.array([[0.0], [1.0]])),
-              Field((4, 5, 6), np.eye(3)), Field((col("size"),)), Field((col("x"),)), Field((col("y"),))]
+def _one_hot_fields(names: list[str]) -> list[Field]:
+    """Fields of a concept table: each ``group=value`` family of columns is one categorical field (one-hot
+    rows), every other column a field of its own (binary ``x=v`` columns alone in their group, numbers)."""
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        groups.setdefault(name.split("=")[0] if "=" in name else name, []).append(j)
+    fields = []
+    for columns in groups.values():
+        if len(columns) > 1:
+            fields.append(Field(tuple(columns), np.eye(len(columns))))
+        elif "=" in names[columns[0]]:
+            fields.append(Field(tuple(columns), np.array([[0.0], [1.0]])))
+        else:
+            fields.append(Field(tuple(columns)))
+    return fields
+
+
+def concept_space(model: nn.Module, info, train: np.ndarray) -> FeatureSpace:
+    """A data set's concept table (``info.concepts``) as structured fields; queries are rendered by the data
+    set (``info.render``, checked by ``info.renderable``) and shown to ``model``."""
+    names = list(info.concepts)
 
     def label(features, rng):
         out = []
         for i in range(0, len(features), BATCH):
-            images, _ = shapes.render(shapes.concepts_from_table(features[i:i + BATCH]), rng)
+            images, _ = info.render(features[i:i + BATCH], rng)
             out.append(predict_classes(model, images))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
-    def valid(features):
-        size = features[:, col("size")]
-        lo, hi = shapes.centre_range(size)
-        ok = (size >= shapes.RADIUS_RANGE[0]) & (size <= shapes.RADIUS_RANGE[1])
-        for c in (col("x"), col("y")):
-            ok &= (features[:, c] >= lo) & (features[:, c] <= hi)
-        return ok
-
-    return FeatureSpace("concepts", list(shapes.CONCEPT_FEATURES), fields, train, label, valid)
+    return FeatureSpace("concepts", names, _one_hot_fields(names), train, label, info.renderable)
 
 
 @dataclass

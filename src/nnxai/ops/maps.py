@@ -3,7 +3,7 @@
 :func:`saliency_map` reduces an attribution to the survey's map (Simonyan et al. [71] Sec. 3.1: the
 maximum over channels); :func:`channel_means` and :func:`constant_reference` build the uninformative
 reference of IG [114], DeepLIFT [112], occlusion [72] and the perturbation metrics [149], [150];
-:func:`channel_range` gives the input bounds of LRP's z^B rule [113].
+:func:`channel_range` gives the input bounds of LRP's z^B rule [113] (learnt by ``LRP.fit``).
 """
 
 from __future__ import annotations

@@ -15,37 +15,30 @@ script that makes it):
   :mod:`~nnxai.report.runtime` — the results figures, drawn from ``data/metrics/all.csv``
   (PDF, PNG and an HTML page with the values).
 
-:data:`TABLES` and :data:`FIGURES` map each output's name to its writer, for the CLI and the workflow.
+:data:`TABLES` and :data:`FIGURES` map each output's name to its writer, for the CLI and the workflow;
+both come from :data:`~nnxai.report._items.REPORT_ITEMS`, where each writer registers itself
+(``@report_item(name, kind)``).  They and the ``write_<name>`` functions are loaded on first access, so
+that reading the registry's light parts (the workflow does, on every CLI call) does not import
+matplotlib, plotly and captum.
 """
 
 from __future__ import annotations
 
 from nnxai.report._format import latex_escape
-from nnxai.report.metrics_heatmap import write_metrics_heatmap
-from nnxai.report.perturbation_curves import write_perturbation_curves
-from nnxai.report.runtime import write_runtime
-from nnxai.report.table1 import write_table1
-from nnxai.report.table2 import write_table2
-from nnxai.report.table3 import write_table3
-from nnxai.report.table4 import write_table4
-from nnxai.report.table_comparison import write_table_comparison
-from nnxai.report.taxonomy3d import write_taxonomy3d
+from nnxai.report._items import REPORT_ITEMS, ReportItem, items_of, report_item
 
-TABLES = {
-    "table1": write_table1,
-    "table2": write_table2,
-    "table3": write_table3,
-    "table4": write_table4,
-    "table_comparison": write_table_comparison,
-}
+__all__ = ["FIGURES", "REPORT_ITEMS", "ReportItem", "TABLES", "items_of", "latex_escape", "report_item",
+           "write_metrics_heatmap", "write_perturbation_curves", "write_runtime", "write_table1", "write_table2",
+           "write_table3", "write_table4", "write_table_comparison", "write_taxonomy3d"]
 
-FIGURES = {
-    "taxonomy3d": write_taxonomy3d,
-    "metrics_heatmap": write_metrics_heatmap,
-    "perturbation_curves": write_perturbation_curves,
-    "runtime": write_runtime,
-}
 
-__all__ = ["FIGURES", "TABLES", "latex_escape", "write_metrics_heatmap", "write_perturbation_curves",
-           "write_runtime", "write_table1", "write_table2", "write_table3", "write_table4",
-           "write_table_comparison", "write_taxonomy3d"]
+def __getattr__(name: str):
+    """``TABLES``, ``FIGURES`` (name -> writer) and ``write_<item>``, from the registry (PEP 562)."""
+    if name in ("TABLES", "FIGURES"):   # read anew each time: an item registered later is listed too
+        return {item: entry.writer for item, entry in items_of(name[:-1].lower()).items()}
+    if name.startswith("write_") and name[len("write_"):] in REPORT_ITEMS:
+        value = REPORT_ITEMS[name[len("write_"):]].writer
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -32,6 +32,7 @@ from seaborn.utils import relative_luminance
 
 from nnxai.metrics.base import metrics
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
+from nnxai.report._items import report_item
 from nnxai.report._results import (first_seen, format_value, is_attribution_row_method, method_order,
                                    parse_key, read_results)
 
@@ -162,6 +163,7 @@ def _values_table(panels: list[Panel]) -> pd.DataFrame:
     return pd.concat(parts)[["metric", "method", "dataset/model", "value"]]
 
 
+@report_item("metrics_heatmap", kind="figure")
 def write_metrics_heatmap(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the attribution metrics of ``<workdir>/data/metrics/all.csv`` as ``metrics_heatmap.{pdf,png,html}``.
 

@@ -26,6 +26,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
+from nnxai.report._items import report_item
 from nnxai.report._results import (first_seen, is_attribution_row_method, method_order, parse_key,
                                    read_results)
 
@@ -133,6 +134,7 @@ def _values_table(rows: list[CurveRow]) -> pd.DataFrame:
     return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
 
 
+@report_item("perturbation_curves", kind="figure")
 def write_perturbation_curves(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the perturbation metrics of ``<workdir>/data/metrics/all.csv`` as ``perturbation_curves.*``.
 

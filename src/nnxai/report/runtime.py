@@ -14,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
+from nnxai.report._items import report_item
 from nnxai.report._results import MODEL_ROWS, first_seen, method_order, read_results
 
 NAME = "runtime"
@@ -35,6 +36,7 @@ def runtime_values(frame: pd.DataFrame) -> pd.DataFrame:
     return values.sort_values("method", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
+@report_item("runtime", kind="figure")
 def write_runtime(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the ``runtime`` metric of ``<workdir>/data/metrics/all.csv`` as ``runtime.{pdf,png,html}``.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nnxai.io import atomic_write_text
 from nnxai.report._format import latex_escape, md_escape
+from nnxai.report._items import report_item
 
 CAPTION = "Some interpretable \u201cterms\u201d used in practice (the survey's Table I)."
 
@@ -62,6 +63,7 @@ def _latex() -> str:
     return "\n".join(lines) + "\n"
 
 
+@report_item("table1", kind="table")
 def write_table1(out_dir: Path) -> list[Path]:
     """Write the survey's Table I as ``table1.md`` and ``table1.tex`` under ``out_dir``.
 

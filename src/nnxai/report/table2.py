@@ -16,6 +16,7 @@ from nnxai import registry
 from nnxai.explanations import load_explanation
 from nnxai.io import atomic_write_text
 from nnxai.report._format import latex_escape, md_escape
+from nnxai.report._items import report_item
 from nnxai.report.table3 import cells
 from nnxai.taxonomy import Engagement, ExplanationType, Scope
 
@@ -99,6 +100,7 @@ def rows(workdir: Path) -> list[tuple[str, dict[str, list[tuple[str, str]]]]]:
     return out
 
 
+@report_item("table2", kind="table")
 def write_table2(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Write ``table2.md`` and ``table2.tex`` from the explanations under ``workdir``."""
     table = rows(Path(workdir))

@@ -15,6 +15,7 @@ from pathlib import Path
 from nnxai import registry
 from nnxai.io import atomic_write_text
 from nnxai.report._format import CHECK, latex_escape, md_escape, ref_labels
+from nnxai.report._items import report_item
 from nnxai.taxonomy import Engagement, ExplanationType, MethodSpec, Scope
 
 EMPTY = "—"
@@ -106,6 +107,7 @@ def _latex(table: dict[Cell, list[MethodSpec]], done: set[str], n_all: int) -> s
     return "\n".join(lines) + "\n"
 
 
+@report_item("table3", kind="table")
 def write_table3(out_dir: Path) -> list[Path]:
     """Write the survey's Table III from the registry as ``table3.md`` and ``table3.tex``.
 

@@ -32,6 +32,7 @@ from torch import nn
 from nnxai import registry
 from nnxai.io import atomic_write_text
 from nnxai.report._format import CHECK, CROSS, format_error, latex_escape, mixed_md, mixed_tex, ref_labels
+from nnxai.report._items import report_item
 
 TOLERANCE = 1e-6  #: an identity holds when the max abs error is below this (float64 networks)
 CONTROL_MIN_ERROR = 1e-3  #: a negative control must differ by more than this
@@ -319,6 +320,7 @@ def _latex(cases: list[dict], controls: list[dict], seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@report_item("table4", kind="table")
 def write_table4(out_dir: Path, seed: int = 0) -> list[Path]:
     """Write the survey's Table IV with its measured check column as ``table4.md`` and ``table4.tex``.
 

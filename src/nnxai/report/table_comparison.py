@@ -27,6 +27,7 @@ from nnxai import registry
 from nnxai.io import atomic_write_text
 from nnxai.methods.base import Method
 from nnxai.report._format import latex_escape, md_escape, ref_labels
+from nnxai.report._items import report_item
 from nnxai.report._results import MODEL_ROWS, dataset_kind, read_results
 from nnxai.report.companion_table import CITATION, DEFINITIONS, CompanionRow, by_method
 from nnxai.taxonomy import ExplanationType
@@ -178,6 +179,7 @@ def _latex(rows: list[ComparisonRow], kinds: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@report_item("table_comparison", kind="table")
 def write_table_comparison(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Write ``table_comparison.md`` and ``.tex`` from the registry and ``<workdir>/data/metrics/all.csv``.
 

@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 
 from nnxai import registry
 from nnxai.io import atomic_open, atomic_write_text
+from nnxai.report._items import report_item
 from nnxai.taxonomy import Engagement, ExplanationType, MethodSpec, Scope
 
 ELEVATION, AZIMUTH = 25.0, -40.0  #: camera of the static figure, degrees
@@ -214,6 +215,7 @@ def _interactive_figure(pts: list[Point], n_done: int, n_all: int) -> go.Figure:
     return fig
 
 
+@report_item("taxonomy3d", kind="figure")
 def write_taxonomy3d(out_dir: Path) -> list[Path]:
     """Draw the survey's Fig. 2 from the registry: ``taxonomy3d.pdf``, ``.png`` and ``.html``.
 

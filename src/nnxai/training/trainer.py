@@ -1,4 +1,5 @@
-"""The training loop: Adam on cross-entropy, optional L1/L2 weight penalty, seeded data order.
+"""The training loop: Adam on cross-entropy plus the variant's penalty (:mod:`~nnxai.training.penalties`),
+seeded data order.
 
 Deterministic on CPU: the same data, config and seed give the same weights bit for bit
 (``tests/training/test_trainer.py`` checks it).
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nnxai.training.penalties import NO_PENALTY, PENALTIES, Penalty, check_penalty
 from nnxai.training.runtime import seed_everything
 
 
@@ -21,24 +23,19 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    penalty: str = "none"      # none | l1 | l2: added to the loss as penalty_weight * ||W||
+    penalty: str = NO_PENALTY  # a name in PENALTIES: added to the loss as penalty_weight * penalty
     penalty_weight: float = 0.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"training needs epochs >= 1, batch_size >= 1, lr > 0; got {asdict(self)}")
-        if self.penalty not in ("none", "l1", "l2"):
-            raise ValueError(f"penalty {self.penalty!r} is not one of none, l1, l2")
+        check_penalty(self.penalty)
 
-
-def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
-    """Sum of |w| (l1) or w^2 (l2) over weight matrices and kernels (biases excluded)."""
-    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
-    if kind == "l1":
-        return sum(w.abs().sum() for w in weights)
-    if kind == "l2":
-        return sum(w.pow(2).sum() for w in weights)
-    return torch.zeros(())
+    def penalty_term(self) -> Penalty | None:
+        """The penalty to add to the loss, or ``None`` when there is none (or its weight is 0)."""
+        if self.penalty == NO_PENALTY or self.penalty_weight <= 0:
+            return None
+        return PENALTIES[self.penalty]
 
 
 @torch.no_grad()
@@ -63,6 +60,7 @@ def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     x_train, y_train = train
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
+    penalty = config.penalty_term()
     history = []
     n = len(x_train)
     bar = tqdm(range(1, config.epochs + 1), desc=desc, disable=not progress, unit="epoch", mininterval=1.0)
@@ -73,9 +71,10 @@ def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
         for start in range(0, n, config.batch_size):
             idx = order[start:start + config.batch_size]
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-            loss = loss_fn(model(xb), yb)
-            if config.penalty != "none" and config.penalty_weight > 0:
-                loss = loss + config.penalty_weight * weight_penalty(model, config.penalty)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            if penalty is not None:
+                loss = loss + config.penalty_weight * penalty(model, xb, yb, logits)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -1,4 +1,5 @@
-"""What the attribution methods that wrap one Captum class share: checked integer params, a detached leaf
+"""What the attribution methods that wrap one Captum class share: the parameters ``n_explain`` and
+``batch_size`` (:attr:`AttributionMethod.parameters`), a detached leaf
 copy of the inputs (Captum flips ``requires_grad`` on what it gets; the caller's tensor and its ``.grad``
 stay untouched), batching by ``batch_size``, and a lazy import of Captum (which imports matplotlib: every
 pipeline job is a fresh process, and most never need it).
@@ -13,7 +14,6 @@ import torch
 from torch import nn
 
 from nnxai.methods.base import AttributionMethod
-from nnxai.params import check_positive_ints
 
 
 def check_relu_modules(owner: str, model: nn.Module) -> None:
@@ -32,16 +32,12 @@ class CaptumAttribution(AttributionMethod):
 
     Subclasses name the class in ``captum_class`` and may pass it arguments through :meth:`captum_kwargs`;
     ``hooks_relus`` marks the modified-backward rules (DeconvNet, guided backprop) that rewrite the
-    backward pass of every ``nn.ReLU`` module.  Parameters: ``n_explain``, ``batch_size``.
+    backward pass of every ``nn.ReLU`` module.  Parameters: ``n_explain``, ``batch_size``; nothing is learnt
+    from the train split, so :meth:`fit` is optional.
     """
 
     captum_class: ClassVar[str]
     hooks_relus: ClassVar[bool] = False
-    param_names = ("n_explain", "batch_size")
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, ("n_explain", "batch_size"))
 
     def captum_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments of the Captum class's ``attribute``."""

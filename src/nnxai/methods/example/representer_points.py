@@ -32,26 +32,16 @@ features only, and representer values are computed in chunks of test inputs, so 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from nnxai.explanations import Examples
 from nnxai.methods.base import ExampleSelector, explained_indices
+from nnxai.params import N_EXPLAIN, Float, Int
 from nnxai.registry import register
 
 FORWARD_CHUNK = 256   # inputs per forward pass (memory only)
 SCORE_CHUNK = 64      # explained inputs whose (chunk, n_train) representer values are held at once
-
-
-def _check_params(params: dict) -> None:
-    for name in ("n_explain", "top_k", "fit_steps"):
-        v = params[name]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    lam = params["lambda_l2"]
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0 or not np.isfinite(lam):
-        raise ValueError(f"lambda_l2 must be a positive finite number (the theorem divides by it), got {lam!r}")
 
 
 def penultimate(model: nn.Module, x: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,44 +114,42 @@ def representer_alphas(features: torch.Tensor, targets: torch.Tensor, theta: tor
 class RepresenterPoints(ExampleSelector):
     """Excitatory and inhibitory training examples of each prediction, by the representer theorem [117].
 
-    Parameters
-    ----------
-    n_explain : int
-        Seeded test inputs explained (:func:`~nnxai.methods.base.explained_indices`), for their predicted class.
-    top_k : int
-        Training examples kept per input, with the largest (``examples``) and, in ``extra``, the most
-        negative (``inhibitory_examples``) representer values ``α_ic f_iᵀ f_t``.
-    lambda_l2 : float
-        λ > 0 of the re-fitted last layer.
-    fit_steps : int
-        L-BFGS iterations of the re-fit.
-
-    :meth:`select` returns :class:`~nnxai.explanations.Examples`; ``extra`` also holds, for the explained
-    inputs, ``decomposed_logits`` (Σ_i α_i f_iᵀ f_t), ``head_logits`` (Θᵀ f_t of the re-fitted layer) and
-    ``model_logits`` (the original network), plus ``fit_grad_max`` (largest |gradient| at the fitted Θ).
+    :meth:`fit` re-fits the last layer on the train split: the features ``features_`` (``f_i`` with the
+    constant 1), the soft targets ``targets_`` (the network's probabilities), the stationary ``theta_`` and the
+    representer weights ``alpha_``.  :meth:`select` then returns :class:`~nnxai.explanations.Examples`;
+    ``extra`` also holds, for the explained inputs, ``decomposed_logits`` (Σ_i α_i f_iᵀ f_t), ``head_logits``
+    (Θᵀ f_t of the re-fitted layer) and ``model_logits`` (the original network), plus ``fit_grad_max``
+    (largest |gradient| at the fitted Θ).
     """
 
-    param_names = ("n_explain", "top_k", "lambda_l2", "fit_steps")
+    parameters = {
+        "n_explain": N_EXPLAIN,
+        "top_k": Int("training examples kept per input, with the largest (examples) and the most negative "
+                     "(extra.inhibitory_examples) representer values α_ic f_iᵀ f_t", low=1),
+        "lambda_l2": Float("λ of the L2-regularised last layer re-fitted to a stationary point (Theorem 3.1)",
+                           low=0.0, low_open=True),
+        "fit_steps": Int("L-BFGS iterations of the re-fit", low=1),
+    }
     needs_linear_head = True
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        _check_params(self.params)
-
-    def select(self, model: nn.Module, ctx) -> Examples:
+    def _fit(self, model: nn.Module, train) -> None:
         if not isinstance(getattr(model, "classifier", None), nn.Linear):
             raise ValueError(f"representer points need a linear head model.classifier; "
                              f"{type(model).__name__} has none")
-        p = self.params
-        lam = float(p["lambda_l2"])
-        f_train, logits_train = penultimate(model, ctx.train.x, ctx.device)
-        targets = torch.softmax(logits_train, dim=1)
+        lam = float(self.params["lambda_l2"])
+        self.features_, logits = penultimate(model, train.x, _device(model))
+        self.targets_ = torch.softmax(logits, dim=1)
         head = model.classifier
         bias = head.bias.detach() if head.bias is not None else torch.zeros(head.out_features)
         init = torch.cat([head.weight.detach().T.cpu(), bias.cpu()[None]]).double()   # start from the network
-        theta = fit_last_layer(f_train, targets, lam, int(p["fit_steps"]), init)
-        alpha = representer_alphas(f_train, targets, theta, lam)
+        self.theta_ = fit_last_layer(self.features_, self.targets_, lam, int(self.params["fit_steps"]), init)
+        self.alpha_ = representer_alphas(self.features_, self.targets_, self.theta_, lam)
 
+    def select(self, model: nn.Module, ctx) -> Examples:
+        self.check_fitted(model)
+        p = self.params
+        lam = float(p["lambda_l2"])
+        f_train, theta, alpha = self.features_, self.theta_, self.alpha_
         idx = explained_indices(len(ctx.test.x), p["n_explain"], ctx.seed)
         f_test, model_logits = penultimate(model, ctx.test.x[idx], ctx.device)
         pred = model_logits.argmax(1)
@@ -181,7 +169,12 @@ class RepresenterPoints(ExampleSelector):
             "decomposed_logits": torch.cat(decomposed).tolist(),
             "head_logits": (f_test @ theta).tolist(),
             "model_logits": model_logits.tolist(),
-            "fit_grad_max": float(objective_gradient(theta, f_train, targets, lam).abs().max()),
+            "fit_grad_max": float(objective_gradient(theta, f_train, self.targets_, lam).abs().max()),
             "n_train": len(f_train),
         }
         return Examples(indices=idx.tolist(), targets=pred.tolist(), examples=examples, scores=scores, extra=extra)
+
+
+def _device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (the fit's forward passes run there)."""
+    return next(model.parameters()).device

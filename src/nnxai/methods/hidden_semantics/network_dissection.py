@@ -16,7 +16,7 @@ Every unit ``k`` of every convolutional layer is scored against every pixel-leve
    follow the original.)  A unit is a *detector* of its best concept when that IoU exceeds
    ``iou_threshold`` (0.04 in the paper).
 
-Concepts are the dataset's mask channels (``meta["mask_names"]``, else :data:`nnxai.data.shapes.MASK_NAMES`)
+Concepts are the dataset's mask channels (``meta["mask_names"]``, else the data set's declared ``mask_names``)
 except ``evidence``, which is the class-level union of the object masks rather than a visual concept.
 ``background`` is kept: like Broden's scene and "stuff" regions (sky, floor) it is a pixel region a unit can
 detect, and leaving it out would mislabel units that fire on the background.
@@ -35,25 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnxai.data import shapes
 from nnxai.explanations import UnitConcepts
 from nnxai.methods.base import UnitLabeler, explained_indices
+from nnxai.params import BATCH_SIZE, Float, Int
 from nnxai.registry import register
 
 EXCLUDED_MASKS = ("evidence",)
-
-
-def _check_params(params: dict) -> None:
-    q = params["quantile"]
-    if not isinstance(q, (int, float)) or not 0.0 < q < 1.0:
-        raise ValueError(f"quantile must lie strictly between 0 and 1, got {q!r}")
-    t = params["iou_threshold"]
-    if not isinstance(t, (int, float)) or not 0.0 <= t < 1.0:
-        raise ValueError(f"iou_threshold must lie in [0, 1), got {t!r}")
-    for name in ("n_images", "batch_size"):
-        v = params[name]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 class _Recorder:
@@ -160,29 +147,21 @@ def unit_concept_iou(model, inputs, masks, thresholds, batch_size, device) -> di
 class NetworkDissection(UnitLabeler):
     """Label every conv unit with the concept its top-activation regions overlap most (IoU), Bau et al. [21].
 
-    Parameters
-    ----------
-    n_images : int
-        Test images dissected (a seeded sample, :func:`~nnxai.methods.base.explained_indices`).
-    quantile : float
-        In (0, 1): ``T_k`` is this quantile of unit ``k``'s activations (0.995 in the paper).
-    iou_threshold : float
-        A unit is a detector of its best concept when the IoU exceeds this (0.04 in the paper).
-    batch_size : int
-        Images per forward pass.
-
     Returns (:meth:`label_units`) a :class:`~nnxai.explanations.UnitConcepts` whose ``units`` are
     ``{layer, unit, concept, iou, score (= iou), threshold, detector, ious: {concept: iou}}``.
     """
 
-    param_names = ("n_images", "quantile", "iou_threshold", "batch_size")
+    parameters = {
+        "n_images": Int("test images dissected (a seeded sample, the one every method explains)", low=1),
+        "quantile": Float("T_k is this quantile of unit k's activations, P(a_k > T_k) = 1 - quantile (the "
+                          "paper: 0.995)", low=0.0, high=1.0, low_open=True, high_open=True),
+        "iou_threshold": Float("a unit is a detector of its best concept when IoU_{k,c} exceeds this (the "
+                               "paper: 0.04)", low=0.0, high=1.0, high_open=True),
+        "batch_size": BATCH_SIZE,
+    }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
     needs_masks = True
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        _check_params(self.params)
 
     def _run(self, ctx):
         record = self.label_units(ctx.model, ctx)
@@ -191,7 +170,7 @@ class NetworkDissection(UnitLabeler):
     def label_units(self, model: nn.Module, ctx) -> UnitConcepts:
         if ctx.test.masks is None:
             raise ValueError(f"Network Dissection needs pixel-level concept masks; {ctx.dataset} has none")
-        names = list(ctx.test.meta.get("mask_names", shapes.MASK_NAMES))
+        names = list(ctx.test.meta.get("mask_names") or ctx.info.mask_names)
         if len(names) != ctx.test.masks.shape[1]:
             raise ValueError(f"{ctx.test.masks.shape[1]} mask channels but {len(names)} mask names")
         keep = [i for i, n in enumerate(names) if n not in EXCLUDED_MASKS]

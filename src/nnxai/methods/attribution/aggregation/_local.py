@@ -2,15 +2,15 @@
 DeepConsensus [116]).
 
 Such a method names one implemented :class:`~nnxai.methods.base.AttributionMethod` in its parameter
-``local_method`` and gives that method's own parameters, nested, in ``local_params`` (the explain job
-receives only the aggregating method's parameters, so the local method's sizes live inside them).  The
-local method's ``n_explain`` decides how many seeded test inputs are explained (:func:`explained_indices`,
-the same inputs as every other attribution method of the run) and its ``batch_size`` how they are batched.
+``local_method`` and receives that method's parameters, complete, in ``local_params`` (the config takes them
+from the local method's own block, with the composite's ``local_params`` on top:
+:func:`nnxai.config.method_params`).  The local method's ``n_explain`` decides how many seeded test inputs
+are explained (:func:`explained_indices`, the same inputs as every other attribution method of the run) and
+its ``batch_size`` how they are batched.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,8 @@ from torch import nn
 
 from nnxai import registry
 from nnxai.methods.base import AttributionMethod, ExplainContext, explained_indices, model_traits
+from nnxai.metrics.rerun import attribute_batches, fitted_method
+from nnxai.params import Choice, Overrides
 
 
 def local_attribution_ids() -> list[str]:
@@ -26,15 +28,25 @@ def local_attribution_ids() -> list[str]:
     return [m for m in registry.implemented_ids() if issubclass(registry.get(m), AttributionMethod)]
 
 
-def build_local_method(owner: str, name: Any, params: Any) -> AttributionMethod:
-    """Instantiate ``local_method`` with ``local_params``; a ValueError names a bad id or parameter."""
-    allowed = local_attribution_ids()
-    if not isinstance(name, str) or name not in allowed:
-        raise ValueError(f"{owner}: parameter 'local_method' must be one of {allowed}, got {name!r}")
-    if not isinstance(params, dict):
-        raise ValueError(f"{owner}: parameter 'local_params' must be a mapping of {name}'s parameters "
-                         f"{sorted(registry.get(name).param_names)}, got {params!r}")
-    return registry.get(name)(**params)
+#: The declarations every composite method shares.
+LOCAL_PARAMETERS = {
+    "local_method": Choice("id of the local attribution method whose per-input maps are aggregated",
+                           choices=local_attribution_ids),
+    "local_params": Overrides("that method's parameters (from its own config block; the composite's block "
+                              "overrides some)", required=False),
+}
+
+
+def check_local_params(owner: str, params: dict[str, Any]) -> None:
+    """``local_params`` checked against the declarations of ``local_method`` (a ParamError names ``owner``,
+    the local method and the key); for a composite's :meth:`~nnxai.methods.base.Method.check_combination`."""
+    name = params["local_method"]
+    registry.get(name).checked_params(params.get("local_params", {}), owner=f"{owner}.local_params ({name})")
+
+
+def build_local_method(params: dict[str, Any]) -> AttributionMethod:
+    """The composite's ``local_method`` built with its ``local_params``."""
+    return registry.get(params["local_method"])(**params.get("local_params", {}))
 
 
 def check_local_applies(owner: str, method: AttributionMethod, ctx: ExplainContext, model: nn.Module) -> None:
@@ -54,16 +66,12 @@ def predicted_classes(model: nn.Module, inputs: torch.Tensor, batch_size: int) -
     return torch.cat([model(b).argmax(1) for b in inputs.split(batch_size)])
 
 
-def attribute_batches(method: AttributionMethod, model: nn.Module, inputs: torch.Tensor,
-                      targets: torch.Tensor, ctx: ExplainContext) -> np.ndarray:
-    """``method``'s validated attributions of ``inputs`` for ``targets``, in batches of its ``batch_size``;
-    a method that reads the train split or the seed (prediction difference, MAPLE, LIME, ...) gets them
-    from ``ctx`` as in its own ``explain``."""
-    size = method.params["batch_size"]
-    bound = method.bound(ctx) if hasattr(method, "bound") else contextlib.nullcontext()
-    with bound:
-        return torch.cat([method(model, xb, tb).detach().cpu()
-                          for xb, tb in zip(inputs.split(size), targets.split(size))]).numpy()
+def model_maps(method: AttributionMethod, ctx: ExplainContext, model: nn.Module, inputs: torch.Tensor,
+               targets: torch.Tensor) -> np.ndarray:
+    """``method``'s validated attributions of ``inputs`` for ``targets`` with ``model``, in batches of its
+    ``batch_size``, fitted for ``model`` as its explain stage fits it (train split and seed of ``ctx``:
+    :func:`~nnxai.metrics.rerun.fitted_method`)."""
+    return attribute_batches(fitted_method(method, ctx, model), model, inputs, targets).cpu().numpy()
 
 
 def local_maps(method: AttributionMethod, ctx: ExplainContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -35,16 +35,17 @@ maps ``Σ_channels |A|`` as the sanity checks of [75] do (:mod:`nnxai.metrics.ma
 from __future__ import annotations
 
 import itertools
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.aggregation._local import (attribute_batches, build_local_method, check_local_applies,
-                                              explained_batch, predicted_classes)
+from nnxai.methods.attribution.aggregation._local import (LOCAL_PARAMETERS, build_local_method, check_local_applies,
+                                                          check_local_params, explained_batch, model_maps,
+                                                          predicted_classes)
 from nnxai.methods.base import ExplainContext, Method
+from nnxai.params import Int, List, ParamError
 from nnxai.metrics.map_similarity import grayscale_maps, spearman_rows
 from nnxai.models import load_model
 from nnxai.registry import register
@@ -102,55 +103,40 @@ def matched_clusters(maps: np.ndarray, n_clusters: int, seed: int) -> list[dict[
     return out
 
 
-def check_consensus_params(owner: str, params: dict[str, Any]) -> None:
-    seeds = params["seeds"]
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(k, Integral) and not isinstance(k, bool) and k >= 1 for k in seeds)):
-        raise ValueError(f"{owner}: parameter 'seeds' must be a non-empty list of distinct integers >= 1 "
-                         f"(the model variants baseline_seed<k>), got {seeds!r}")
-    for name in ("min_agree", "n_clusters"):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= 1, got {value!r}")
-    if params["min_agree"] > len(seeds) + 1:
-        raise ValueError(f"{owner}: parameter 'min_agree' must be at most the {len(seeds) + 1} members "
-                         f"(the explained model and seeds {seeds}), got {params['min_agree']}")
-
-
 @register("deepconsensus")
 class DeepConsensus(Method):
-    """Consensus of the local explanations of networks trained with different seeds [116].
-
-    Parameters
-    ----------
-    local_method : str
-        Id of the local attribution method every member is explained with.
-    local_params : dict
-        That method's parameters (its ``n_explain`` sets how many test inputs are explained).
-    seeds : list of int
-        Seed offsets ``k`` of the other members, the model variants ``baseline_seed<k>``.
-    min_agree : int
-        ``k`` of the (n, k) consensus: members that must predict the explained class.
-    n_clusters : int
-        k-means clusters of each member's explanations.
-    """
+    """Consensus of the local explanations of networks trained with different seeds [116]; every member is
+    explained with ``local_method`` and its ``local_params`` (whose ``n_explain`` sets how many test inputs
+    are explained)."""
     trains = True            # fits extra networks, one per seed (companion survey's 'Training' column)
 
     record_type = AttributionMap
-    param_names = ("local_method", "local_params", "seeds", "min_agree", "n_clusters")
+    parameters = {
+        **LOCAL_PARAMETERS,
+        "seeds": List("seed offsets k of the other members, the model variants baseline_seed<k>",
+                      item=Int("seed offset k", low=1), unique=True),
+        "min_agree": Int("k of the (n, k) consensus: members that must predict the explained class", low=1),
+        "n_clusters": Int("k-means clusters of each member's explanations", low=1),
+    }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
     only_models = frozenset({"baseline"})   # consensus over the seeds of the baseline; not the shuffled-label control
 
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        owner = f"method {cls.spec.id!r}"
+        if params["min_agree"] > len(params["seeds"]) + 1:
+            raise ParamError(f"{owner}.min_agree: at most the {len(params['seeds']) + 1} members (the explained "
+                             f"model and seeds {params['seeds']}), got {params['min_agree']}")
+        check_local_params(owner, params)
+
     def __init__(self, **params: Any):
         super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_consensus_params(owner, self.params)
-        self.local = build_local_method(owner, self.params["local_method"], self.params["local_params"])
+        self.local = build_local_method(self.params)
 
     @classmethod
     def required_inputs(cls, params: dict[str, Any], dataset: str, model: str) -> list[str]:
-        check_consensus_params(f"method {cls.spec.id!r}", params)
+        params = cls.checked_params(params)
         return [f"data/checkpoints/{dataset}/{m}.pt" for m in member_ids(params["seeds"], model)]
 
     def members(self, ctx: ExplainContext) -> list:
@@ -167,7 +153,7 @@ class DeepConsensus(Method):
         size = self.local.params["batch_size"]
         targets = predicted_classes(ctx.model, inputs, size)
         votes = torch.stack([predicted_classes(m, inputs, size) == targets for m in models]).sum(0)
-        maps = np.stack([attribute_batches(self.local, m, inputs, targets, ctx) for m in models])
+        maps = np.stack([model_maps(self.local, ctx, m, inputs, targets) for m in models])
         consensus = consensus_maps(maps)
         agreement = rank_agreement(maps, consensus)
         meta = {"deepconsensus": {

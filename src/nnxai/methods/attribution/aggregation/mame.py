@@ -43,72 +43,48 @@ the cluster of every input and the cluster-level coefficient vectors.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
 from nnxai.explanations import AttributionMap
 from nnxai.methods.attribution.aggregation._convex_clustering import clustering_path, knn_tree_graph
-from nnxai.methods.attribution.aggregation._local import build_local_method, local_maps
+from nnxai.methods.attribution.aggregation._local import (LOCAL_PARAMETERS, build_local_method, check_local_params,
+                                                          local_maps)
 from nnxai.methods.base import ExplainContext, Method
+from nnxai.params import Float, Int
 from nnxai.registry import register
 from nnxai.ops.groups import feature_groups, group_sums, spread_over_groups
 
 
-
-
-
-
-
-
-def check_mame_params(owner: str, params: dict[str, Any]) -> None:
-    for name, low in (("patch_size", 1), ("n_neighbors", 1), ("n_lambdas", 2), ("max_iter", 1), ("level", 0)):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= {low}, got {value!r}")
-    for name in ("lambda_ratio", "fusion_tol"):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
-            raise ValueError(f"{owner}: parameter {name!r} must be a number in (0, 1), got {value!r}")
-
-
 @register("mame")
 class MAME(Method):
-    """Multilevel explanation tree of [68] from the local explanations of ``local_method``.
-
-    Parameters
-    ----------
-    local_method : str
-        Id of the local attribution method (a contribution-type one, see the module docstring).
-    local_params : dict
-        That method's parameters (its ``n_explain`` sets how many test inputs the tree holds).
-    patch_size : int
-        Side of the square pixel patches that form the feature groups of images (tables: one group per
-        feature, ``patch_size`` unused).
-    n_neighbors : int
-        Neighbours per input in the graph of the fusion penalty.
-    n_lambdas : int
-        Grid points of the fusion strength ``β`` (>= 2).
-    lambda_ratio : float
-        Smallest ``β`` of the grid as a fraction of the full-fusion ``β_max``, in (0, 1).
-    fusion_tol : float
-        Explanations closer than ``fusion_tol`` × their RMS spread are fused, in (0, 1).
-    max_iter : int
-        Most solver iterations per ``β`` and per round of merging.
-    level : int
-        Tree level whose explanations are the record's ``attributions`` (0: leaves).
-    """
+    """Multilevel explanation tree of [68] from the local explanations of ``local_method`` (a
+    contribution-type one, see the module docstring), with its parameters ``local_params`` (its
+    ``n_explain`` sets how many test inputs the tree holds)."""
 
     record_type = AttributionMap
-    param_names = ("local_method", "local_params", "patch_size", "n_neighbors", "n_lambdas", "lambda_ratio",
-                   "fusion_tol", "max_iter", "level")
+    parameters = {
+        **LOCAL_PARAMETERS,
+        "patch_size": Int("side of the square pixel patches that form the feature groups of images (tables: one "
+                          "group per feature, unused)", low=1),
+        "n_neighbors": Int("neighbours per input in the graph of the fusion penalty (weights w_ij)", low=1),
+        "n_lambdas": Int("grid points of the fusion strength β", low=2),
+        "lambda_ratio": Float("smallest β of the grid as a fraction of the full-fusion β_max", low=0.0, high=1.0,
+                              low_open=True, high_open=True),
+        "fusion_tol": Float("explanations closer than fusion_tol × their RMS spread are fused", low=0.0, high=1.0,
+                            low_open=True, high_open=True),
+        "max_iter": Int("most solver iterations per β and per round of merging", low=1),
+        "level": Int("tree level whose explanations are the record's attributions (0: the leaves)", low=0),
+    }
+
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        check_local_params(f"method {cls.spec.id!r}", params)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_mame_params(owner, self.params)
-        self.local = build_local_method(owner, self.params["local_method"], self.params["local_params"])
+        self.local = build_local_method(self.params)
 
     def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
         p = self.params

@@ -33,54 +33,43 @@ cluster label within its class.
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.aggregation._local import build_local_method, local_maps
+from nnxai.methods.attribution.aggregation._local import (LOCAL_PARAMETERS, build_local_method, check_local_params,
+                                                          local_maps)
 from nnxai.methods.base import ExplainContext, Method
+from nnxai.params import Int
 from nnxai.registry import register
 from nnxai.ops.spectral import downsized_heatmaps, spectral_relevance_analysis
-
-
-def check_spray_params(owner: str, params: dict[str, Any]) -> None:
-    for name, low in (("heatmap_size", 1), ("n_neighbors", 1), ("max_clusters", 1)):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-            raise ValueError(f"{owner}: parameter {name!r} must be an integer >= {low}, got {value!r}")
 
 
 @register("spray")
 class SpRAy(Method):
     """Spectral relevance analysis of [67]: per class, spectral clustering of the local heatmaps with the
-    eigengap choice of the number of clusters.
-
-    Parameters
-    ----------
-    local_method : str
-        Id of the local attribution method whose heatmaps are clustered (the paper: ``lrp``).
-    local_params : dict
-        That method's parameters (its ``n_explain`` sets how many test inputs are analysed).
-    heatmap_size : int
-        Side of the downsized heatmaps (step 2).
-    n_neighbors : int
-        Neighbours of the k-nearest-neighbour affinity graph (step 3).
-    max_clusters : int
-        Largest number of clusters the eigengap heuristic may choose (step 4).
+    eigengap choice of the number of clusters.  The local method (the paper: ``lrp``) and its parameters
+    are ``local_method`` and ``local_params`` (its ``n_explain`` sets how many test inputs are analysed).
     """
 
     record_type = AttributionMap
-    param_names = ("local_method", "local_params", "heatmap_size", "n_neighbors", "max_clusters")
+    parameters = {
+        **LOCAL_PARAMETERS,
+        "heatmap_size": Int("side of the downsized heatmaps (step 2)", low=1),
+        "n_neighbors": Int("neighbours of the k-nearest-neighbour affinity graph W (step 3)", low=1),
+        "max_clusters": Int("largest number of clusters k the eigengap heuristic may choose (step 4)", low=1),
+    }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
 
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        check_local_params(f"method {cls.spec.id!r}", params)
+
     def __init__(self, **params: Any):
         super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_spray_params(owner, self.params)
-        self.local = build_local_method(owner, self.params["local_method"], self.params["local_params"])
+        self.local = build_local_method(self.params)
 
     def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
         p = self.params

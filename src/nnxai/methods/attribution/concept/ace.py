@@ -28,16 +28,15 @@ resolution, SLIC label, bounding box, area and pixel runs), which ``concept_cohe
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from nnxai.explanations import ConceptScores
 from nnxai.ops import cav as _cav
 from nnxai.ops.segments import segments_and_patches
-from nnxai.methods.attribution.concept.tcav import class_names
+from nnxai.methods.attribution.concept.tcav import CAV_PARAMETERS, class_names
 from nnxai.methods.base import ExplainContext, Method
+from nnxai.params import Float, Int, List, ParamError
 from nnxai.registry import register
 
 #: k-means restarts: scikit-learn's long-standing default, which the reference code relies on.
@@ -73,76 +72,68 @@ def discover(acts: np.ndarray, images: np.ndarray, n_discovery: int, n_clusters:
     return concepts
 
 
-def _check_resolutions(owner: str, resolutions: Any) -> None:
-    if (not isinstance(resolutions, (list, tuple)) or not resolutions
-            or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1 for r in resolutions)):
-        raise ValueError(f"{owner}: parameter 'resolutions' must be a non-empty list of integers >= 1 "
-                         f"(SLIC n_segments), got {resolutions!r}")
-
-
 @register("ace")
 class ACE(Method):
     """Concepts discovered by clustering segments, ranked by TCAV with the significance test [115].
 
-    Parameters
-    ----------
-    layer : str
-        Unit layer (``model.unit_layers()``; ConvNet: ``conv1``, ``conv2``, ``conv3``).
-    n_images : int
-        Discovery images per class (test split) and random images (train split).
-    resolutions : list of int
-        SLIC ``n_segments`` of the multi-resolution segmentation (the paper: 15, 50, 80 on ImageNet).
-    compactness : float
-        SLIC compactness (> 0; the reference code uses 20).
-    n_clusters : int
-        k-means clusters per class (the paper: 25).
-    min_members : int
-        Smallest cluster that can become a concept.
-    n_members : int
-        Segments kept per concept, the closest to its centre; also the size of the random sets.
-    n_runs, n_random, alpha, cav_l2, batch_size
-        As for :class:`~nnxai.methods.attribution.concept.tcav.TCAV`.
+    :meth:`fit` learns what does not depend on the explained class from the train split: the patch
+    background ``fill_`` (the train mean per channel), the random sets of segments ``random_sets_`` (step 4)
+    and the random-vs-random CAVs ``random_cavs_``.  Explaining discovers the concepts of every class in
+    the test images (steps 1-3), trains their CAVs against ``random_sets_`` and tests them.
     """
     trains = True            # fits k-means concepts and CAVs (companion survey's 'Training' column)
 
     record_type = ConceptScores
-    param_names = ("layer", "n_images", "resolutions", "compactness", "n_clusters", "min_members", "n_members",
-                   "n_runs", "n_random", "alpha", "cav_l2", "batch_size")
+    parameters = {
+        **CAV_PARAMETERS,
+        "n_images": Int("discovery images per class (test split), and random images (train split)", low=1),
+        "resolutions": List("SLIC n_segments of the multi-resolution segmentation (the paper: 15, 50, 80 on "
+                            "ImageNet)", item=Int("SLIC n_segments", low=1)),
+        "compactness": Float("SLIC compactness (the reference code: 20)", low=0.0, low_open=True),
+        "n_clusters": Int("k-means clusters per class (the paper: 25)", low=1),
+        "min_members": Int("smallest cluster that can become a concept", low=1),
+        "n_members": Int("segments kept per concept, the closest to its centre; also the size of the random "
+                         "sets", low=1),
+    }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        _cav.check_params(owner, self.params, ("n_images", "n_clusters", "min_members", "n_members", "n_runs",
-                                               "n_random", "batch_size"))
-        _check_resolutions(owner, self.params["resolutions"])
-        c = self.params["compactness"]
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not np.isfinite(c) or c <= 0:
-            raise ValueError(f"{owner}: parameter 'compactness' must be a finite number > 0, got {c!r}")
-        if self.params["min_members"] > self.params["n_members"]:
-            raise ValueError(f"{owner}: min_members ({self.params['min_members']}) must not exceed n_members "
-                             f"({self.params['n_members']})")
+    @classmethod
+    def check_combination(cls, params) -> None:
+        if params["min_members"] > params["n_members"]:
+            raise ParamError(f"method {cls.spec.id!r}: min_members ({params['min_members']}) must not exceed "
+                             f"n_members ({params['n_members']}), the segments a concept keeps")
+
+    def _fit(self, model, train) -> None:
+        p = self.params
+        module = _cav.layer_module(model, p["layer"])
+        self.fill_ = train.x.float().mean(dim=(0, *range(2, train.x.dim())))
+        with _cav.eval_mode(model):
+            pool = self._random_pool(model, train, module)
+        rng = np.random.default_rng([self.seed, 115])
+        self.random_sets_ = [pool[i] for i in _cav.random_sets(len(pool), p["n_members"],
+                                                                max(p["n_runs"], p["n_random"] + 1), rng)]
+        self.random_cavs_ = _cav.random_cavs(self.random_sets_, p["n_random"], p["cav_l2"])
+        self.n_random_segments_ = int(len(pool))
+
+    def _random_pool(self, model, train, module) -> np.ndarray:
+        """Channel-mean activations of the segments of ``n_images`` seeded random training images."""
+        rng = np.random.default_rng([self.seed, 115, 0])
+        idx = np.sort(rng.permutation(len(train.x))[:self.params["n_images"]])
+        _segments, patches = segments_and_patches(train.x[torch.as_tensor(idx)], idx, self.params["resolutions"],
+                                                  self.params["compactness"], self.fill_)
+        return _cav.layer_activations(model, module, patches, self.params["batch_size"], _cav.model_device(model),
+                                      REDUCE)
 
     def _run(self, ctx: ExplainContext) -> tuple[ConceptScores, int]:
+        self.check_fitted(ctx.model)
         p = self.params
         module = _cav.layer_module(ctx.model, p["layer"])
-        fill = ctx.train.x.float().mean(dim=(0, *range(2, ctx.train.x.dim())))
-        was_training = ctx.model.training
-        ctx.model.eval()
-        try:
-            pool = self._random_pool(ctx, module, fill)
-            found = [self._discover_class(ctx, module, fill, k) for k in range(ctx.info.n_classes)]
-        finally:
-            ctx.model.train(was_training)
+        with _cav.eval_mode(ctx.model):
+            found = [self._discover_class(ctx, module, k) for k in range(ctx.info.n_classes)]
         found = [f for f in found if f is not None]
         if not found:
             raise ValueError("the test split holds no labelled images to discover concepts in")
-
-        rng = np.random.default_rng([ctx.seed, 115])
-        randoms = [pool[i] for i in _cav.random_sets(len(pool), p["n_members"],
-                                                      max(p["n_runs"], p["n_random"] + 1), rng)]
-        null = _cav.random_cavs(randoms, p["n_random"], p["cav_l2"])
         names, classes, members, cavs, pairs, gradients = [], [], [], {}, [], {}
         labels = class_names(ctx)
         for k, gradient, concepts in found:
@@ -152,36 +143,28 @@ class ACE(Method):
                 names.append(name)
                 classes.append(k)
                 members.append([s.describe() for s in segments])
-                cavs[name] = _cav.cav_runs(acts, randoms[:p["n_runs"]], p["cav_l2"])
+                cavs[name] = _cav.cav_runs(acts, self.random_sets_[:p["n_runs"]], p["cav_l2"])
                 pairs.append((name, k))
         if not pairs:
             raise ValueError(f"ACE discovered no concept: no cluster had {p['min_members']} popular segments; "
                              "lower min_members or raise n_images")
-        tests, random = _cav.significance_tests(pairs, cavs, null, gradients, p["alpha"])
+        tests, random = _cav.significance_tests(pairs, cavs, self.random_cavs_, gradients, p["alpha"])
         record = ConceptScores(
             concepts=names, layer=p["layer"], class_names=labels, tests=tests,
             random_scores=[random.get(k, []) for k in range(ctx.info.n_classes)], alpha=float(p["alpha"]),
             concept_classes=classes, members=members,
-            meta={"n_random_segments": int(len(pool)), "correction": "bonferroni", "n_tests": len(tests),
-                  "activations": REDUCE, "fill": fill.tolist()})
+            meta={"n_random_segments": self.n_random_segments_, "correction": "bonferroni", "n_tests": len(tests),
+                  "activations": REDUCE, "fill": self.fill_.tolist()})
         return record, sum(len(g) for g in gradients.values())
 
-    def _random_pool(self, ctx, module, fill) -> np.ndarray:
-        """Channel-mean activations of the segments of ``n_images`` seeded random training images."""
-        rng = np.random.default_rng([ctx.seed, 115, 0])
-        idx = np.sort(rng.permutation(len(ctx.train.x))[:self.params["n_images"]])
-        _segments, patches = segments_and_patches(ctx.train.x[torch.as_tensor(idx)], idx,
-                                                  self.params["resolutions"], self.params["compactness"], fill)
-        return _cav.layer_activations(ctx.model, module, patches, self.params["batch_size"], ctx.device, REDUCE)
-
-    def _discover_class(self, ctx, module, fill, k):
+    def _discover_class(self, ctx, module, k):
         """``(k, layer gradients of the discovery images, [(member activations, member segments), ...])``."""
         p = self.params
         idx = _cav.class_inputs(np.asarray(ctx.test.y), k, p["n_images"], ctx.seed)
         if not len(idx):
             return None
         images = ctx.test.x[torch.as_tensor(idx)]
-        segments, patches = segments_and_patches(images, idx, p["resolutions"], p["compactness"], fill)
+        segments, patches = segments_and_patches(images, idx, p["resolutions"], p["compactness"], self.fill_)
         acts = _cav.layer_activations(ctx.model, module, patches, p["batch_size"], ctx.device, REDUCE)
         image_of = np.array([s.image for s in segments])
         clusters = discover(acts, image_of, len(idx), p["n_clusters"], p["min_members"], p["n_members"],

@@ -36,16 +36,28 @@ vary both sets.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-from nnxai.data import shapes
 from nnxai.explanations import ConceptScores
 from nnxai.ops import cav as _cav
 from nnxai.methods.base import ExplainContext, Method
+from nnxai.params import BATCH_SIZE, Float, Int, Param, Str
 from nnxai.registry import register
+
+#: The declarations TCAV and ACE share: the layer, the runs of the t-test and the CAV classifier.
+CAV_PARAMETERS: dict[str, Param] = {
+    "layer": Str("unit layer l whose activations f_l hold the CAVs (model.unit_layers(); ConvNet: "
+                          "conv1, conv2, conv3)"),
+    "n_runs": Int("CAVs v_C^l per concept, each against another random set: the concept's sample of the "
+                  "t-test (Sec. 3.2)", low=2),
+    "n_random": Int("random-vs-random CAVs: the null sample of the t-test", low=2),
+    "alpha": Float("significance level of the Bonferroni-corrected two-sided t-test", low=0.0, high=1.0,
+                   low_open=True, high_open=True),
+    "cav_l2": Float("L2 penalty of the logistic-regression CAV classifier (scikit-learn C = 1 / cav_l2)",
+                    low=0.0, low_open=True),
+    "batch_size": BATCH_SIZE,
+}
 
 
 def concept_sets(table: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
@@ -66,87 +78,80 @@ def class_names(ctx: ExplainContext) -> list[str]:
 class TCAV(Method):
     """TCAV scores of every annotated concept for every class, with the t-test against random CAVs [63].
 
-    Parameters
-    ----------
-    layer : str
-        Unit layer the CAVs live in (``model.unit_layers()``; ConvNet: ``conv1``, ``conv2``, ``conv3``).
-    n_concept_examples : int
-        Training images per concept set and per random set (fewer when fewer hold the concept).
-    n_runs : int
-        CAVs per concept, each against a different random set (>= 2).
-    n_random : int
-        Random-vs-random CAVs, the null distribution of the t-test (>= 2).
-    alpha : float
-        Significance level of the Bonferroni-corrected test, in (0, 1).
-    cav_l2 : float
-        L2 penalty of the logistic-regression CAV classifier (> 0; scikit-learn ``C = 1 / cav_l2``).
-    n_inputs : int
-        Test images per class scored (``X_k``).
-    batch_size : int
-        Images per forward/backward pass.
-
-    Returns (:meth:`explain`) a :class:`~nnxai.explanations.ConceptScores` with one test per
-    (concept, class).
+    :meth:`fit` learns the CAVs from the train split (steps 1-3 of the module docstring): the concept CAVs
+    ``concept_cavs_`` (``{concept: (n_runs, D)}``) and the random-vs-random ones ``random_cavs_``.
+    Explaining scores them on the test split (step 4) and returns a
+    :class:`~nnxai.explanations.ConceptScores` with one test per (concept, class).
     """
     trains = True            # fits linear concept classifiers (CAVs) (companion survey's 'Training' column)
 
     record_type = ConceptScores
-    param_names = ("layer", "n_concept_examples", "n_runs", "n_random", "alpha", "cav_l2", "n_inputs",
-                   "batch_size")
+    parameters = {
+        **CAV_PARAMETERS,
+        "n_concept_examples": Int("training images per concept set P_C and per random set (fewer when fewer "
+                                  "hold the concept)", low=1),
+        "n_inputs": Int("test images X_k of label k scored per class (Eq. 2)", low=1),
+    }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
     needs_concepts = True
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        _cav.check_params(f"method {self.spec.id!r}", self.params,
-                          ("n_concept_examples", "n_runs", "n_random", "n_inputs", "batch_size"))
-
-    def _run(self, ctx: ExplainContext) -> tuple[ConceptScores, int]:
+    def _fit(self, model, train) -> None:
         p = self.params
-        module = _cav.layer_module(ctx.model, p["layer"])
-        if ctx.train.concepts is None:
-            raise ValueError(f"TCAV needs concept annotations of the training images; {ctx.dataset} has none")
-        names = list(ctx.train.meta.get("concept_features", shapes.CONCEPT_FEATURES))
-        found = concept_sets(ctx.train.concepts, names)
-        skipped = sorted(name for name in names if name in found and len(found[name]) < 2)
-        found = {name: idx for name, idx in found.items() if len(idx) >= 2}
-        if not found:
-            raise ValueError(f"no binary concept of {ctx.dataset} has 2 or more training examples: {names}")
-        rng = np.random.default_rng([ctx.seed, 63])
+        module = _cav.layer_module(model, p["layer"])
+        concept_idx, self.skipped_concepts_ = self._concept_sets(train)
+        rng = np.random.default_rng([self.seed, 63])
         n_ex = p["n_concept_examples"]
-        concept_idx = {name: np.sort(rng.permutation(idx)[:n_ex]) for name, idx in found.items()}
-        randoms = _cav.random_sets(len(ctx.train.x), n_ex, max(p["n_runs"], p["n_random"] + 1), rng)
-
-        was_training = ctx.model.training
-        ctx.model.eval()
-        try:
-            acts, acts_index = self._activations(ctx, module, [*concept_idx.values(), *randoms])
-            gradients, n_scored = self._class_gradients(ctx, module)
-        finally:
-            ctx.model.train(was_training)
+        concept_idx = {name: np.sort(rng.permutation(idx)[:n_ex]) for name, idx in concept_idx.items()}
+        randoms = _cav.random_sets(len(train.x), n_ex, max(p["n_runs"], p["n_random"] + 1), rng)
+        with _cav.eval_mode(model):
+            acts, acts_index = self._activations(model, train, module, [*concept_idx.values(), *randoms])
 
         def rows(idx):
             return acts[np.searchsorted(acts_index, idx)]
 
-        concept_cavs = {name: _cav.cav_runs(rows(idx), [rows(r) for r in randoms[:p["n_runs"]]], p["cav_l2"])
-                        for name, idx in concept_idx.items()}
-        random_cavs = _cav.random_cavs([rows(r) for r in randoms], p["n_random"], p["cav_l2"])
-        pairs = [(name, k) for name in concept_idx for k in sorted(gradients)]
-        tests, random = _cav.significance_tests(pairs, concept_cavs, random_cavs, gradients, p["alpha"])
+        self.concept_sizes_ = {name: int(len(idx)) for name, idx in concept_idx.items()}
+        self.concept_cavs_ = {name: _cav.cav_runs(rows(idx), [rows(r) for r in randoms[:p["n_runs"]]], p["cav_l2"])
+                              for name, idx in concept_idx.items()}
+        self.random_cavs_ = _cav.random_cavs([rows(r) for r in randoms], p["n_random"], p["cav_l2"])
+
+    def _concept_sets(self, train) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The positions of each binary concept with 2 or more training examples, and the skipped ones."""
+        where = getattr(self.info_, "name", None) or "the train split"
+        if train.concepts is None:
+            raise ValueError(f"TCAV needs concept annotations of the training images; {where} has none")
+        # The names of the concept columns: the split's record, else the data set's declaration.
+        names = list((train.meta or {}).get("concept_features") or getattr(self.info_, "concepts", ()))
+        found = concept_sets(train.concepts, names)
+        skipped = sorted(name for name in names if name in found and len(found[name]) < 2)
+        found = {name: idx for name, idx in found.items() if len(idx) >= 2}
+        if not found:
+            raise ValueError(f"no binary concept of {where} has 2 or more training examples: {names}")
+        return found, skipped
+
+    def _run(self, ctx: ExplainContext) -> tuple[ConceptScores, int]:
+        self.check_fitted(ctx.model)
+        p = self.params
+        module = _cav.layer_module(ctx.model, p["layer"])
+        with _cav.eval_mode(ctx.model):
+            gradients, n_scored = self._class_gradients(ctx, module)
+        pairs = [(name, k) for name in self.concept_cavs_ for k in sorted(gradients)]
+        tests, random = _cav.significance_tests(pairs, self.concept_cavs_, self.random_cavs_, gradients, p["alpha"])
         record = ConceptScores(
-            concepts=list(concept_idx), layer=p["layer"], class_names=class_names(ctx), tests=tests,
+            concepts=list(self.concept_cavs_), layer=p["layer"], class_names=class_names(ctx), tests=tests,
             random_scores=[random.get(k, []) for k in range(ctx.info.n_classes)], alpha=float(p["alpha"]),
-            meta={"n_concept_examples": {n: int(len(i)) for n, i in concept_idx.items()},
+            meta={"n_concept_examples": dict(self.concept_sizes_),
                   "n_inputs_per_class": {str(k): int(len(g)) for k, g in gradients.items()},
-                  "skipped_concepts": skipped, "correction": "bonferroni", "n_tests": len(tests)})
+                  "skipped_concepts": list(self.skipped_concepts_), "correction": "bonferroni",
+                  "n_tests": len(tests)})
         return record, n_scored
 
-    def _activations(self, ctx, module, index_sets) -> tuple[np.ndarray, np.ndarray]:
+    def _activations(self, model, train, module, index_sets) -> tuple[np.ndarray, np.ndarray]:
         """Flattened layer activations of the union of the training positions in ``index_sets``."""
         union = np.unique(np.concatenate(index_sets))
-        inputs = ctx.train.x[torch.as_tensor(union, dtype=torch.long)]
-        acts = _cav.layer_activations(ctx.model, module, inputs, self.params["batch_size"], ctx.device, "flatten")
+        inputs = train.x[torch.as_tensor(union, dtype=torch.long)]
+        acts = _cav.layer_activations(model, module, inputs, self.params["batch_size"], _cav.model_device(model),
+                                      "flatten")
         return acts, union
 
     def _class_gradients(self, ctx, module) -> tuple[dict[int, np.ndarray], int]:

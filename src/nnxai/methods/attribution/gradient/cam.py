@@ -26,12 +26,11 @@ This module also holds the helpers that Grad-CAM and Guided Grad-CAM share: :fun
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
 from nnxai.registry import register
 
@@ -54,7 +53,7 @@ def upsample_to_input(maps: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         ``(N, C, H, W)``, equal in every channel, in the dtype of ``inputs``.
     """
-    from captum.attr import LayerAttribution  # lazy, see gradient.py
+    from captum.attr import LayerAttribution  # lazy, see _captum.py
 
     up = LayerAttribution.interpolate(maps, tuple(inputs.shape[2:]), interpolate_mode=INTERPOLATE_MODE)
     return up.expand(-1, inputs.shape[1], -1, -1).to(inputs.dtype).contiguous()
@@ -124,15 +123,10 @@ class CAM(AttributionMethod):
     Signed map (no ReLU, as in [138]); the same in every input channel.  ``baselines`` are ignored.
     """
 
-    param_names = ("n_explain", "batch_size")
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
     needs_gap_head = True
     needs_linear_head = True
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,20 +22,17 @@ every channel, so its channel-max saliency map equals the upsampled ``L^c``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from nnxai.methods.attribution.gradient.cam import check_images, in_batches, last_conv_layer, upsample_to_input
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
 from nnxai.registry import register
 
 
 def grad_cam_map(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``L^c = ReLU(Σ_k α_k^c A^k)`` of [103] on the last conv layer's grid, shape ``(N, 1, h, w)``."""
-    from captum.attr import LayerGradCam  # lazy, see gradient.py
+    from captum.attr import LayerGradCam  # lazy, see _captum.py
 
     layer = last_conv_layer(model, "grad_cam")
     leaf = inputs.detach().clone()
@@ -59,13 +56,8 @@ class GradCAM(AttributionMethod):
     ignored.
     """
 
-    param_names = ("n_explain", "batch_size")
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:

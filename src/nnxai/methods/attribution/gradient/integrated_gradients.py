@@ -20,7 +20,7 @@ O(1/n_steps); smooth (sigmoid) networks converge much faster.
 
 Reference.  ``baseline="zero"``: the all-zero input (the black image of [114]).  ``baseline="mean"``:
 the per-channel mean of the *train* split (per feature for tables), a constant image of average colour.
-:meth:`IntegratedGradients.explain` records the reference in ``meta["baseline"]`` as
+:meth:`IntegratedGradients.fit` learns it from the train split and ``explain`` records it in ``meta["baseline"]`` as
 ``{"kind": "zero" | "mean", "per_channel": [one value per entry of axis 1]}`` so that metrics can
 recompute ``f(x_ref)`` (see :func:`nnxai.metrics.attribution.reference_from_meta`).
 
@@ -32,13 +32,11 @@ sum over steps; small passes are slow on CPUs (4× slower at 25 images a pass th
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from nnxai.methods.attribution._reference import ReferenceAttribution
-from nnxai.params import check_positive_ints
+from nnxai.params import Int
 from nnxai.registry import register
 
 QUADRATURE = "gausslegendre"
@@ -63,19 +61,16 @@ class IntegratedGradients(ReferenceAttribution):
         Reference input: zeros, or the per-channel mean of the train split.
     """
 
-    param_names = ("n_explain", "batch_size", "n_steps", "baseline")
+    parameters = {**ReferenceAttribution.parameters,
+                  "n_steps": Int("quadrature nodes of the path integral of Eq. (1) of [114] (Gauss-Legendre)",
+                                 low=1)}
     claims_completeness = True
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, ("n_explain", "batch_size", "n_steps"))
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
-        reference = self._default_reference(inputs) if baselines is None else baselines
-        reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device)
+        reference = self.reference_for(inputs, baselines)
         size = self.params["batch_size"]
-        from captum.attr import IntegratedGradients as CaptumIntegratedGradients  # lazy, see gradient.py
+        from captum.attr import IntegratedGradients as CaptumIntegratedGradients  # lazy, see _captum.py
 
         ig = CaptumIntegratedGradients(model, multiply_by_inputs=True)
         per_pass = max(size, PASS_ELEMENTS // max(1, inputs[:1].numel()))

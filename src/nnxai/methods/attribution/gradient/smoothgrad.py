@@ -17,23 +17,20 @@ returns the signed average before ``|·|``.
 
 Noise.  For the result to be reproducible and independent of how inputs are batched, each input draws its
 noise from its own ``torch.Generator`` (on the CPU, whatever the device) seeded by a BLAKE2b hash of the
-input's shape, bytes and :attr:`SmoothGrad.noise_seed` (``ctx.seed`` during :meth:`SmoothGrad.explain`,
-0 otherwise); the global RNG is neither read nor advanced.  Hence Captum's ``NoiseTunnel``, which draws
+input's shape, bytes and the method's :attr:`~nnxai.methods.base.Method.seed` (the seed given to
+:meth:`~nnxai.methods.base.Method.fit`, ``ctx.seed`` during ``explain``; 0 before any fit); the global RNG
+is neither read nor advanced.  Hence Captum's ``NoiseTunnel``, which draws
 from the global RNG for the whole batch, is not used; the ``n_samples`` copies of ``batch_size`` inputs go
 through Captum's ``Saliency`` in one pass.
 """
 
 from __future__ import annotations
 
-import math
-from numbers import Real
-from typing import Any
-
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
+from nnxai.params import Float, Int
 from nnxai.registry import register
 from nnxai.ops.noise import input_noise
 
@@ -62,7 +59,7 @@ def smoothed_gradient(model: nn.Module, inputs: torch.Tensor, target: torch.Tens
     sigma = (noise_level * span).reshape(n, 1, *(1,) * (inputs.dim() - 1))
     noise = torch.stack([input_noise(x, n_samples, seed) for x in inputs])      # (N, n_samples, ...)
     noisy = (inputs.detach()[:, None] + sigma * noise).flatten(0, 1).requires_grad_(True)
-    from captum.attr import Saliency  # lazy, see gradient.py
+    from captum.attr import Saliency  # lazy, see _captum.py
 
     grads = Saliency(model).attribute(noisy, target=target.repeat_interleave(n_samples), abs=False).detach()
     return grads.reshape(n, n_samples, *inputs.shape[1:]).mean(1)
@@ -83,38 +80,21 @@ class SmoothGrad(AttributionMethod):
     noise_level : float
         Noise standard deviation as a fraction of each input's value range (>= 0; 0 gives ``gradient``).
 
-    Attributes
-    ----------
-    noise_seed : int
-        Seed mixed into every input's noise; :meth:`explain` sets it to ``ctx.seed``.
-
     Notes
     -----
-    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
+    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.  Nothing is learnt from the
+    train split; :meth:`fit` only sets the seed mixed into every input's noise (:attr:`seed`).
     """
 
-    param_names = ("n_explain", "batch_size", "n_samples", "noise_level")
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "n_samples"))
-        level = self.params["noise_level"]
-        if isinstance(level, bool) or not isinstance(level, Real) or not math.isfinite(level) or level < 0:
-            raise ValueError(f"{owner}: parameter 'noise_level' must be a finite number >= 0, got {level!r}")
-        self.noise_seed = 0
-
-    def _run(self, ctx):
-        self.noise_seed = int(ctx.seed)
-        try:
-            return super()._run(ctx)
-        finally:
-            self.noise_seed = 0
+    parameters = {**AttributionMethod.parameters,
+                  "n_samples": Int("noisy copies n averaged per input ([39] Eq. 3)", low=1),
+                  "noise_level": Float("σ / (max(x) − min(x)): noise standard deviation as a fraction of each "
+                                       "input's value range ([39] Sec. 4.2; 0 gives `gradient`)", low=0)}
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
         size = self.params["batch_size"]
         return torch.cat([
             smoothed_gradient(model, part, t, self.params["n_samples"], float(self.params["noise_level"]),
-                              self.noise_seed).abs()
+                              self.seed).abs()
             for part, t in zip(inputs.split(size), target.split(size))])

@@ -16,11 +16,9 @@ the ``target`` class: L2X explains the model's prediction as a whole.
 Scope.  The explainer is one network trained on the train split (a global model of the model's
 reasoning, the survey places L2X in all three scope cells) and queried per input (local).
 
-Training data.  :meth:`L2X.explain` trains on the train split with ``ctx.seed``.  :meth:`L2X.attribute`
-reuses that explainer while the model's parameters are unchanged; called directly on a model it has no
-explainer for, it first trains one on the inputs it is asked to explain (seed 0): the objective needs only
-the model's outputs, not labels.  The trained explainer is kept per model (keyed by a hash of its
-parameters), so later calls on that model do not depend on how inputs are batched.
+Training data.  :meth:`L2X.fit` trains the explainer on the train split for one model, seeded by the run's
+seed (the objective needs only the model's outputs, not labels); :meth:`L2X.attribute` queries it, so the
+scores of an input do not depend on how inputs are batched.  Another model needs its own fit.
 
 Adaptation.  The paper's units are words, sentences, pixels and 4×4 MNIST patches; tables use features,
 images ``patch_size`` squares, with ``k_features`` and ``k_patches`` units selected.
@@ -28,28 +26,15 @@ images ``patch_size`` squares, with ``k_features`` and ``k_patches`` units selec
 
 from __future__ import annotations
 
-import hashlib
-import math
-from numbers import Real
-from typing import Any
-
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.perturbation._l2x_training import TrainingSettings, n_units, train_explainer, units_to_input
-from nnxai.params import check_positive_ints
+from nnxai.methods.attribution.perturbation._l2x_training import (TrainingSettings, n_units, train_explainer,
+                                                                  units_to_input)
+from nnxai.methods.attribution.perturbation._train_data import check_input_shape, train_inputs
 from nnxai.methods.base import AttributionMethod
+from nnxai.params import Float, Int
 from nnxai.registry import register
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """Hash of the model's parameters and buffers (their values, names and shapes)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @register("l2x")
@@ -58,44 +43,34 @@ class L2X(AttributionMethod):
 
     Parameters
     ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per pass of the explainer.
-    epochs : int
-        Passes over the training inputs.
-    lr : float
-        Adam learning rate of the explainer and the approximator.
-    k_features : int
-        Features selected from a table (at most its width).
-    k_patches : int
-        Patches selected from an image (at most the number of patches).
-    patch_size : int
-        Side of an image's square patches (the image sides must be multiples of it; unused for tables).
-    tau : float
-        Gumbel-softmax temperature τ (Eq. 5), > 0.
-    hidden : int
-        Width of the explainer and approximator networks (units, or channels for images).
-    train_batch_size : int
-        Training inputs per Adam step.
+    n_explain, batch_size, epochs, lr, k_features, k_patches, patch_size, tau, hidden, train_batch_size
+        See :attr:`parameters`; ``batch_size`` inputs per pass of the explainer.
+
+    Attributes
+    ----------
+    explainer_ : nn.Module
+        The trained explainer ``E`` (eval mode, no gradients): a score per unit.
+    history_ : list of float
+        Mean training loss of every epoch.
+    k_ : int
+        Units selected (``k_features`` or ``k_patches``).
+    input_shape_ : tuple of int
+        Shape of one train input; the inputs explained must have it.
     """
     trains = True            # fits the explainer and approximator networks (companion survey's 'Training' column)
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "epochs", "lr", "k_features", "k_patches", "patch_size", "tau",
-                   "hidden", "train_batch_size")
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "epochs", "k_features", "k_patches",
-                                                 "patch_size", "hidden", "train_batch_size"))
-        for name in ("lr", "tau"):
-            value = self.params[name]
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{owner}: parameter {name!r} must be a finite number > 0, got {value!r}")
-        self._fitted: tuple[str, nn.Module, list[float], int] | None = None
-        self.train_seed = 0
+    parameters = {**AttributionMethod.parameters,
+                  "epochs": Int("passes over the training inputs", low=1),
+                  "lr": Float("Adam learning rate of the explainer E and the approximator g", low=0, low_open=True),
+                  "k_features": Int("features k selected from a table (at most its width)", low=1),
+                  "k_patches": Int("patches k selected from an image (at most the number of patches)", low=1),
+                  "patch_size": Int("side of an image's square patches, the units of an image (the image sides "
+                                    "must be multiples of it; unused for tables)", low=1),
+                  "tau": Float("Gumbel-softmax temperature τ ([110] Eq. 5)", low=0, low_open=True),
+                  "hidden": Int("width of the explainer and approximator networks (units, or channels for "
+                                "images)", low=1),
+                  "train_batch_size": Int("training inputs per Adam step", low=1)}
 
     def settings(self, input_shape: tuple[int, ...], seed: int) -> TrainingSettings:
         """Training settings for inputs of ``input_shape``; checks that ``k`` fits the units."""
@@ -111,34 +86,27 @@ class L2X(AttributionMethod):
                                 lr=float(self.params["lr"]), batch_size=self.params["train_batch_size"],
                                 hidden=self.params["hidden"], patch=patch, seed=int(seed))
 
-    def fit(self, model: nn.Module, x_train: torch.Tensor, seed: int) -> list[float]:
-        """Train the explainer on ``x_train`` for ``model``; returns the loss of every epoch."""
+    def _fit(self, model: nn.Module, train) -> None:
+        """Train the explainer on the train split for ``model``, seeded by :attr:`seed` ([110] Sec. 3)."""
+        x_train = train_inputs(f"method {self.spec.id!r}", model, train)
         if x_train.dim() not in (2, 4):
             raise ValueError(f"method {self.spec.id!r}: inputs must be tables (N, F) or images (N, C, H, W), "
                              f"got shape {tuple(x_train.shape)}")
-        settings = self.settings(tuple(x_train.shape[1:]), seed)
-        select, history = train_explainer(model, x_train.detach(), settings)
-        self._fitted = (model_fingerprint(model), select, history, settings.k)
-        return history
-
-    def _explainer_for(self, model: nn.Module, inputs: torch.Tensor) -> nn.Module:
-        if self._fitted is None or self._fitted[0] != model_fingerprint(model):
-            self.fit(model, inputs, self.train_seed)
-        return self._fitted[1]
+        settings = self.settings(tuple(x_train.shape[1:]), self.seed)
+        self.explainer_, self.history_ = train_explainer(model, x_train, settings)
+        self.k_, self.input_shape_ = settings.k, tuple(x_train.shape[1:])
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
-        select = self._explainer_for(model, inputs)
-        shape = tuple(inputs.shape[1:])
+        check_input_shape(f"method {self.spec.id!r}", inputs, self.input_shape_)
         with torch.no_grad():
-            scores = torch.cat([select(part.detach()) for part in inputs.split(self.params["batch_size"])])
-        return units_to_input(scores, shape, self.params["patch_size"]).to(inputs.dtype).contiguous()
+            scores = torch.cat([self.explainer_(part.detach()) for part in inputs.split(self.params["batch_size"])])
+        return units_to_input(scores, self.input_shape_, self.params["patch_size"]).to(inputs.dtype).contiguous()
 
     def _run(self, ctx):
-        history = self.fit(ctx.model, ctx.train.x.to(ctx.device), ctx.seed)
         record, n_inputs = super()._run(ctx)
         image = ctx.test.x.dim() == 4
-        record.meta["selection"] = {"k": self._fitted[3], "unit": "patch" if image else "feature",
+        record.meta["selection"] = {"k": self.k_, "unit": "patch" if image else "feature",
                                     "patch_size": self.params["patch_size"] if image else 1}
-        record.meta["training"] = {"n_train": len(ctx.train.x), "loss_per_epoch": history}
+        record.meta["training"] = {"n_train": len(ctx.train.x), "loss_per_epoch": self.history_}
         return record, n_inputs

@@ -19,7 +19,7 @@ cosine distance between ``z'`` and the all-ones ``x'``, ``D = 1 − sqrt(|z'|/d)
 LIME package computes it for images (the package then takes the kernel's square root, i.e. its width is
 ``σ√2`` in the paper's form).  ``f`` is the softmax probability of the explained class and
 ``G`` linear models with intercept, fitted by weighted ridge regression (``alpha``; 0: weighted least
-squares; :func:`~._surrogate.weighted_ridge`, scikit-learn's ``Ridge`` with sample weights), the LIME
+squares; :func:`~nnxai.ops.surrogate.weighted_ridge`, scikit-learn's ``Ridge`` with sample weights), the LIME
 package's default fitter for all ``d`` components (its K-Lasso selection, [20] Alg. 1, is not used: every
 component gets a coefficient).  The result equals Captum's ``Lime`` run with this sampler, kernel and
 ``SkLearnRidge`` up to float rounding (tested), but the samples of all inputs of a batch go through the
@@ -27,15 +27,13 @@ model together (:func:`~._coalitions.coalition_scores`) instead of being built o
 
 The attribution is the coefficient of each component at every pixel (every channel) of the superpixel, or
 at the column; the intercepts go to ``meta["surrogate"]`` for the ``local_fidelity`` metric
-(:mod:`._surrogate`).  The coins of an input come from its own seeded generator (:mod:`._train_data`).
+(:mod:`nnxai.ops.surrogate`).  The coins of an input come from a generator seeded by its values and the
+fitted seed (:func:`~nnxai.ops.noise.per_input_normals`); the reference is learnt by :meth:`Lime.fit`.
 """
 
 from __future__ import annotations
 
-import math
-from contextlib import contextmanager
-from numbers import Real
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -43,11 +41,13 @@ from torch import nn
 
 from nnxai.methods.attribution._coalitions import coalition_scores
 from nnxai.methods.attribution._reference import ReferenceAttribution
-from nnxai.ops.maps import constant_reference
-from nnxai.methods.attribution.perturbation._surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
+from nnxai.methods.base import AttributionMethod
+from nnxai.ops.maps import REFERENCES
 from nnxai.ops.noise import per_input_normals
-from nnxai.params import check_positive_ints
+from nnxai.ops.surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
+from nnxai.params import Choice, Float, Int
 from nnxai.registry import register
+
 
 def superpixels(image: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
     """SLIC superpixels of one image ``(C, H, W)``, labelled 0..K−1 in order of first appearance; long (H, W)."""
@@ -90,44 +90,27 @@ class Lime(ReferenceAttribution, LocalSurrogate):
 
     Parameters
     ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per call of :meth:`attribute` during :meth:`explain` (each fits its own model).
-    fill : {"mean", "zero"}
-        Value of an absent component: the per-channel train mean, or 0.
-    n_segments : int
-        Number of superpixels SLIC aims at (images only).
-    compactness : float
-        SLIC's balance of colour and space (> 0; higher: squarer superpixels; images only).
-    n_samples : int
-        Perturbed samples ``|Z|`` per input (>= 2).
-    kernel_width : float
-        Width ``σ`` of the proximity kernel on the cosine distance (> 0).
-    alpha : float
-        Ridge penalty of the linear fit (>= 0).
+    n_explain, batch_size, fill, n_segments, compactness, n_samples, kernel_width, alpha
+        See :attr:`parameters`; ``batch_size`` inputs per call of :meth:`attribute`, each fits its own model.
     """
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "fill", "n_segments", "compactness", "n_samples", "kernel_width",
-                   "alpha")
     reference_param = "fill"
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "n_segments", "n_samples"))
-        if self.params["n_samples"] < 2:
-            raise ValueError(f"{owner}: parameter 'n_samples' must be >= 2 to fit a line, "
-                             f"got {self.params['n_samples']}")
-        for name, strict in (("compactness", True), ("kernel_width", True), ("alpha", False)):
-            value = self.params[name]
-            if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
-                    or (value <= 0 if strict else value < 0)):
-                raise ValueError(f"{owner}: parameter {name!r} must be a finite number {'>' if strict else '>='} 0, "
-                                 f"got {value!r}")
-        self.noise_seed = 0
-        self._intercepts: list[float] | None = None
+    parameters = {**AttributionMethod.parameters,
+                  "fill": Choice("value x_ref of an absent component (z = z' ⊙ x + (1 − z') ⊙ x_ref): zeros, or "
+                                 "the per-channel (per-feature) mean of the train split", REFERENCES),
+                  "n_segments": Int("number of SLIC superpixels aimed at, the components of z' (images only)",
+                                    low=1),
+                  "compactness": Float("SLIC's balance of colour and space (higher: squarer superpixels; images "
+                                       "only)", low=0, low_open=True),
+                  "n_samples": Int("perturbed samples |Z| per input ([20] Sec. 3.3), at least 2 to fit a line",
+                                   low=2),
+                  "kernel_width": Float("width σ of the proximity kernel π_x = exp(−D²/σ²) on the cosine "
+                                        "distance ([20] Sec. 3.3)", low=0, low_open=True),
+                  "alpha": Float("ridge penalty of the linear fit of [20] Eq. 2 (0: weighted least squares)",
+                                 low=0)}
+    #: The intercepts ``b_x`` of the inputs explained so far, collected during :meth:`_run` only.
+    _intercepts: list[float] | None = None
 
     def feature_index(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 1:
@@ -138,31 +121,21 @@ class Lime(ReferenceAttribution, LocalSurrogate):
         segments = superpixels(x, self.params["n_segments"], float(self.params["compactness"]))
         return segments.expand_as(x)
 
-    def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
-                      pool: torch.Tensor) -> Neighbourhood:
-        index = self.feature_index(x)
-        coins = coin_samples(x, int(index.max()) + 1, n_samples, seed)
-        reference = self._default_reference(x[None])
-        return Neighbourhood(coins, compose(coins, index, x, reference),
-                             proximity(coins, float(self.params["kernel_width"])))
-
-    @contextmanager
-    def bound(self, ctx):
-        """Bind the reference of ``fill`` from ``ctx.train.x`` and the seed ``ctx.seed``."""
-        saved = self._context_reference, self.noise_seed
-        per_channel = self.reference_values(ctx)
-        self._context_reference = constant_reference(per_channel, tuple(ctx.test.x.shape[1:])).to(ctx.device)
-        self.noise_seed = int(ctx.seed)
-        try:
-            yield self
-        finally:
-            self._context_reference, self.noise_seed = saved
+    def neighbourhoods(self, model: nn.Module, inputs: torch.Tensor, n_samples: int, seed: int,
+                       pool: torch.Tensor) -> Iterator[Neighbourhood]:
+        """For each input ``x``, ``n_samples`` fresh coin vectors seeded by ``seed`` and ``x``, composed with
+        the fitted reference and weighted by the proximity kernel; ``pool`` is unused."""
+        width = float(self.params["kernel_width"])
+        for x in inputs:
+            index = self.feature_index(x)
+            coins = coin_samples(x, int(index.max()) + 1, n_samples, seed)
+            reference = self._default_reference(x[None])
+            yield Neighbourhood(coins, compose(coins, index, x, reference), proximity(coins, width))
 
     def _run(self, ctx):
         self._intercepts = []
         try:
-            with self.bound(ctx):
-                record, n_inputs = super()._run(ctx)
+            record, n_inputs = super()._run(ctx)
             record.meta["surrogate"] = {"intercept": self._intercepts, "score": SURROGATE_SCORE}
         finally:
             self._intercepts = None
@@ -173,14 +146,13 @@ class Lime(ReferenceAttribution, LocalSurrogate):
         if inputs.dim() not in (2, 4):
             raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
                              f"of shape {tuple(inputs.shape)}")
-        reference = self._default_reference(inputs) if baselines is None else baselines
-        reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device).detach()
+        reference = self.reference_for(inputs, baselines)
         if len(inputs) == 0:
             return torch.zeros_like(inputs)
         n_samples, alpha = self.params["n_samples"], float(self.params["alpha"])
         width = float(self.params["kernel_width"])
         indices = [self.feature_index(x) for x in inputs.detach()]
-        coins = [coin_samples(x, int(index.max()) + 1, n_samples, self.noise_seed)
+        coins = [coin_samples(x, int(index.max()) + 1, n_samples, self.seed)
                  for x, index in zip(inputs.detach(), indices)]
         masks = torch.zeros(len(inputs), n_samples, max(c.shape[1] for c in coins), dtype=torch.bool,
                             device=inputs.device)

@@ -19,28 +19,27 @@ multiplication by the input).  [101]'s DStump feature selection is not used: eve
 coefficient.
 
 Here ``f_c`` is the softmax probability of class ``c``; the forest (scikit-learn's ``RandomForestRegressor``
-with ``n_trees``, ``min_samples_leaf``, ``max_features``, seeded by ``ctx.seed``) is fitted once per model
-to the vector of all class probabilities, so one neighbourhood serves every class.  Features ``φ``: the
+with ``n_trees``, ``min_samples_leaf``, ``max_features``, seeded by the run's seed) is fitted once per model,
+by :meth:`Maple.fit`, to the vector of all class probabilities, so one neighbourhood serves every class and
+every later explanation with that model reuses it.  Features ``φ``: the
 columns of a table as they are; for images the mean of each channel over each cell of a fixed grid of
 ``patch`` × ``patch`` squares (edge cells smaller when the side is not a multiple), so the coefficient of a
 (channel, cell) feature is the attribution of every pixel of that cell in that channel.  The intercepts
-go to ``meta["surrogate"]`` for the ``local_fidelity`` metric (:mod:`._surrogate`).
+go to ``meta["surrogate"]`` for the ``local_fidelity`` metric (:mod:`nnxai.ops.surrogate`).
 """
 
 from __future__ import annotations
 
-import math
-from numbers import Real
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.perturbation._surrogate import (SURROGATE_SCORE, LocalSurrogate, Neighbourhood,
-                                                  weighted_ridge)
-from nnxai.methods.attribution.perturbation._train_data import TrainDataAttribution
-from nnxai.params import check_positive_ints
+from nnxai.methods.attribution.perturbation._train_data import check_input_shape, train_inputs
+from nnxai.methods.base import AttributionMethod
+from nnxai.ops.surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
+from nnxai.params import Float, Int
 from nnxai.registry import register
 
 #: Most inputs in one forward pass; bounds memory (results change only by float rounding).
@@ -102,42 +101,36 @@ class Forest:
 
 
 @register("maple")
-class Maple(TrainDataAttribution, LocalSurrogate):
+class Maple(AttributionMethod, LocalSurrogate):
     """Coefficients of MAPLE's local linear model in the forest's supervised neighbourhood, [101].
 
     Parameters
     ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per call of :meth:`attribute` during :meth:`explain`.
-    patch : int
-        Side of the grid cells whose per-channel means are the features of an image (images only).
-    n_trees : int
-        Trees of the random forest, ``K``.
-    min_samples_leaf : int
-        Fewest training points in a leaf.
-    max_features : float
-        Fraction of the features each split considers, in (0, 1].
-    alpha : float
-        Ridge penalty of the local linear model (>= 0).
+    n_explain, batch_size, patch, n_trees, min_samples_leaf, max_features, alpha
+        See :attr:`parameters`.
+
+    Attributes
+    ----------
+    forest_ : Forest
+        The random forest fitted to the model's class probabilities on the train split, with the training
+        points' leaves, features and scores (:meth:`fit`, once per model).
+    input_shape_ : tuple of int
+        Shape of one train input; the inputs explained must have it.
     """
     trains = True            # fits a random forest on the train split (companion survey's 'Training' column)
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "patch", "n_trees", "min_samples_leaf", "max_features", "alpha")
+    parameters = {**AttributionMethod.parameters,
+                  "patch": Int("side of the grid cells whose per-channel means are the features φ of an image "
+                               "(images only)", low=1),
+                  "n_trees": Int("trees K of the random forest that defines the neighbourhood ([101])", low=1),
+                  "min_samples_leaf": Int("fewest training points in a leaf of a tree", low=1),
+                  "max_features": Float("fraction of the features each split of a tree considers", low=0,
+                                        low_open=True, high=1),
+                  "alpha": Float("ridge penalty α of the local linear model", low=0)}
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "patch", "n_trees", "min_samples_leaf"))
-        share = self.params["max_features"]
-        if isinstance(share, bool) or not isinstance(share, Real) or not 0 < share <= 1:
-            raise ValueError(f"{owner}: parameter 'max_features' must be a fraction in (0, 1], got {share!r}")
-        alpha = self.params["alpha"]
-        if isinstance(alpha, bool) or not isinstance(alpha, Real) or not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"{owner}: parameter 'alpha' must be a finite number >= 0, got {alpha!r}")
-        self._intercepts: list[float] | None = None
+    #: The intercepts ``b_x`` of the inputs explained so far, collected during :meth:`_run` only.
+    _intercepts: list[float] | None = None
 
     def feature_index(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (1, 3):
@@ -145,24 +138,26 @@ class Maple(TrainDataAttribution, LocalSurrogate):
                              f"of shape {tuple(x.shape)}")
         return grid_index(tuple(x.shape), self.params["patch"]).to(x.device)
 
-    def forest(self, model: nn.Module, inputs: torch.Tensor) -> Forest:
-        """The forest of ``model`` on the bound train split (built once per model while bound)."""
-        x_train = self.train_inputs(inputs)
-        index = self.feature_index(inputs[0])
-        return self.cached("forest", lambda: Forest(model, x_train, index, self.params, self.noise_seed), model)
+    def _fit(self, model: nn.Module, train) -> None:
+        """Fit the forest of ``model`` on the train split, seeded by :attr:`seed`."""
+        x_train = train_inputs(f"method {self.spec.id!r}", model, train)
+        index = self.feature_index(x_train[0])
+        self.input_shape_ = tuple(x_train.shape[1:])
+        self.forest_ = Forest(model, x_train, index, self.params, self.seed)
 
-    def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
-                      pool: torch.Tensor) -> Neighbourhood:
-        """The points of ``pool`` other than ``x`` that share a leaf with ``x``, with MAPLE's weights (leaf
-        sizes counted within those points); ``n_samples`` and ``seed`` are unused."""
-        forest = self.forest(model, x[None])
-        pool_leaves = self.cached("pool", lambda: forest.leaves_of(pool), model, pool)
-        others = ~(pool == x).reshape(len(pool), -1).all(1).cpu().numpy()
-        weights = np.zeros(len(pool))
-        weights[others] = leaf_weights(pool_leaves[others], forest.leaves_of(x[None]))[0]
-        near = torch.as_tensor(np.nonzero(weights)[0], device=pool.device)
-        return Neighbourhood(grid_features(pool[near], forest.index), pool[near],
-                             torch.as_tensor(weights, device=pool.device)[near])
+    def neighbourhoods(self, model: nn.Module, inputs: torch.Tensor, n_samples: int, seed: int,
+                       pool: torch.Tensor) -> Iterator[Neighbourhood]:
+        """For each input ``x``, the points of ``pool`` other than ``x`` that share a leaf with ``x``, with
+        MAPLE's weights (leaf sizes counted within those points); ``n_samples`` and ``seed`` are unused."""
+        forest = self.forest_
+        pool_leaves = forest.leaves_of(pool)
+        for x in inputs:
+            others = ~(pool == x).reshape(len(pool), -1).all(1).cpu().numpy()
+            weights = np.zeros(len(pool))
+            weights[others] = leaf_weights(pool_leaves[others], forest.leaves_of(x[None]))[0]
+            near = torch.as_tensor(np.nonzero(weights)[0], device=pool.device)
+            yield Neighbourhood(grid_features(pool[near], forest.index), pool[near],
+                                torch.as_tensor(weights, device=pool.device)[near])
 
     def _run(self, ctx):
         self._intercepts = []
@@ -175,13 +170,11 @@ class Maple(TrainDataAttribution, LocalSurrogate):
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
-        if inputs.dim() not in (2, 4):
-            raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
-                             f"of shape {tuple(inputs.shape)}")
+        check_input_shape(f"method {self.spec.id!r}", inputs, self.input_shape_)
         if len(inputs) == 0:
             return torch.zeros_like(inputs)
         x = inputs.detach()
-        forest = self.forest(model, x)
+        forest = self.forest_
         weights = forest.weights(x)
         out = []
         for n, c in enumerate(target.tolist()):

@@ -37,15 +37,15 @@ per feature and the TV prior is dropped; ``mask_size`` and ``sigma`` apply to im
 from __future__ import annotations
 
 import math
-from numbers import Real
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nnxai.methods.attribution._reference import ReferenceAttribution
-from nnxai.params import check_positive_ints
+from nnxai.methods.base import AttributionMethod
+from nnxai.ops.maps import REFERENCES
+from nnxai.params import Choice, Float, Int
 from nnxai.registry import register
 
 #: Adam's moment decay rates and ε: Kingma & Ba's recommended values (PyTorch's defaults).
@@ -80,52 +80,28 @@ class MeaningfulPerturbation(ReferenceAttribution):
 
     Parameters
     ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs whose masks are optimised together (each has its own loss; Adam acts per mask cell).
-    fill : {"mean", "zero"}
-        Value a deleted feature of a table takes: its train mean, or 0 (tables only).
-    score : {"probability", "logit"}
-        ``f_c``: the softmax probability of class ``c`` (as [25]'s experiments), or its logit (does not
-        saturate; ``lambda_l1`` then on the logit's scale).
-    mask_size : int
-        Side of the low-resolution mask (images only).
-    sigma : float
-        Standard deviation ``σ_max`` of the deleting blur, in pixels (> 0; images only).
-    steps : int
-        Adam steps.
-    lr : float
-        Adam learning rate (> 0).
-    lambda_l1 : float
-        Weight ``λ₁`` of the mean deletion ``mean(1 − m)`` (>= 0).
-    lambda_tv : float
-        Weight ``λ₂`` of the mean ``|Δm|^β`` over neighbour pairs (>= 0; images only).
-    tv_beta : float
-        Exponent ``β`` of the TV prior (>= 1).
+    n_explain, batch_size, fill, score, mask_size, sigma, steps, lr, lambda_l1, lambda_tv, tv_beta
+        See :attr:`parameters`; the masks of ``batch_size`` inputs are optimised together (each has its own
+        loss; Adam acts per mask cell).
     """
 
-    param_names = ("n_explain", "batch_size", "fill", "score", "mask_size", "sigma", "steps", "lr", "lambda_l1",
-                   "lambda_tv", "tv_beta")
     #: What ``f_c`` reads of the model's output for class ``c``.
     scores = ("probability", "logit")
     reference_param = "fill"
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "mask_size", "steps"))
-        if self.params["score"] not in self.scores:
-            raise ValueError(f"{owner}: parameter 'score' must be one of {list(self.scores)}, "
-                             f"got {self.params['score']!r}")
-        for name, low, strict in (("sigma", 0, True), ("lr", 0, True), ("lambda_l1", 0, False),
-                                  ("lambda_tv", 0, False), ("tv_beta", 1, False)):
-            value = self.params[name]
-            bad = (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
-                   or (value <= low if strict else value < low))
-            if bad:
-                raise ValueError(f"{owner}: parameter {name!r} must be a finite number {'>' if strict else '>='} "
-                                 f"{low}, got {value!r}")
+    parameters = {**AttributionMethod.parameters,
+                  "fill": Choice("value μ a deleted feature of a table takes, Φ(x; m) = m x + (1 − m) μ ([25]'s "
+                                 "constant perturbation): zeros, or its train mean (tables only)", REFERENCES),
+                  "score": Choice("f_c of [25] Eq. 3: the softmax probability of class c (as [25]'s experiments), "
+                                  "or its logit (does not saturate; lambda_l1 then on the logit's scale)", scores),
+                  "mask_size": Int("side of the low-resolution mask m, upsampled bilinearly (images only)", low=1),
+                  "sigma": Float("standard deviation σ_max of the deleting blur, in pixels (images only)", low=0,
+                                 low_open=True),
+                  "steps": Int("Adam steps on the mask", low=1),
+                  "lr": Float("Adam learning rate", low=0, low_open=True),
+                  "lambda_l1": Float("weight λ₁ of the mean deletion mean(1 − m) ([25] Eq. 3)", low=0),
+                  "lambda_tv": Float("weight λ₂ of the mean |Δm|^β over neighbour pairs ([25] Eq. 4; images only)",
+                                     low=0),
+                  "tv_beta": Float("exponent β of the total-variation prior ([25] Eq. 4)", low=1)}
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
@@ -133,8 +109,7 @@ class MeaningfulPerturbation(ReferenceAttribution):
             raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
                              f"of shape {tuple(inputs.shape)}")
         if inputs.dim() == 2:
-            reference = self._default_reference(inputs) if baselines is None else baselines
-            reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device).detach()
+            reference = self.reference_for(inputs, baselines)
         size = self.params["batch_size"]
         chunks = []
         for start in range(0, len(inputs), size):

@@ -26,19 +26,21 @@ for a linear model is ``w_{c,i} (x_i − r_i)``.
 
 Reference.  ``fill="zero"``: zeros.  ``fill="mean"``: the per-channel mean of the *train* split (per
 feature for tables), the "grey square" of [72] for normalised images.  As for Integrated Gradients,
-:meth:`Occlusion.explain` stores it in ``meta["baseline"] = {"kind", "per_channel"}``.
+:meth:`Occlusion.fit` learns it from the train split and ``explain`` stores it in
+``meta["baseline"] = {"kind", "per_channel"}``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
 from nnxai.methods.attribution._reference import ReferenceAttribution
+from nnxai.methods.base import AttributionMethod
+from nnxai.ops.maps import REFERENCES
+from nnxai.params import Choice, Int, ParamError
 from nnxai.registry import register
+
 #: Most occluded inputs in one forward pass; bounds memory (results change only by float rounding).
 PASS_INPUTS = 512
 
@@ -67,16 +69,18 @@ class Occlusion(ReferenceAttribution):
     """
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "window", "stride", "fill")
     reference_param = "fill"
+    parameters = {**AttributionMethod.parameters,
+                  "window": Int("side of the occluding grey square of [72] in pixels (images only)", low=1),
+                  "stride": Int("step between square positions in pixels, at most `window` (images only)", low=1),
+                  "fill": Choice("what replaces the occluded values, the reference r: zeros, or the per-channel "
+                                 "(per-feature) mean of the train split", REFERENCES)}
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "window", "stride"))
-        if self.params["stride"] > self.params["window"]:
-            raise ValueError(f"{owner}: parameter 'stride' ({self.params['stride']}) must not exceed 'window' "
-                             f"({self.params['window']}), or some pixels would never be occluded")
+    @classmethod
+    def check_combination(cls, params: dict) -> None:
+        if params["stride"] > params["window"]:
+            raise ParamError(f"method {cls.spec.id!r}: parameter 'stride' ({params['stride']}) must not exceed "
+                             f"'window' ({params['window']}), or some pixels would never be occluded")
 
     def window_shape(self, inputs: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Captum's ``(sliding_window_shapes, strides)``: a square over all channels, or one feature."""
@@ -94,13 +98,12 @@ class Occlusion(ReferenceAttribution):
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
         shapes, strides = self.window_shape(inputs)
-        reference = self._default_reference(inputs) if baselines is None else baselines
-        reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device)
+        reference = self.reference_for(inputs, baselines)
         n_windows = 1
         for size, w, s in zip(inputs.shape[1:], shapes, strides):
             n_windows *= window_counts(size, w, s)
         size = self.params["batch_size"]
-        from captum.attr import Occlusion as CaptumOcclusion  # lazy, see gradient.py
+        from captum.attr import Occlusion as CaptumOcclusion  # lazy, see _captum.py
 
         occlusion = CaptumOcclusion(model)
         chunks = []

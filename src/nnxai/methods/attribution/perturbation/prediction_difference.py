@@ -28,22 +28,25 @@ the same for every channel.
 Tables.  Each feature alone is resampled given all the others, from a normal fitted to the train split
 (univariate analysis); ``window``, ``padding`` and ``stride`` apply to images only.
 
-The train split is ``ctx.train.x`` during :meth:`explain` (or what :meth:`fit` gets; see
-:mod:`._train_data` for bare calls); the draws for an input come from its own seeded generator.
+:meth:`PredictionDifference.fit` fits the Gaussian(s) to the train split once per model; the draws for an
+input come from a generator seeded by its values and the fitted seed
+(:func:`~nnxai.ops.noise.per_input_normals`), so results do not depend on batching and the global RNG is
+untouched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.perturbation._conditional_gaussian import Conditional, Gaussian, conditional, fit_gaussian
-from nnxai.methods.attribution.perturbation._train_data import TrainDataAttribution
+from nnxai.methods.attribution.perturbation._conditional_gaussian import (Conditional, Gaussian, conditional,
+                                                                          fit_gaussian)
+from nnxai.methods.attribution.perturbation._train_data import check_input_shape, train_inputs
+from nnxai.methods.base import AttributionMethod
 from nnxai.ops.noise import per_input_normals
-from nnxai.params import check_positive_ints
+from nnxai.params import Int, ParamError
 from nnxai.registry import register
 
 #: Most perturbed inputs in one forward pass; bounds memory (results change only by float rounding).
@@ -131,63 +134,72 @@ def class_probability(model: nn.Module, inputs: torch.Tensor, target: int) -> to
 
 
 @register("prediction_difference")
-class PredictionDifference(TrainDataAttribution):
+class PredictionDifference(AttributionMethod):
     """Weight of evidence of each patch (feature) under conditional sampling, [108] Sec. 2–3.
 
     Parameters
     ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per call of :meth:`attribute` during :meth:`explain`.
-    window : int
-        Side ``k`` of the resampled square patch (images only).
-    padding : int
-        Width ``(l − k)/2`` of the conditioning frame around the patch, >= 0 (images only; 0 gives
-        marginal sampling of the patch).
-    stride : int
-        Step between patch positions, at most ``window`` (images only).
-    n_samples : int
-        Conditional draws per patch (feature), ``S``.
+    n_explain, batch_size, window, padding, stride, n_samples
+        See :attr:`parameters`.
+
+    Attributes
+    ----------
+    laws_ : list of Conditional, or (list of PatchGroup, torch.Tensor)
+        The conditionals fitted to the train split: one per feature of a table, or the patch groups and
+        pixel masks of an image (on the CPU).
+    n_train_ : int
+        Size ``N`` of the train split (Laplace correction).
+    input_shape_ : tuple of int
+        Shape of one train input; the inputs explained must have it.
     """
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "window", "padding", "stride", "n_samples")
+    parameters = {**AttributionMethod.parameters,
+                  "window": Int("side k of the resampled square patch x_i, all channels ([108] Sec. 3.2; images "
+                                "only)", low=1),
+                  "padding": Int("width (l − k)/2 of the frame the patch is conditioned on ([108] Sec. 3.2; 0: "
+                                 "marginal sampling; images only)", low=0),
+                  "stride": Int("step between patch positions, at most `window` (multivariate analysis, [108] "
+                                "Sec. 3.2; images only)", low=1),
+                  "n_samples": Int("conditional draws S per patch (feature) estimating p(c|x_\\i) ([108] Eq. 1)",
+                                   low=1)}
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
+    @classmethod
+    def check_combination(cls, params: dict) -> None:
+        if params["stride"] > params["window"]:
+            raise ParamError(f"method {cls.spec.id!r}: parameter 'stride' ({params['stride']}) must not exceed "
+                             f"'window' ({params['window']}), or some pixels would never be resampled")
+
+    def _fit(self, model: nn.Module, train) -> None:
+        """Fit the normal(s) of [108] Sec. 3.2 to the train split and their conditionals."""
         owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "window", "stride", "n_samples"))
-        pad = self.params["padding"]
-        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-            raise ValueError(f"{owner}: parameter 'padding' must be an integer >= 0, got {pad!r}")
-        if self.params["stride"] > self.params["window"]:
-            raise ValueError(f"{owner}: parameter 'stride' ({self.params['stride']}) must not exceed 'window' "
-                             f"({self.params['window']}), or some pixels would never be resampled")
+        x_train = train_inputs(owner, model, train)
+        if x_train.dim() == 4:
+            self._check_image(tuple(x_train.shape[1:]))
+        elif x_train.dim() != 2:
+            raise ValueError(f"{owner} explains (N, C, H, W) images or (N, F) tables, got a train split of "
+                             f"shape {tuple(x_train.shape)}")
+        self.input_shape_ = tuple(x_train.shape[1:])
+        self.n_train_ = len(x_train)
+        self.laws_ = self._laws(x_train, self.input_shape_)
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
-        if inputs.dim() == 4:
-            self._check_image(inputs)
-        elif inputs.dim() != 2:
-            raise ValueError(f"method {self.spec.id!r} explains (N, C, H, W) images or (N, F) tables, got inputs "
-                             f"of shape {tuple(inputs.shape)}")
+        check_input_shape(f"method {self.spec.id!r}", inputs, self.input_shape_)
         if len(inputs) == 0:
             return torch.zeros_like(inputs)
-        x_train = self.train_inputs(inputs)
         explain_one = self._image_evidence if inputs.dim() == 4 else self._table_evidence
-        laws = self.cached(("laws", inputs.dim()), lambda: self._laws(x_train, tuple(inputs.shape[1:])))
         with torch.no_grad():
             n_classes = model(inputs[:1].detach()).shape[1]
-            out = [explain_one(model, x, int(c), laws, len(x_train), n_classes)
+            out = [explain_one(model, x, int(c), self.laws_, self.n_train_, n_classes)
                    for x, c in zip(inputs.detach(), target)]
         return torch.stack(out).to(inputs.dtype)
 
-    def _check_image(self, inputs: torch.Tensor) -> None:
+    def _check_image(self, shape: tuple[int, int, int]) -> None:
         side = self.params["window"] + 2 * self.params["padding"]
-        if side > min(inputs.shape[2:]):
+        if side > min(shape[1:]):
             raise ValueError(f"method {self.spec.id!r}: window + 2·padding = {side} exceeds the image size "
-                             f"{tuple(inputs.shape[2:])}")
+                             f"{tuple(shape[1:])}")
 
     def _laws(self, x_train: torch.Tensor, shape: tuple[int, ...]):
         """The conditionals (on the CPU): image patch groups and pixel masks, or one per feature of a table."""
@@ -201,7 +213,7 @@ class PredictionDifference(TrainDataAttribution):
 
     def _table_evidence(self, model, x, c, laws: list[Conditional], n_train, n_classes):
         d, S = len(x), self.params["n_samples"]
-        normals = per_input_normals(x, d * S, self.noise_seed).reshape(d, S, 1)
+        normals = per_input_normals(x, d * S, self.seed).reshape(d, S, 1)
         others = [torch.cat([x[:i], x[i + 1:]]) for i in range(d)]
         perturbed = x.expand(d, S, d).clone()
         for i, law in enumerate(laws):
@@ -213,7 +225,7 @@ class PredictionDifference(TrainDataAttribution):
         groups, pixels = laws
         S, flat = self.params["n_samples"], x.reshape(-1)
         d1 = groups[0].inner.shape[1]
-        normals = per_input_normals(x, len(pixels) * S * d1, self.noise_seed).cpu()
+        normals = per_input_normals(x, len(pixels) * S * d1, self.seed).cpu()
         p_without = torch.zeros(len(pixels), dtype=torch.float64)
         used = 0
         for group in groups:

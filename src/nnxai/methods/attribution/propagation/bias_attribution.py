@@ -31,15 +31,15 @@ The pass runs in float64 on a copy of the model, so the identity holds to roundi
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, WEIGHTED, layer_chain, linear_map, replay,
                                                   safe_divide, vjp)
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
+from nnxai.params import Choice
 from nnxai.registry import register
 
 RULES = ("abs_contribution", "uniform")
@@ -124,19 +124,14 @@ class BiasAttribution(AttributionMethod):
     ReLU networks only (piecewise linear); no reference input, ``baselines`` are ignored.
     """
 
-    param_names = ("n_explain", "batch_size", "rule")
+    parameters = {**AttributionMethod.parameters,
+                  "rule": Choice("how a unit splits the bias it holds among its inputs, weights α_ui of [111] "
+                                 "Sec. 3: in proportion to |W_ui a_i|, or evenly", RULES)}
     activations = frozenset({"relu"})
     claims_completeness = True
     #: Σ attributions = f_c(x) − ∇f_c(x)·x (the local bias), not f_c(x) − f_c(x_ref): read by the
     #: completeness metric.
     completeness_identity: ClassVar[str] = "bias_term"
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size"))
-        if self.params["rule"] not in RULES:
-            raise ValueError(f"{owner}: parameter 'rule' must be one of {list(RULES)}, got {self.params['rule']!r}")
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:

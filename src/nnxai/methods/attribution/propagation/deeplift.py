@@ -30,7 +30,7 @@ authors' code for max-pooling): summation-to-delta is then exact on MLPs and on 
 the same unit for ``x`` and ``x_ref``, and only approximate otherwise (measured in the tests).
 
 Reference: ``baseline`` ``"zero"`` or ``"mean"`` (per-channel mean of the train split), recorded in
-``meta["baseline"]`` exactly as :mod:`.integrated_gradients` does.
+``meta["baseline"]`` exactly as :mod:`.integrated_gradients` does (learnt by ``fit``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from torch import nn
 
 from nnxai.methods.attribution.propagation._lrp_rules import IDENTITY, WEIGHTED, layer_chain, linear_map, replay, vjp
 from nnxai.methods.attribution._reference import ReferenceAttribution
-from nnxai.params import check_positive_ints
+from nnxai.params import Choice
 from nnxai.registry import register
 
 RULES = ("rescale", "reveal_cancel")
@@ -138,21 +138,15 @@ class DeepLift(ReferenceAttribution):
     The reference handling (and ``meta["baseline"]``) is :class:`~._reference.ReferenceAttribution`'s.
     """
 
-    param_names = ("n_explain", "batch_size", "rule", "baseline")
+    parameters = {**ReferenceAttribution.parameters,
+                  "rule": Choice("multiplier rule at the ReLUs: rescale ([112] Sec. 3.5.2) or RevealCancel "
+                                 "([112] Sec. 3.5.3)", RULES)}
     activations = frozenset({"relu"})
     claims_completeness = True
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size"))
-        if self.params["rule"] not in RULES:
-            raise ValueError(f"{owner}: parameter 'rule' must be one of {list(RULES)}, got {self.params['rule']!r}")
-
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
-        reference = self._default_reference(inputs) if baselines is None else baselines
-        reference = torch.as_tensor(reference, dtype=inputs.dtype, device=inputs.device).detach()
+        reference = self.reference_for(inputs, baselines)
         inputs = inputs.detach()
         size = self.params["batch_size"]
         parts = [slice(s, s + size) for s in range(0, len(inputs), size)]
@@ -164,7 +158,7 @@ class DeepLift(ReferenceAttribution):
             chain = layer_chain(model, inputs, f"method {self.spec.id!r}")
             return torch.cat([chain_deeplift(chain, inputs[p], ref_of(p), target[p], "reveal_cancel")
                               for p in parts])
-        from captum.attr import DeepLift as CaptumDeepLift  # lazy, see gradient.py
+        from captum.attr import DeepLift as CaptumDeepLift  # lazy, see _captum.py
 
         explainer = CaptumDeepLift(model, multiply_by_inputs=True)
         out = []

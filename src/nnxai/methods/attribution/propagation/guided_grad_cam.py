@@ -19,13 +19,10 @@ logit.  Where the Grad-CAM map is zero the attribution is zero.
 from __future__ import annotations
 
 import warnings
-from typing import Any
-
 import torch
 from torch import nn
 
 from nnxai.methods.attribution.gradient.cam import INTERPOLATE_MODE, check_images, in_batches, last_conv_layer
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
 from nnxai.registry import register
 
@@ -47,20 +44,15 @@ class GuidedGradCAM(AttributionMethod):
     ignored.
     """
 
-    param_names = ("n_explain", "batch_size")
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
     activations = frozenset({"relu"})
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, self.param_names)
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
         check_images(inputs, self.spec.id)
         layer = last_conv_layer(model, self.spec.id)
-        from captum.attr import GuidedGradCam  # lazy, see gradient.py
+        from captum.attr import GuidedGradCam  # lazy, see _captum.py
 
         explainer = GuidedGradCam(model, layer)
 

@@ -19,11 +19,10 @@ Captum's ``LRP`` has the ε-rule and α=1, β=0 only, so the pass is written her
 (the gradient trick ``R_in = a ⊙ ∂(z · s)/∂a``, ``s = R_out / z``).  With ``rule="epsilon"`` and
 ``input_rule="epsilon"`` it equals Captum's ``LRP`` with ``EpsilonRule`` on every layer (tested).
 
-Bounds of z^B.  :meth:`LRP.explain` takes the data range of the train split: per feature ``[min, max]`` for
+Bounds of z^B.  :meth:`LRP.fit` learns the data range of the train split: per feature ``[min, max]`` for
 tables; per channel ``[min(0, min), max(1, max)]`` for images (pixel values live in 0..1).  The record keeps
 them in ``meta["bounds"]``.  Each input widens its own box to contain it (``l = min(l, x)``,
-``h = max(h, x)``), so every numerator term is ≥ 0.  Called directly (no context), images use ``[0, 1]``
-and tables the box between 0 and the input (there the rule reduces to the z⁺ rule, Montavon 2017 Sec. 4).
+``h = max(h, x)``), so every numerator term is ≥ 0.
 
 Conservation.  ``Σ_i R_i = S_c(x)`` holds exactly for z^B and for αβ only when the biases are zero (and, for
 αβ, every neuron has contributions of both signs); the ε-rule loses the ε-share.  The ``conservation``
@@ -32,22 +31,18 @@ metric measures the gap.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, IDENTITY, WEIGHTED, alpha_beta_rule,
                                                   epsilon_rule, layer_chain, replay, winner_take_all, zb_rule)
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
-from nnxai.registry import register
 from nnxai.ops.maps import channel_range
+from nnxai.params import Choice, Float
+from nnxai.registry import register
 
 RULES = ("epsilon", "alpha_beta")
 INPUT_RULES = ("zb", "epsilon")
-
-
 
 
 @register("lrp")
@@ -70,44 +65,36 @@ class LRP(AttributionMethod):
         Rule of the first weighted layer.
     """
 
-    param_names = ("n_explain", "batch_size", "rule", "epsilon", "alpha", "input_rule")
+    parameters = {**AttributionMethod.parameters,
+                  "rule": Choice("rule of the hidden weighted layers: ε ([113] Eq. 58) or αβ ([113] Eq. 60)", RULES),
+                  "epsilon": Float("stabiliser ε of the ε-rule ([113] Eq. 58; also average pools and "
+                                   "input_rule 'epsilon')", low=0, low_open=True),
+                  "alpha": Float("α of the αβ-rule, β = α − 1 ([113] Eq. 60); read only by rule 'alpha_beta'",
+                                 low=1),
+                  "input_rule": Choice("rule of the first weighted layer: z^B (Montavon et al. 2017 Eq. 12) "
+                                       "or ε", INPUT_RULES)}
     activations = frozenset({"relu"})
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size"))
-        for name, allowed in (("rule", RULES), ("input_rule", INPUT_RULES)):
-            if self.params[name] not in allowed:
-                raise ValueError(f"{owner}: parameter {name!r} must be one of {list(allowed)}, "
-                                 f"got {self.params[name]!r}")
-        eps, alpha = self.params["epsilon"], self.params["alpha"]
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"{owner}: parameter 'epsilon' must be a number > 0, got {eps!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 1:
-            raise ValueError(f"{owner}: parameter 'alpha' must be a number >= 1 (beta = alpha - 1), got {alpha!r}")
-        self._context_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    def _fit(self, model: nn.Module, train) -> None:
+        image = self.info_.kind == "image" if self.info_ is not None else train.x.dim() == 4
+        self.bounds_ = channel_range(train.x, image)
 
     def _run(self, ctx):
-        bounds = channel_range(ctx.train.x, ctx.info.kind == "image")
-        self._context_bounds = tuple(b.to(ctx.device) for b in bounds)
-        try:
-            record, n_inputs = super()._run(ctx)
-        finally:
-            self._context_bounds = None
+        record, n_inputs = super()._run(ctx)
         if self.params["input_rule"] == "zb":
-            record.meta["bounds"] = {"low": [float(v) for v in bounds[0]], "high": [float(v) for v in bounds[1]]}
+            low, high = self.bounds_
+            record.meta["bounds"] = {"low": [float(v) for v in low], "high": [float(v) for v in high]}
         return record, n_inputs
 
     def input_bounds(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(l, h)`` shaped like ``inputs``: the data range (or the no-context default), widened to the input."""
-        if self._context_bounds is not None:
-            low, high = self._context_bounds
-            view = (1, len(low)) + (1,) * (inputs.dim() - 2)
-            low, high = low.reshape(view).to(inputs.dtype), high.reshape(view).to(inputs.dtype)
-        else:
-            top = 1.0 if inputs.dim() == 4 else 0.0
-            low, high = torch.zeros_like(inputs[:1]), torch.full_like(inputs[:1], top)
+        """``(l, h)`` shaped like ``inputs``: the fitted data range, widened to contain each input."""
+        if not hasattr(self, "bounds_"):
+            raise RuntimeError(f"method {self.spec.id!r}: the z^B input bounds are learnt from the train split: "
+                               "call fit(model, train_split) first")
+        low, high = self.bounds_
+        view = (1, len(low)) + (1,) * (inputs.dim() - 2)
+        low = low.reshape(view).to(device=inputs.device, dtype=inputs.dtype)
+        high = high.reshape(view).to(device=inputs.device, dtype=inputs.dtype)
         return torch.minimum(low, inputs), torch.maximum(high, inputs)
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,

@@ -29,11 +29,12 @@ Shapley weights; at most :data:`MAX_FEATURES` features).  ``v(S)`` is a Monte-Ca
 ``v(N) = f(x)`` exactly and Σ_i φ_i = f(x) − v̂(∅) holds to rounding, ``v̂(∅)`` being the Monte-Carlo
 estimate of ``E[f(X)]``.  The draws are antithetic (``ε`` and ``−ε``), which keeps the estimator unbiased
 and makes it exact for a linear ``f`` on a linear SCM.  Each input draws its noise with
-:func:`~nnxai.methods.attribution.gradient.smoothgrad.input_noise` (seeded by its values and ``noise_seed``), so
-results do not depend on batching.
+:func:`~nnxai.ops.noise.input_noise` (seeded by its values and the fitted seed), so results do not depend
+on batching.
 
 Applicability.  Only data whose causal graph is known: :data:`nnxai.data.causal.CAUSAL_GRAPHS` (the
-generated ``causal`` set, a linear-Gaussian SCM).
+generated ``causal`` set, a linear-Gaussian SCM).  :meth:`CausalShapley.fit` reads the SCM the train split
+was drawn from (recorded in its ``meta["scm"]``), checked against the data set's graph (:func:`data_scm`).
 
 Scoring.  The ``shapley_error`` metric compares φ with exact Shapley values of the same game;
 :meth:`CausalShapley.shapley_game` gives it the interventional value function estimated with
@@ -49,11 +50,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnxai.data.causal import CAUSAL_GRAPHS, SCM, LinearGaussianSCM
+from nnxai.data.causal import CAUSAL_GRAPHS, LinearGaussianSCM
 from nnxai.explanations import AttributionMap
-from nnxai.params import check_positive_ints
-from nnxai.ops.noise import input_noise
 from nnxai.methods.base import AttributionMethod, explained_indices
+from nnxai.ops.noise import input_noise
+from nnxai.params import Int, ParamError
 from nnxai.registry import register
 
 #: Most features for exact enumeration of the 2^n coalitions.
@@ -169,6 +170,33 @@ def _cpu_in_cpu_out(model: nn.Module, device: torch.device):
     return lambda rows: model(rows.to(device)).cpu()
 
 
+def data_scm(train: Any, info: Any) -> LinearGaussianSCM:
+    """The structural causal model the split ``train`` was drawn from.
+
+    The SCM recorded in ``train.meta["scm"]`` (written when the data set was prepared) or, where the split
+    records none, the graph :data:`~nnxai.data.causal.CAUSAL_GRAPHS` holds for the data set ``info.name``.
+
+    Raises
+    ------
+    ValueError
+        If the recorded SCM differs from the data set's graph (data prepared by an older generator), or
+        neither is known.
+    """
+    recorded = (train.meta or {}).get("scm")
+    name = getattr(info, "name", None)
+    known = CAUSAL_GRAPHS.get(name)
+    if recorded is None:
+        if known is None:
+            raise ValueError(f"causal Shapley values need the causal graph of the data: the train split records "
+                             f"no meta['scm'] and {name!r} is not one of {sorted(CAUSAL_GRAPHS)}")
+        return known
+    scm = LinearGaussianSCM.from_dict(recorded)
+    if known is not None and not scm.same_as(known):
+        raise ValueError(f"the prepared {name!r} data were drawn from another SCM than nnxai.data.causal holds "
+                         "now; prepare the data set again")
+    return scm if known is None else known
+
+
 def antithetic_noise(inputs: torch.Tensor, n_samples: int, seed: int) -> torch.Tensor:
     """``(B, n_samples, d)``: per input ``n_samples / 2`` draws of :func:`input_noise` and their negatives."""
     half = [input_noise(x.detach().cpu(), n_samples // 2, seed) for x in inputs]
@@ -190,30 +218,29 @@ class CausalShapley(AttributionMethod):
 
     Attributes
     ----------
-    scm : LinearGaussianSCM
-        Causal model of the features; :meth:`explain` takes the data set's
-        (:data:`~nnxai.data.causal.CAUSAL_GRAPHS`), direct calls use the ``causal`` set's.
-    noise_seed : int
-        Mixed into every input's noise; :meth:`explain` sets it to ``ctx.seed``.
+    scm_ : LinearGaussianSCM
+        Causal model of the features, read by :meth:`fit` from the train split (:func:`data_scm`).
 
     Notes
     -----
-    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
+    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.  Every input's SCM noise is
+    seeded by its values and the fitted seed (:attr:`~nnxai.methods.base.Method.seed`).
     """
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "n_samples")
+    parameters = {**AttributionMethod.parameters,
+                  "n_samples": Int("Monte-Carlo draws of the SCM's noise per coalition estimating "
+                                   "v(S) = E[f(X) | do(X_S = x_S)]: antithetic pairs, so even", low=2)}
     modalities = frozenset({"tabular"})
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        owner = f"method {self.spec.id!r}"
-        check_positive_ints(owner, self.params, ("n_explain", "batch_size", "n_samples"))
-        if self.params["n_samples"] % 2:
-            raise ValueError(f"{owner}: parameter 'n_samples' must be even (antithetic pairs of SCM draws), "
-                             f"got {self.params['n_samples']!r}")
-        self.scm: LinearGaussianSCM = SCM
-        self.noise_seed = 0
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        if params["n_samples"] % 2:
+            raise ParamError(f"method {cls.spec.id!r}.n_samples: {params['n_samples']!r} is odd; the draws "
+                             "come in antithetic pairs (ε and −ε), so it must be even")
+
+    def _fit(self, model: nn.Module, train: Any) -> None:
+        self.scm_ = data_scm(train, self.info_)
 
     @classmethod
     def why_not(cls, info, traits):
@@ -224,18 +251,19 @@ class CausalShapley(AttributionMethod):
         return reason
 
     def decompose(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:func:`causal_shapley_decomposition` of ``inputs`` in passes of ``batch_size``."""
-        d = self.scm.n_features
+        """:func:`causal_shapley_decomposition` of ``inputs`` in passes of ``batch_size`` (fitted for ``model``)."""
+        self.check_fitted(model)
+        d = self.scm_.n_features
         if inputs.dim() != 2 or inputs.shape[1] != d:
             raise ValueError(f"method {self.spec.id!r}: inputs must be (N, {d}) rows of the SCM's features "
-                             f"{list(self.scm.names)}, got shape {tuple(inputs.shape)}")
+                             f"{list(self.scm_.names)}, got shape {tuple(inputs.shape)}")
         if d > MAX_FEATURES:
             raise ValueError(f"method {self.spec.id!r}: exact enumeration of 2^{d} coalitions; at most "
                              f"{MAX_FEATURES} features are supported")
         size, parts = self.params["batch_size"], []
         for xb, tb in zip(inputs.split(size), target.split(size)):
-            noise = antithetic_noise(xb, self.params["n_samples"], self.noise_seed)
-            parts.append(causal_shapley_decomposition(model, xb, tb, self.scm, noise))
+            noise = antithetic_noise(xb, self.params["n_samples"], self.seed)
+            parts.append(causal_shapley_decomposition(model, xb, tb, self.scm_, noise))
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
@@ -244,8 +272,9 @@ class CausalShapley(AttributionMethod):
 
     def shapley_game(self, ctx, record):
         """The value function for ``shapley_error``: ``game(x, target, coalitions) → v(S)`` (M,) float64,
-        ``E[f_c(X) | do(X_S = x_S)]`` from ``REFERENCE_FACTOR · n_samples`` independent antithetic draws."""
-        scm = CAUSAL_GRAPHS[ctx.info.name]
+        ``E[f_c(X) | do(X_S = x_S)]`` from ``REFERENCE_FACTOR · n_samples`` independent antithetic draws, under
+        the SCM of the cell's train split (:func:`data_scm`; no fit needed)."""
+        scm = data_scm(ctx.train, ctx.info)
         n_samples = REFERENCE_FACTOR * self.params["n_samples"]
         model = _cpu_in_cpu_out(ctx.model, ctx.device)
 
@@ -262,25 +291,16 @@ class CausalShapley(AttributionMethod):
         return game
 
     def _run(self, ctx):
-        scm = CAUSAL_GRAPHS[ctx.info.name]
-        recorded = ctx.train.meta.get("scm")
-        if recorded is not None and not LinearGaussianSCM.from_dict(recorded).same_as(scm):
-            raise ValueError(f"the prepared {ctx.info.name!r} data were drawn from another SCM than "
-                             "nnxai.data.causal holds now; prepare the data set again")
-        self.scm, self.noise_seed = scm, int(ctx.seed)
-        try:
-            idx = explained_indices(len(ctx.test.x), self.params["n_explain"], ctx.seed)
-            inputs = ctx.test.x[idx].to(ctx.device)
-            with torch.no_grad():
-                targets = ctx.model(inputs).argmax(1)
-            parts = self.decompose(ctx.model, inputs, targets)
-        finally:
-            self.scm, self.noise_seed = SCM, 0
+        idx = explained_indices(len(ctx.test.x), self.params["n_explain"], ctx.seed)
+        inputs = ctx.test.x[idx].to(ctx.device)
+        with torch.no_grad():
+            targets = ctx.model(inputs).argmax(1)
+        parts = self.decompose(ctx.model, inputs, targets)
         record = AttributionMap(parts["phi"].numpy(), idx, targets.cpu().numpy())
         record.meta.update({
             "value_function": "E[f_c(X) | do(X_S = x_S)], f_c the logit of the explained class",
             "expected_value": parts["expected"].tolist(),
             "direct_effect": parts["direct"].tolist(), "indirect_effect": parts["indirect"].tolist(),
-            "scm": scm.as_dict(),
+            "scm": self.scm_.as_dict(),
         })
         return record, len(idx)

@@ -34,7 +34,8 @@ hidden layers it is an approximation whose error the ``shapley_error`` metric me
 measured in the tests: mean relative error 0.11 on a ReLU MLP of 8 features, 0.0014 with sigmoids, 0.14
 on a ConvNet over 4 patches).  Efficiency is not guaranteed.
 
-Reference ``r``: zeros or the per-channel train mean (``baseline``), recorded in ``meta["baseline"]``.
+Reference ``r``: zeros or the per-channel train mean (``baseline``), learnt by
+:meth:`~nnxai.methods.base.Method.fit` and recorded in ``meta["baseline"]``.
 """
 
 from __future__ import annotations
@@ -126,8 +127,6 @@ class Dasp(PlayerAttribution):
     Supports chains of ``Linear``/``Conv2d`` (first), ``ReLU``, ``Sigmoid``, ``MaxPool2d``, average pools and
     ``Flatten`` (:mod:`._lpdn`): the project's MLPs and ConvNets; anything else is a ``ValueError``.
     """
-
-    param_names = ("n_explain", "batch_size", "patch", "baseline")
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:

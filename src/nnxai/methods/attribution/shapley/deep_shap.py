@@ -14,22 +14,22 @@ exact (MLPs; on the ConvNet its max-pools make it approximate, see :mod:`.deepli
 ``f_c = w·x + c`` this is ``w ⊙ (x − E_B[b])``, the exact SHAP value with independent features ("Linear
 SHAP", their Corollary 1).  ``f_c`` is the explained class's logit.
 
-Background.  :meth:`DeepShap.explain` draws ``n_background`` inputs of the train split with a generator
-seeded by ``ctx.seed`` and records their indices in ``meta["background_indices"]``.  ``baselines`` passed
-to :meth:`DeepShap.attribute` *are* the background set (each input is explained against all its rows).
+Background.  :meth:`DeepShap.fit` draws ``n_background`` inputs of the train split with a generator
+seeded by the fitted seed (the run's seed) and ``explain`` records their indices in
+``meta["background_indices"]``.  ``baselines`` passed to :meth:`DeepShap.attribute` *are* the background
+set (each input is explained against all its rows) and replace the fitted one.
 ``completeness`` does not score DeepSHAP: its reference is a distribution, not one input.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 from torch import nn
 
-from nnxai.params import check_positive_ints
 from nnxai.methods.base import AttributionMethod
+from nnxai.params import Int
 from nnxai.registry import register
 
 
@@ -51,26 +51,29 @@ class DeepShap(AttributionMethod):
         Inputs per call to Captum (each expanded to ``n_background`` rows).
     n_background : int
         Train inputs in the background set.
+
+    Attributes
+    ----------
+    background_indices_ : torch.Tensor
+        Sorted positions in the train split of the background inputs, learnt by :meth:`fit`.
+    background_ : torch.Tensor
+        ``(n_background, ...)`` the background set ``B``.
     """
 
-    param_names = ("n_explain", "batch_size", "n_background")
+    parameters = {**AttributionMethod.parameters,
+                  "n_background": Int("train inputs in the background set B over which DeepLIFT is averaged "
+                                      "([105] Sec. 4.2)", low=1)}
     activations = frozenset({"relu"})
     uses_baseline = True
     baselines_are_background = True
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        check_positive_ints(f"method {self.spec.id!r}", self.params, ("n_explain", "batch_size", "n_background"))
-        self._background: torch.Tensor | None = None
+    def _fit(self, model: nn.Module, train) -> None:
+        self.background_indices_ = background_indices(len(train.x), self.params["n_background"], self.seed)
+        self.background_ = train.x[self.background_indices_]
 
     def _run(self, ctx):
-        idx = background_indices(len(ctx.train.x), self.params["n_background"], ctx.seed)
-        self._background = ctx.train.x[idx].to(ctx.device)
-        try:
-            record, n_inputs = super()._run(ctx)
-        finally:
-            self._background = None
-        record.meta["background_indices"] = [int(i) for i in idx]
+        record, n_inputs = super()._run(ctx)
+        record.meta["background_indices"] = [int(i) for i in self.background_indices_]
         return record, n_inputs
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
@@ -78,10 +81,11 @@ class DeepShap(AttributionMethod):
         owner = f"method {self.spec.id!r}"
         if any(isinstance(m, nn.ReLU) and m.inplace for m in model.modules()):
             raise ValueError(f"{owner}: in-place nn.ReLU(inplace=True) modules cannot be hooked; use inplace=False")
-        background = self._background if baselines is None else baselines
+        background = getattr(self, "background_", None) if baselines is None else baselines
         if background is None:
-            raise ValueError(f"{owner}: the background set is drawn from the train split: call explain(ctx), "
-                             "or pass baselines (the background inputs) to attribute()")
+            raise RuntimeError(f"{owner}: the background set is drawn from the train split: call "
+                               "fit(model, train_split) first, or pass baselines (the background inputs) to "
+                               "attribute()")
         background = torch.as_tensor(background, dtype=inputs.dtype, device=inputs.device).detach()
         if len(background) == 1:      # Captum asks for two rows or more; the mean over copies is the same
             background = background.expand(2, *background.shape[1:])

@@ -26,7 +26,8 @@ through the model together (:func:`~._coalitions.coalition_scores`).
 Game, reference and players as in :mod:`.shapley_sampling`: ``v(S) = f_c(x_S ∪ r_{P∖S})`` on the logit,
 ``r`` zero or the train mean, one player per feature of a table and per ``patch``-pixel cell of an image,
 each cell's value spread evenly over its pixels; each input's coalitions drawn with an RNG seeded from
-the input.  A single player (an image no larger than ``patch``) gets ``f_c(x) − f_c(r)``, its Shapley value.
+the input and the fitted seed.  A single player (an image no larger than ``patch``) gets
+``f_c(x) − f_c(r)``, its Shapley value.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from torch import nn
 
 from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
 from nnxai.methods.attribution.shapley._shapley_players import PlayerAttribution
-from nnxai.ops.noise import input_seed, seeded
 from nnxai.ops.groups import spread_over_players
+from nnxai.ops.noise import input_seed, seeded
+from nnxai.params import Int
 from nnxai.registry import register
 
 
@@ -92,8 +94,10 @@ class KernelShap(PlayerAttribution):
     """
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "n_samples", "patch", "baseline")
-    integer_params = ("n_explain", "batch_size", "n_samples", "patch")
+    parameters = {**PlayerAttribution.parameters,
+                  "n_samples": Int("coalitions z' per input drawn by the Shapley kernel π_x(z') of [105] "
+                                   "Theorem 2, the empty and the full one included (<= 2: those two only)",
+                                   low=1)}
     claims_completeness = True
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
@@ -104,7 +108,7 @@ class KernelShap(PlayerAttribution):
         n_sampled = max(self.params["n_samples"] - 2, 0) if n_players > 1 else 0
         sampled = []
         for x in inputs.detach():
-            with seeded(input_seed(x, self.sampling_seed, "kernel_shap")):
+            with seeded(input_seed(x, self.seed, "kernel_shap")):
                 sampled.append(kernel_coalitions(n_players, n_sampled))
         masks = with_empty_and_full(torch.stack(sampled).to(inputs.device))
         scores = coalition_scores(model, inputs, reference, masks, groups, target)

@@ -30,7 +30,8 @@ exact values of the same game.
 Players (:mod:`._shapley_players`): one per feature of a table; the cells of a ``patch``-pixel grid of an
 image.  The map spreads each player's value evenly over its pixels and channels (``φ_g / |g|``), so that it
 sums over a cell to the cell's Shapley value.  Each input is given its own permutations, drawn with torch's RNG
-seeded from the input (:func:`~._shapley_players.input_seed`), so results do not depend on batching.
+seeded from the input and the fitted seed (:func:`~nnxai.ops.noise.input_seed`), so results do not depend on
+batching.  :meth:`~nnxai.methods.base.Method.fit` learns the reference (``baseline="mean"``) and the seed.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from torch import nn
 
 from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
 from nnxai.methods.attribution.shapley._shapley_players import PlayerAttribution
-from nnxai.ops.noise import input_seed, seeded
 from nnxai.ops.groups import spread_over_players
+from nnxai.ops.noise import input_seed, seeded
+from nnxai.params import Int
 from nnxai.registry import register
 
 
@@ -86,8 +88,9 @@ class ShapleySampling(PlayerAttribution):
     """
     model_agnostic = True    # queries the model's outputs only
 
-    param_names = ("n_explain", "batch_size", "n_samples", "patch", "baseline")
-    integer_params = ("n_explain", "batch_size", "n_samples", "patch")
+    parameters = {**PlayerAttribution.parameters,
+                  "n_samples": Int("permutations m sampled per input, each giving every player one marginal "
+                                   "contribution v(Pre_i(O) ∪ {i}) − v(Pre_i(O)) [104]", low=1)}
     claims_completeness = True
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
@@ -98,7 +101,7 @@ class ShapleySampling(PlayerAttribution):
         m = self.params["n_samples"]
         permutations = []
         for x in inputs.detach():
-            with seeded(input_seed(x, self.sampling_seed, "shapley_sampling")):
+            with seeded(input_seed(x, self.seed, "shapley_sampling")):
                 permutations.append(torch.stack([torch.randperm(n_players) for _ in range(m)]))
         permutations = torch.stack(permutations).to(inputs.device)                      # (B, m, P)
         masks = permutation_prefixes(permutations.reshape(-1, n_players)).reshape(len(inputs), -1, n_players)

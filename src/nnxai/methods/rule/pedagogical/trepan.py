@@ -48,6 +48,7 @@ from nnxai.explanations.records import condition_holds
 from nnxai.methods.base import ExplainContext, RuleExtractor
 from nnxai.methods.rule.pedagogical._mofn import find_split, negate
 from nnxai.ops.feature_space import FeatureSpace, NodeModel, feature_space, predict_classes, sample
+from nnxai.params import Float, Int
 from nnxai.registry import register
 
 
@@ -75,35 +76,19 @@ class _Node:
 
 @register("trepan")
 class Trepan(RuleExtractor):
-    """TREPAN [89]: best-first M-of-N tree grown on the network's answers to membership queries.
+    """TREPAN [89]: best-first M-of-N tree grown on the network's answers to membership queries."""
 
-    Parameters
-    ----------
-    n_queries : int
-        Total budget of membership queries (network calls on generated instances) for the tree, >= 0.
-    min_samples : int
-        Instances wanted at every node (``S_min`` of the paper); queries top the training examples up to it.
-    max_leaves : int
-        Global limit on the number of leaves (rules), >= 1.
-    beam_width : int
-        Width of the beam search for M-of-N tests, >= 1.
-    max_m : int
-        Largest ``m`` of an M-of-N test, >= 1 (1 allows disjunctions only on top of single tests).
-    significance : float
-        Level of the statistical tests (split, refinement, local distribution), in (0, 1).
-    """
-
-    param_names = ("n_queries", "min_samples", "max_leaves", "beam_width", "max_m", "significance")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        for name, low in (("n_queries", 0), ("min_samples", 1), ("max_leaves", 1), ("beam_width", 1), ("max_m", 1)):
-            value = self.params[name]
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"trepan: {name} must be an integer >= {low}, got {value!r}")
-        sig = self.params["significance"]
-        if isinstance(sig, bool) or not isinstance(sig, (int, float)) or not 0 < sig < 1:
-            raise ValueError(f"trepan: significance must be in (0, 1), got {sig!r}")
+    parameters = {
+        "n_queries": Int("total budget of membership queries (network calls on generated instances) for the tree",
+                         low=0),
+        "min_samples": Int("instances wanted at every node (S_min of the paper); queries top the training "
+                           "examples up to it", low=1),
+        "max_leaves": Int("global limit on the number of leaves (rules)", low=1),
+        "beam_width": Int("width of the beam search for M-of-N tests", low=1),
+        "max_m": Int("largest m of an M-of-N test (1: disjunctions only on top of single tests)", low=1),
+        "significance": Float("level of the statistical tests (split, refinement, local distribution)", low=0.0,
+                              high=1.0, low_open=True, high_open=True),
+    }
 
     def extract(self, model: nn.Module, ctx: ExplainContext) -> RuleSet:
         space = feature_space(model, ctx)

@@ -1,5 +1,5 @@
-"""Attribution methods that fit a *local linear surrogate* of the model (LIME [20], MAPLE [101]), and what
-the ``local_fidelity`` metric needs from them to check the surrogate again.
+"""Local linear surrogates (LIME [20], MAPLE [101]): what the methods that fit one share, and what the
+``local_fidelity`` metric needs from them to check the surrogate again.
 
 Such a method explains input ``x`` for class ``c`` by a linear model over ``d`` interpretable features,
 
@@ -8,15 +8,16 @@ Such a method explains input ``x`` for class ``c`` by a linear model over ``d`` 
 fitted to the model's class probability ``f_c`` in a weighted neighbourhood of ``x``.  Its attribution map
 holds ``β_j`` at every input element of feature ``j`` (:meth:`LocalSurrogate.feature_index` says which
 feature an element belongs to) and its record holds the intercepts in ``meta["surrogate"]["intercept"]``
-(one per explained input, in record order).  :meth:`LocalSurrogate.neighbourhood` draws a weighted sample
-of the neighbourhood the method fits on: the points ``z`` (interpretable features), the same points as model
-inputs, and their weights.
+(one per explained input, in record order).  :meth:`LocalSurrogate.neighbourhoods` draws a weighted sample
+of the neighbourhood the method fits on, for each of some inputs: the points ``z`` (interpretable
+features), the same points as model inputs, and their weights.  The method is fitted
+(:meth:`~nnxai.methods.base.Method.fit`) before either is called.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,18 +40,15 @@ class LocalSurrogate(ABC):
     """Mixin of an attribution method whose map holds the coefficients of a local linear surrogate."""
 
     @abstractmethod
-    def bound(self, ctx) -> AbstractContextManager:
-        """Bind what the method reads from an explain context (train split, reference, seed)."""
-
-    @abstractmethod
     def feature_index(self, x: torch.Tensor) -> torch.Tensor:
         """Interpretable feature (0..d−1) of every element of the one input ``x``; long, shaped like ``x``."""
 
     @abstractmethod
-    def neighbourhood(self, model: nn.Module, x: torch.Tensor, n_samples: int, seed: int,
-                      pool: torch.Tensor) -> Neighbourhood:
-        """A weighted neighbourhood sample of the one input ``x``: ``n_samples`` draws seeded by ``seed``
-        (sampling methods), or the points of ``pool`` (held-out inputs) weighted (data-driven methods)."""
+    def neighbourhoods(self, model: nn.Module, inputs: torch.Tensor, n_samples: int, seed: int,
+                       pool: torch.Tensor) -> Iterator[Neighbourhood]:
+        """A weighted neighbourhood sample of each of ``inputs`` (N, ...), in order: ``n_samples`` draws
+        seeded by ``seed`` (sampling methods), or the points of ``pool`` (held-out inputs) weighted
+        (data-driven methods)."""
 
 
 def coefficients_from_map(attribution: torch.Tensor, index: torch.Tensor, n_features: int) -> torch.Tensor:

@@ -1,0 +1,60 @@
+"""The registry of report items: every table and figure, registered by its writer where it is defined::
+
+    @report_item("table3", kind="table")
+    def write_table3(out_dir: Path) -> list[Path]: ...
+
+:data:`nnxai.report.TABLES` / :data:`~nnxai.report.FIGURES` (name -> writer) and the workflow's target
+lists are derived from :data:`REPORT_ITEMS`; nothing else lists the items.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from nnxai.registration import Registry
+
+#: The files every table / figure is written as (the Snakefile's report rules are generic over them).
+TABLE_FORMATS = ("md", "tex")
+FIGURE_FORMATS = ("pdf", "png", "html")
+KIND_FORMATS = {"table": TABLE_FORMATS, "figure": FIGURE_FORMATS}
+
+Writer = Callable[..., list[Path]]
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    """One table or figure: ``writer(out_dir[, workdir=...])`` writes ``<name>.<format>`` for each format."""
+
+    name: str
+    kind: Literal["table", "figure"]
+    formats: tuple[str, ...]
+    writer: Writer
+
+    @property
+    def needs_workdir(self) -> bool:
+        """Whether the writer reads this run's results (a ``workdir`` argument)."""
+        return "workdir" in inspect.signature(self.writer).parameters
+
+
+REPORT_ITEMS: Registry[ReportItem] = Registry("report item", packages=("nnxai.report",))
+
+
+def report_item(name: str, kind: Literal["table", "figure"]) -> Callable[[Writer], Writer]:
+    """Register the decorated writer as the table or figure ``name`` (in the formats of its kind)."""
+    if kind not in KIND_FORMATS:
+        raise ValueError(f"report item {name!r}: kind must be one of {sorted(KIND_FORMATS)}, got {kind!r}")
+
+    def add(writer: Writer) -> Writer:
+        REPORT_ITEMS.register(name, ReportItem(name, kind, KIND_FORMATS[kind], writer))
+        return writer
+
+    return add
+
+
+def items_of(kind: str) -> dict[str, ReportItem]:
+    """The registered items of one kind, sorted by name (not by the order their modules were imported)."""
+    return {name: item for name, item in sorted(REPORT_ITEMS.items()) if item.kind == kind}
