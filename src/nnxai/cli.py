@@ -48,6 +48,25 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_params(args) -> int:
+    """The declared parameters of a method or metric, and the active profile's values."""
+    from nnxai.config import load_config, method_params
+    from nnxai.metrics import metrics
+    from nnxai.params import describe
+
+    cfg = load_config({"profile": args.profile} if args.profile else {})
+    if registry.is_implemented(args.id):
+        cls, values = registry.get(args.id), method_params(cfg, args.id)
+    elif args.id in metrics():
+        cls, values = metrics()[args.id], cfg["metric_params"].get(args.id, {})
+    else:
+        raise ValueError(f"{args.id!r} is neither an implemented method nor a metric; see `nnxai methods`")
+    print(f"{cls.owner_name()} ({cls.__module__}.{cls.__name__}), profile {cfg['profile']}:")
+    for line, name in zip(describe(cls.parameters), cls.parameters):
+        print(f"  {line}\n      = {json.dumps(values.get(name))}")
+    return 0
+
+
 def _settings(args, stage: str, **wildcards) -> dict:
     if args.settings:
         try:
@@ -180,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     ep = stage("evaluate", "score a model (accuracy) and its explanations with every applicable metric",
                cmd_evaluate, model=True, method=True, method_required=False)
     ep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("params", help="a method's or metric's declared parameters and the profile's values")
+    p.add_argument("id", help="a method id (`nnxai methods --implemented`) or a metric id")
+    p.add_argument("--profile", choices=PROFILES)
+    p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("aggregate", help="collect metric files into data/metrics/all.csv")
     p.add_argument("files", nargs="*", help="metric files relative to --workdir (default: all)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ParamError(ValueError):
@@ -250,3 +250,40 @@ def describe(declared: Mapping[str, Param]) -> list[str]:
     return [f"{name}: {p.allowed()}{'' if p.required else ' (optional)'} — {p.help}" for name, p in declared.items()]
 
 
+
+
+class Declared:
+    """Base of every class with declared parameters (methods, metrics): ``parameters`` lists them,
+    ``param_names`` is derived, ``__init__`` only checks and stores them in ``self.params`` (scikit-learn's
+    estimator contract).  Subclasses name themselves in messages through :meth:`owner_name`."""
+
+    parameters: ClassVar[dict[str, Param]] = {}
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.param_names = tuple(cls.parameters)
+        if cls.__doc__ and cls.parameters and "Declared parameters" not in cls.__doc__:
+            # The docs come from the declarations too (help(), Sphinx): one source for every parameter.
+            lines = "\n".join(f"    - {line}" for line in describe(cls.parameters))
+            cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    Declared parameters\n    -------------------\n{lines}\n"
+
+    def __init__(self, **params: Any):
+        self.params = self.checked_params(params)
+
+    @classmethod
+    def owner_name(cls) -> str:
+        """How messages name the class (``method 'lrp'``, ``metric 'roar'``)."""
+        return cls.__name__
+
+    @classmethod
+    def checked_params(cls, params: Mapping[str, Any], owner: str | None = None) -> dict[str, Any]:
+        """``params`` checked against :attr:`parameters` and :meth:`check_combination`; a :class:`ParamError`
+        names ``owner`` (default: :meth:`owner_name`), the key, the value and what is allowed."""
+        checked = check_params(owner or cls.owner_name(), cls.parameters, params)
+        cls.check_combination(checked)
+        return checked
+
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        """Constraints between parameters that no single declaration states (raise :class:`ParamError`)."""

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from nnxai.explanations import AttributionMap, Examples, Explanation, RuleSet, UnitConcepts
-from nnxai.params import BATCH_SIZE, N_EXPLAIN, Param, check_params
+from nnxai.params import BATCH_SIZE, N_EXPLAIN, Declared, Param
 from nnxai.taxonomy import MethodSpec
 from nnxai.versions import library_versions
 
@@ -65,14 +65,13 @@ def model_traits(model: nn.Module) -> dict[str, Any]:
             "gap_head": hasattr(model, "gap"), "linear_head": isinstance(getattr(model, "classifier", None), nn.Linear)}
 
 
-class Method(ABC):
+class Method(Declared, ABC):
     """Common machinery: parameter checking, applicability, timing and provenance."""
 
     spec: ClassVar[MethodSpec]                      # set by nnxai.registry.register
     record_type: ClassVar[type[Explanation]]
     #: The hyperparameters, declared once (:mod:`nnxai.params`); ``param_names`` is derived from them.
     parameters: ClassVar[dict[str, Param]] = {}
-    param_names: ClassVar[tuple[str, ...]] = ()
     modalities: ClassVar[frozenset[str]] = frozenset({"image", "tabular"})
     architectures: ClassVar[frozenset[str]] = frozenset({"cnn", "mlp"})
     activations: ClassVar[frozenset[str]] = frozenset({"relu", "sigmoid"})
@@ -94,26 +93,9 @@ class Method(ABC):
     #: Table 1: occlusion, LIME, KernelSHAP, L2X, ...
     model_agnostic: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any):
-        super().__init_subclass__(**kwargs)
-        cls.param_names = tuple(cls.parameters)
-
-    def __init__(self, **params: Any):
-        self.params = self.checked_params(params)
-
     @classmethod
-    def checked_params(cls, params: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
-        """``params`` checked against :attr:`parameters` and :meth:`check_combination`; a
-        :class:`~nnxai.params.ParamError` names ``owner`` (default: the method), the key, the value and what
-        is allowed."""
-        owner = owner or (f"method {cls.spec.id!r}" if hasattr(cls, "spec") else cls.__name__)
-        checked = check_params(owner, cls.parameters, params)
-        cls.check_combination(checked)
-        return checked
-
-    @classmethod
-    def check_combination(cls, params: dict[str, Any]) -> None:
-        """Constraints between parameters that no single declaration states (raise ParamError)."""
+    def owner_name(cls) -> str:
+        return f"method {cls.spec.id!r}" if hasattr(cls, "spec") else cls.__name__
 
     # -- fitting ---------------------------------------------------------------------------------------
     @classmethod

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from nnxai.explanations import Explanation
 from nnxai.models.variants import VARIANTS
-from nnxai.params import Param, check_params
+from nnxai.params import Declared, Param
 from nnxai.registration import Registry
 
 #: Every metric, by id (filled by :func:`register_metric` as the metric modules are imported).
@@ -44,7 +44,7 @@ class RunPlan(Protocol):
         """Methods the run explains ``dataset``/``model`` with."""
 
 
-class Metric(ABC):
+class Metric(Declared, ABC):
     id: ClassVar[str]
     higher_is_better: ClassVar[bool | None]      # None: descriptive (e.g. runtime is lower-better, size neutral)
     kinds: ClassVar[frozenset[str]]              # explanation kinds scored
@@ -52,31 +52,13 @@ class Metric(ABC):
     needs_masks: ClassVar[bool] = False
     #: The hyperparameters, declared once (:mod:`nnxai.params`); ``param_names`` is derived from them.
     parameters: ClassVar[dict[str, Param]] = {}
-    param_names: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     #: Re-runs the explanation method (many times): not computed on control models (see control_why_not).
     reexplains: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any):
-        super().__init_subclass__(**kwargs)
-        cls.param_names = tuple(cls.parameters)
-
-    def __init__(self, **params: Any):
-        self.params = self.checked_params(params)
-
     @classmethod
-    def checked_params(cls, params: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
-        """``params`` checked against :attr:`parameters` and :meth:`check_combination`; a
-        :class:`~nnxai.params.ParamError` names ``owner`` (default: the metric), the key, the value and what
-        is allowed."""
-        owner = owner or (f"metric {cls.id!r}" if hasattr(cls, "id") else cls.__name__)
-        checked = check_params(owner, cls.parameters, params)
-        cls.check_combination(checked)
-        return checked
-
-    @classmethod
-    def check_combination(cls, params: dict[str, Any]) -> None:
-        """Constraints between parameters that no single declaration states (raise ParamError)."""
+    def owner_name(cls) -> str:
+        return f"metric {cls.id!r}" if hasattr(cls, "id") else cls.__name__
 
     @classmethod
     def applies(cls, method_cls: type, info: Any) -> bool:
