@@ -1,3 +1,0 @@
-from nnxai.cli import main
-
-raise SystemExit(main())
