@@ -111,13 +111,6 @@ def class_activation_map(model: nn.Module, inputs: torch.Tensor, target: torch.T
 class CAM(AttributionMethod):
     """Class activation map ``M_c = Σ_k w_k^c f_k`` of [138], upsampled bilinearly to the input.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per forward pass.
-
     Notes
     -----
     Signed map (no ReLU, as in [138]); the same in every input channel.  ``baselines`` are ignored.

@@ -43,13 +43,6 @@ def grad_cam_map(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -
 class GradCAM(AttributionMethod):
     """Grad-CAM [103] on the last conv layer, upsampled bilinearly to the input.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per backward pass.
-
     Notes
     -----
     Non-negative map (the ReLU of Eq. 2 in [103]); the same in every input channel.  ``baselines`` are

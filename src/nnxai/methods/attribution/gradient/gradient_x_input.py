@@ -23,13 +23,6 @@ from nnxai.registry import register
 class GradientXInput(CaptumAttribution):
     """Signed ``x ⊙ ∂S_c(x)/∂x`` of Table IV / [139] (Captum ``InputXGradient``).
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per backward pass.
-
     Notes
     -----
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored (the implicit reference is

@@ -25,13 +25,6 @@ from nnxai.registry import register
 class Gradient(CaptumAttribution):
     """Saliency ``|∂S_c(x)/∂x|`` of [71], [137] (Captum ``Saliency``, ``abs=True``).
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per backward pass.
-
     Notes
     -----
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.  The channel-wise map is

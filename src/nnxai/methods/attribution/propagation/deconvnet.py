@@ -30,13 +30,6 @@ from nnxai.registry import register
 class DeconvNet(CaptumAttribution):
     """Backward pass of the class logit with the DeconvNet ReLU rule ``δ_in = max(δ_out, 0)`` [72].
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per backward pass.
-
     Notes
     -----
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.

@@ -26,13 +26,6 @@ from nnxai.registry import register
 class GuidedBackprop(CaptumAttribution):
     """Backward pass of the class logit, guided ReLU rule ``δ_out · 1[z > 0] · 1[δ_out > 0]`` [102].
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per backward pass.
-
     Notes
     -----
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.

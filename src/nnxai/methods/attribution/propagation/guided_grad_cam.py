@@ -31,13 +31,6 @@ from nnxai.registry import register
 class GuidedGradCAM(AttributionMethod):
     """Guided backpropagation ⊙ bilinearly upsampled Grad-CAM [103] (Captum ``GuidedGradCam``).
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per backward pass.
-
     Notes
     -----
     Signed (guided-backprop gradients can be negative), one value per input channel.  ``baselines`` are
