@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "smoke_fingerprint.json"
-TIMING_KEYS = {"seconds", "seconds_per_input", "versions"}
+TIMING_KEYS = {"seconds", "seconds_per_input", "versions", "sha256"}   # sha256: the record's own digest (of what is hashed here)
 TIMED_TABLE = "table_comparison"
 
 
@@ -63,7 +63,7 @@ def _csv(path: Path) -> str:
 def _table(path: Path) -> str:
     text = path.read_text()
     if path.stem == TIMED_TABLE:   # measured seconds per input: blank every duration
-        text = re.sub(r"\d+(\.\d+)?\s*(ms|s|µs|min)\b", "<t>", text)
+        text = re.sub(r"\d+(\.\d+)?(e[+-]?\d+)?\s*(ms|s|µs|min)(?!\w)", "<t>", text)
     return _sha(text.encode())
 
 

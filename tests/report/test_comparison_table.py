@@ -123,8 +123,9 @@ def test_markdown_shows_the_survey_beside_ours(tmp_path, fake_registry):
     assert not any(re.search(r"(?<!\\)[_%#]", r) for r in body)
 
 
-@pytest.mark.parametrize("value, text", [(0.0057, "5.7 ms"), (0.000012, "0.012 ms"), (1.234, "1.23 s"),
-                                         (150.0, "150 s"), (None, "—")])
+@pytest.mark.parametrize("value, text", [(0.0057, "5.7 ms"), (0.000012, "12 µs"), (1.234, "1.23 s"),
+                                         (150.0, "150 s"), (0.123, "123 ms"), (1234.5, "1234 s"),
+                                         (3e-8, "0.03 µs"), (0.0, "0 µs"), (None, "—")])
 def test_format_seconds(value, text):
     assert format_seconds(value) == text
 

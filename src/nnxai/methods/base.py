@@ -26,7 +26,6 @@ fills the record's ``meta``.
 from __future__ import annotations
 
 import time
-import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,21 +191,11 @@ def explained_indices(n_test: int, n_explain: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n_test)[:min(n_explain, n_test)])
 
 
-#: Output width of each model seen by a validated call, so that checking targets costs one forward pass
-#: of one row per model, not per call (weak keys: a model that is freed leaves the cache).
-_OUTPUT_SIZES: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], int]]" = weakref.WeakKeyDictionary()
-
-
 def output_size(model: nn.Module, inputs: torch.Tensor) -> int:
-    """Number of classes ``model`` scores for inputs shaped like ``inputs`` (cached per model and input shape)."""
-    key = tuple(inputs.shape[1:])
-    cached = _OUTPUT_SIZES.get(model)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    """Number of classes ``model`` scores for inputs shaped like ``inputs`` (one forward pass of one row, no
+    cache: it costs less than any attribution of the batch it checks)."""
     with torch.no_grad():
-        n_classes = int(model(inputs[:1]).shape[1])
-    _OUTPUT_SIZES[model] = (key, n_classes)
-    return n_classes
+        return int(model(inputs[:1]).shape[1])
 
 
 class AttributionMethod(Method):

@@ -49,7 +49,7 @@ from nnxai.metrics._robustness import N_INPUTS, channel_box, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.map_similarity import spearman_rows
-from nnxai.metrics.pixel_flipping import ranks_from_relevance
+from nnxai.metrics._patches import ranks_from_relevance
 from nnxai.metrics.rerun import attribute_as_explained
 from nnxai.ops.maps import saliency_map
 from nnxai.ops.noise import input_noise

@@ -39,10 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from nnxai.data import DATASETS
-from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
+from nnxai.metrics._patches import (PATCH, constant_fill, patch_relevance, random_ranks, ranks_from_relevance,
+                                    switched_probabilities)
+from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
-from nnxai.metrics.pixel_flipping import PATCH, patch_index, ranks_from_relevance
-from nnxai.ops.maps import channel_means, saliency_map
+from nnxai.ops.maps import channel_means
 from nnxai.params import Choice, Float, Int
 
 FILLS = ("mean", "zero", "blur")
@@ -71,40 +72,14 @@ def fill_images(inputs: torch.Tensor, fill: str, blur_sigma: float, x_train: tor
         if inputs.dim() != 4:
             raise ValueError(f"fill 'blur' needs (N, C, H, W) images, got inputs of shape {tuple(inputs.shape)}")
         return gaussian_blur(inputs, blur_sigma)
-    values = channel_means(x_train) if fill == "mean" else torch.zeros(inputs.shape[1], dtype=inputs.dtype)
-    view = (1, inputs.shape[1]) + (1,) * (inputs.dim() - 2)
-    return values.to(inputs.device, inputs.dtype).reshape(view).expand_as(inputs)
+    return constant_fill(channel_means(x_train) if fill == "mean"
+                         else torch.zeros(inputs.shape[1], dtype=inputs.dtype), inputs)
 
 
 def switch_counts(n_patches: int, steps: int) -> torch.Tensor:
     """Patches switched at each of the ``L + 1`` curve points, ``round(k·P/L)`` for ``k = 0..L``."""
     length = min(steps, n_patches)
     return torch.round(torch.arange(length + 1, dtype=torch.float64) * n_patches / length).long()
-
-
-def probability_curves(model, inputs, targets, ranks, pixel_patch, fills, counts, insertion: bool) -> torch.Tensor:
-    """Class probability at every curve point, ``(N, L + 1)`` float64.
-
-    ``ranks`` (N, P): position of each patch in the order; a patch is switched at point ``k`` when its
-    position is below ``counts[k]``.  Deletion shows the fill there, insertion the input (and the fill
-    elsewhere).
-    """
-    n, points = len(inputs), len(counts)
-    flat = inputs.flatten(2) if inputs.dim() > 2 else inputs[:, None, :]          # (N, C, positions)
-    fill_flat = fills.reshape(flat.shape)
-    counts = counts.to(inputs.device)
-    pixel_patch = pixel_patch.to(inputs.device)
-    chunk = max(1, FORWARD_BATCH // points)
-    out = []
-    for start in range(0, n, chunk):
-        part = slice(start, start + chunk)
-        switched = ranks[part][:, None, :] < counts[None, :, None]               # (n, points, P)
-        pixel_switched = switched[..., pixel_patch][:, :, None, :]             # (n, points, 1, positions)
-        shown, hidden = (flat[part], fill_flat[part]) if insertion else (fill_flat[part], flat[part])
-        images = torch.where(pixel_switched, shown[:, None], hidden[:, None]).reshape(-1, *inputs.shape[1:])
-        scores = class_scores(model, images, targets[part].repeat_interleave(points), softmax=True)
-        out.append(scores.reshape(-1, points))
-    return torch.cat(out)
 
 
 def area_under(curves: torch.Tensor, counts: torch.Tensor, n_patches: int) -> torch.Tensor:
@@ -140,21 +115,17 @@ class InsertionDeletion(Metric):
 
     def __call__(self, record, ctx, method):
         inputs, targets, attributions = explained_inputs(record, ctx)
-        relevance_map = saliency_map(attributions).flatten(1).double()
-        pixel_patch, n_patches = patch_index(tuple(saliency_map(inputs[:1]).shape[1:]), self.params["patch"])
-        pixel_patch = pixel_patch.to(inputs.device)
-        relevance = torch.zeros(len(inputs), n_patches, dtype=torch.float64, device=inputs.device)
-        relevance.index_add_(1, pixel_patch, relevance_map)
+        relevance, pixel_patch, n_patches = patch_relevance(attributions, self.params["patch"])
         fills = fill_images(inputs, self.params["fill"], float(self.params["blur_sigma"]), ctx.train.x)
         counts = switch_counts(n_patches, self.params["steps"])
-        generator = torch.Generator().manual_seed(int(ctx.seed))
-        random_ranks = torch.argsort(torch.rand(len(inputs), n_patches, generator=generator), dim=1)
+        control = random_ranks(len(inputs), n_patches, ctx.seed, inputs.device)
         out = {}
-        for suffix, ranks in (("", ranks_from_relevance(relevance)), ("_random", random_ranks.to(inputs.device))):
+        for suffix, ranks in (("", ranks_from_relevance(relevance)), ("_random", control)):
             areas = {}
             for curve in ("insertion", "deletion"):
-                probabilities = probability_curves(ctx.model, inputs, targets, ranks, pixel_patch, fills, counts,
-                                                   insertion=curve == "insertion")
+                shown, hidden = (inputs, fills) if curve == "insertion" else (fills, inputs)
+                probabilities = switched_probabilities(ctx.model, inputs, targets, ranks, pixel_patch, shown,
+                                                       hidden, counts)
                 areas[curve] = float(area_under(probabilities, counts, n_patches).mean())
                 out[f"{self.id}.{curve}{suffix}"] = areas[curve]
             out[self.id if not suffix else f"{self.id}.random"] = areas["insertion"] - areas["deletion"]

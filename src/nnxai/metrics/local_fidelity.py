@@ -57,13 +57,7 @@ def weighted_errors(f: torch.Tensor, g: torch.Tensor, weights: torch.Tensor) -> 
 
 @register_metric
 class LocalFidelity(Metric):
-    """π-weighted error of the stored local surrogate on a fresh neighbourhood sample (module docstring).
-
-    Parameters
-    ----------
-    n_samples
-        See :attr:`parameters`.
-    """
+    """π-weighted error of the stored local surrogate on a fresh neighbourhood sample (module docstring)."""
 
     id = "local_fidelity"
     higher_is_better = False

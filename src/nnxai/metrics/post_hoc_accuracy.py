@@ -23,7 +23,7 @@ import torch
 from nnxai.ops.maps import channel_means
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
-from nnxai.metrics.pixel_flipping import patch_index
+from nnxai.metrics._patches import patch_index
 
 
 def unit_index(input_shape: tuple[int, ...], patch_size: int) -> tuple[torch.Tensor, int]:

@@ -45,7 +45,7 @@ from nnxai import registry
 from nnxai.methods.base import explained_indices
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
-from nnxai.metrics.pixel_flipping import ranks_from_relevance
+from nnxai.metrics._patches import ranks_from_relevance
 from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable
 from nnxai.models import build_network, variant
 from nnxai.ops.maps import channel_means, saliency_map

@@ -159,17 +159,7 @@ def _digest(*tensors: torch.Tensor) -> bytes:
 
 @register_metric
 class ShapleyError(Metric):
-    """Relative L2 error of a method's player values against exact (or large-sample) Shapley values.
-
-    Parameters
-    ----------
-    max_players : int
-        Exact enumeration up to this many players (at most 20); a permutation estimate beyond.
-    reference_permutations : int
-        Antithetic permutations of the estimate used for more players.
-    max_inputs : int
-        Score the first ``max_inputs`` explained inputs of the record.
-    """
+    """Relative L2 error of a method's player values against exact (or large-sample) Shapley values."""
 
     id = "shapley_error"
     higher_is_better = False

@@ -37,7 +37,30 @@ class Neighbourhood:
 
 
 class LocalSurrogate(ABC):
-    """Mixin of an attribution method whose map holds the coefficients of a local linear surrogate."""
+    """Mixin of an attribution method whose map holds the coefficients of a local linear surrogate.
+
+    Listed before the method's base class, it records the intercept of every surrogate that
+    :meth:`surrogate_map` fits while the method explains, in ``meta["surrogate"]`` of the record.
+    """
+
+    _intercepts: list[float] | None = None
+
+    def _run(self, ctx):
+        self._intercepts = []
+        try:
+            record, n_inputs = super()._run(ctx)
+            record.meta["surrogate"] = {"intercept": self._intercepts, "score": SURROGATE_SCORE}
+        finally:
+            self._intercepts = None
+        return record, n_inputs
+
+    def surrogate_map(self, features: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, alpha: float,
+                      index: torch.Tensor) -> torch.Tensor:
+        """The map of one input: ``β_j`` (of :func:`weighted_ridge`) at every element of feature ``j``."""
+        beta, intercept = weighted_ridge(features, targets, weights, alpha)
+        if self._intercepts is not None:
+            self._intercepts.append(float(intercept))
+        return beta[index]
 
     @abstractmethod
     def feature_index(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,10 +49,25 @@ def report_item(name: str, kind: Literal["table", "figure"]) -> Callable[[Writer
         raise ValueError(f"report item {name!r}: kind must be one of {sorted(KIND_FORMATS)}, got {kind!r}")
 
     def add(writer: Writer) -> Writer:
-        REPORT_ITEMS.register(name, ReportItem(name, kind, KIND_FORMATS[kind], writer))
+        item = ReportItem(name, kind, KIND_FORMATS[kind], writer)
+        if writer.__doc__ and "Parameters\n" not in writer.__doc__:
+            writer.__doc__ = inspect.cleandoc(writer.__doc__).rstrip() + "\n\n" + _contract_doc(item)
+        REPORT_ITEMS.register(name, item)
         return writer
 
     return add
+
+
+def _contract_doc(item: ReportItem) -> str:
+    """The Parameters and Returns sections every writer shares, appended to its docstring."""
+    folder = "paper/tables" if item.kind == "table" else "paper/figures"
+    lines = ["Parameters", "----------", "out_dir : pathlib.Path",
+             f"    Folder of the generated {item.kind}s (``{folder}``); created if missing."]
+    if item.needs_workdir:
+        lines += ["workdir : pathlib.Path", "    The run's work directory (its results: ``data/metrics/all.csv``)."]
+    files = ", ".join(f"``{item.name}.{fmt}``" for fmt in item.formats)
+    lines += ["", "Returns", "-------", "list of pathlib.Path", f"    The files written, each atomically: {files}."]
+    return "\n".join(lines)
 
 
 def items_of(kind: str) -> dict[str, ReportItem]:

@@ -167,18 +167,7 @@ def _values_table(panels: list[Panel]) -> pd.DataFrame:
 def write_metrics_heatmap(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the attribution metrics of ``<workdir>/data/metrics/all.csv`` as ``metrics_heatmap.{pdf,png,html}``.
 
-    Parameters
-    ----------
-    out_dir : pathlib.Path
-        Folder of the generated figures (``paper/figures``); created if missing.
-    workdir : pathlib.Path
-        The run's work directory.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The PDF, the PNG and the HTML page (PNG embedded, values listed), written atomically. A run
-        without attribution metrics gives a figure that says so.
+    A run without attribution metrics gives a figure that says so.
     """
     panels = heatmap_panels(read_results(workdir))
     with figure_style():

@@ -136,20 +136,7 @@ def _values_table(rows: list[CurveRow]) -> pd.DataFrame:
 
 @report_item("perturbation_curves", kind="figure")
 def write_perturbation_curves(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
-    """Draw the perturbation metrics of ``<workdir>/data/metrics/all.csv`` as ``perturbation_curves.*``.
-
-    Parameters
-    ----------
-    out_dir : pathlib.Path
-        Folder of the generated figures (``paper/figures``); created if missing.
-    workdir : pathlib.Path
-        The run's work directory.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The PDF, the PNG and the HTML page (PNG embedded, values listed), written atomically.
-    """
+    """Draw the perturbation metrics of ``<workdir>/data/metrics/all.csv`` as ``perturbation_curves.*``."""
     rows = curve_rows(read_results(workdir))
     drawn = [r for r in rows if r.style != "empty"]
     datasets = first_seen(d for r in drawn for d in r.values["dataset"])

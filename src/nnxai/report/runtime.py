@@ -38,20 +38,7 @@ def runtime_values(frame: pd.DataFrame) -> pd.DataFrame:
 
 @report_item("runtime", kind="figure")
 def write_runtime(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
-    """Draw the ``runtime`` metric of ``<workdir>/data/metrics/all.csv`` as ``runtime.{pdf,png,html}``.
-
-    Parameters
-    ----------
-    out_dir : pathlib.Path
-        Folder of the generated figures (``paper/figures``); created if missing.
-    workdir : pathlib.Path
-        The run's work directory.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The PDF, the PNG and the HTML page (PNG embedded, values listed), written atomically.
-    """
+    """Draw the ``runtime`` metric of ``<workdir>/data/metrics/all.csv`` as ``runtime.{pdf,png,html}``."""
     values = runtime_values(read_results(workdir))
     methods, datasets = first_seen(values["method"]), first_seen(values["dataset"])
     with figure_style():

@@ -65,18 +65,7 @@ def _latex() -> str:
 
 @report_item("table1", kind="table")
 def write_table1(out_dir: Path) -> list[Path]:
-    """Write the survey's Table I as ``table1.md`` and ``table1.tex`` under ``out_dir``.
-
-    Parameters
-    ----------
-    out_dir : pathlib.Path
-        Folder of the generated tables (``paper/tables``); created if missing.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The two files written (atomically), Markdown first.
-    """
+    """Write the survey's Table I as ``table1.md`` and ``table1.tex`` under ``out_dir``."""
     out_dir = Path(out_dir)
     return [atomic_write_text(out_dir / "table1.md", _markdown()),
             atomic_write_text(out_dir / "table1.tex", _latex())]

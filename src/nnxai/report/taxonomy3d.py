@@ -86,7 +86,7 @@ def points(specs: list[MethodSpec] | None = None) -> list[Point]:
     Parameters
     ----------
     specs : list of MethodSpec, optional
-        The methods to place; by default every entry of :func:`nnxai.registry.specs`.
+        As for :func:`nnxai.report.table3.cells` (default: the whole registry).
 
     Returns
     -------

@@ -57,3 +57,13 @@ class CaptumAttribution(AttributionMethod):
             out = [explainer.attribute(part.requires_grad_(True), target=t, **self.captum_kwargs()).detach()
                    for part, t in zip(inputs.detach().split(size), target.split(size))]
         return out[0] if len(out) == 1 else torch.cat(out)
+
+
+class ReluRuleAttribution(CaptumAttribution):
+    """A Captum backward pass that rewrites the rule of every ``nn.ReLU`` module (DeconvNet [72], guided
+    backprop [102]): ReLU CNNs only, and no reference input (``baselines`` passed to :meth:`attribute` are
+    ignored)."""
+
+    hooks_relus = True
+    architectures = frozenset({"cnn"})
+    activations = frozenset({"relu"})

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nnxai import registry
-from nnxai.methods.base import AttributionMethod, ExplainContext, explained_indices, model_traits
+from nnxai.methods.base import AttributionMethod, ExplainContext, Method, explained_indices, model_traits
 from nnxai.metrics.rerun import attribute_batches, fitted_method
 from nnxai.params import Choice, Overrides
 
@@ -47,6 +47,21 @@ def check_local_params(owner: str, params: dict[str, Any]) -> None:
 def build_local_method(params: dict[str, Any]) -> AttributionMethod:
     """The composite's ``local_method`` built with its ``local_params``."""
     return registry.get(params["local_method"])(**params.get("local_params", {}))
+
+
+class LocalAggregation(Method):
+    """Base of a method that aggregates the per-input maps of its ``local_method`` (built with its
+    ``local_params`` as :attr:`local`); the subclass adds its own parameters to :data:`LOCAL_PARAMETERS`."""
+
+    parameters = LOCAL_PARAMETERS
+
+    @classmethod
+    def check_combination(cls, params: dict[str, Any]) -> None:
+        check_local_params(f"method {cls.spec.id!r}", params)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.local = build_local_method(self.params)
 
 
 def check_local_applies(owner: str, method: AttributionMethod, ctx: ExplainContext, model: nn.Module) -> None:

@@ -41,10 +41,9 @@ import numpy as np
 import torch
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.aggregation._local import (LOCAL_PARAMETERS, build_local_method, check_local_applies,
-                                                          check_local_params, explained_batch, model_maps,
-                                                          predicted_classes)
-from nnxai.methods.base import ExplainContext, Method
+from nnxai.methods.attribution.aggregation._local import (LocalAggregation, check_local_applies, explained_batch,
+                                                          model_maps, predicted_classes)
+from nnxai.methods.base import ExplainContext
 from nnxai.params import Int, List, ParamError
 from nnxai.metrics.map_similarity import grayscale_maps, spearman_rows
 from nnxai.models import load_model
@@ -104,7 +103,7 @@ def matched_clusters(maps: np.ndarray, n_clusters: int, seed: int) -> list[dict[
 
 
 @register("deepconsensus")
-class DeepConsensus(Method):
+class DeepConsensus(LocalAggregation):
     """Consensus of the local explanations of networks trained with different seeds [116]; every member is
     explained with ``local_method`` and its ``local_params`` (whose ``n_explain`` sets how many test inputs
     are explained)."""
@@ -112,7 +111,7 @@ class DeepConsensus(Method):
 
     record_type = AttributionMap
     parameters = {
-        **LOCAL_PARAMETERS,
+        **LocalAggregation.parameters,
         "seeds": List("seed offsets k of the other members, the model variants baseline_seed<k>",
                       item=Int("seed offset k", low=1), unique=True),
         "min_agree": Int("k of the (n, k) consensus: members that must predict the explained class", low=1),
@@ -128,11 +127,7 @@ class DeepConsensus(Method):
         if params["min_agree"] > len(params["seeds"]) + 1:
             raise ParamError(f"{owner}.min_agree: at most the {len(params['seeds']) + 1} members (the explained "
                              f"model and seeds {params['seeds']}), got {params['min_agree']}")
-        check_local_params(owner, params)
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        self.local = build_local_method(self.params)
+        super().check_combination(params)
 
     @classmethod
     def required_inputs(cls, params: dict[str, Any], dataset: str, model: str) -> list[str]:

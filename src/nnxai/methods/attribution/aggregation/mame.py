@@ -43,29 +43,27 @@ the cluster of every input and the cluster-level coefficient vectors.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from nnxai.explanations import AttributionMap
 from nnxai.methods.attribution.aggregation._convex_clustering import clustering_path, knn_tree_graph
-from nnxai.methods.attribution.aggregation._local import (LOCAL_PARAMETERS, build_local_method, check_local_params,
-                                                          local_maps)
-from nnxai.methods.base import ExplainContext, Method
+from nnxai.methods.attribution.aggregation._local import LocalAggregation, local_maps
+from nnxai.methods.base import ExplainContext
 from nnxai.params import Float, Int
 from nnxai.registry import register
 from nnxai.ops.groups import feature_groups, group_sums, spread_over_groups
 
 
 @register("mame")
-class MAME(Method):
+class MAME(LocalAggregation):
     """Multilevel explanation tree of [68] from the local explanations of ``local_method`` (a
     contribution-type one, see the module docstring), with its parameters ``local_params`` (its
     ``n_explain`` sets how many test inputs the tree holds)."""
 
     record_type = AttributionMap
     parameters = {
-        **LOCAL_PARAMETERS,
+        **LocalAggregation.parameters,
         "patch_size": Int("side of the square pixel patches that form the feature groups of images (tables: one "
                           "group per feature, unused)", low=1),
         "n_neighbors": Int("neighbours per input in the graph of the fusion penalty (weights w_ij)", low=1),
@@ -77,14 +75,6 @@ class MAME(Method):
         "max_iter": Int("most solver iterations per β and per round of merging", low=1),
         "level": Int("tree level whose explanations are the record's attributions (0: the leaves)", low=0),
     }
-
-    @classmethod
-    def check_combination(cls, params: dict[str, Any]) -> None:
-        check_local_params(f"method {cls.spec.id!r}", params)
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        self.local = build_local_method(self.params)
 
     def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
         p = self.params

@@ -33,21 +33,19 @@ cluster label within its class.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from nnxai.explanations import AttributionMap
-from nnxai.methods.attribution.aggregation._local import (LOCAL_PARAMETERS, build_local_method, check_local_params,
-                                                          local_maps)
-from nnxai.methods.base import ExplainContext, Method
+from nnxai.methods.attribution.aggregation._local import LocalAggregation, local_maps
+from nnxai.methods.base import ExplainContext
 from nnxai.params import Int
 from nnxai.registry import register
 from nnxai.ops.spectral import downsized_heatmaps, spectral_relevance_analysis
 
 
 @register("spray")
-class SpRAy(Method):
+class SpRAy(LocalAggregation):
     """Spectral relevance analysis of [67]: per class, spectral clustering of the local heatmaps with the
     eigengap choice of the number of clusters.  The local method (the paper: ``lrp``) and its parameters
     are ``local_method`` and ``local_params`` (its ``n_explain`` sets how many test inputs are analysed).
@@ -55,21 +53,13 @@ class SpRAy(Method):
 
     record_type = AttributionMap
     parameters = {
-        **LOCAL_PARAMETERS,
+        **LocalAggregation.parameters,
         "heatmap_size": Int("side of the downsized heatmaps (step 2)", low=1),
         "n_neighbors": Int("neighbours of the k-nearest-neighbour affinity graph W (step 3)", low=1),
         "max_clusters": Int("largest number of clusters k the eigengap heuristic may choose (step 4)", low=1),
     }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
-
-    @classmethod
-    def check_combination(cls, params: dict[str, Any]) -> None:
-        check_local_params(f"method {cls.spec.id!r}", params)
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        self.local = build_local_method(self.params)
 
     def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
         p = self.params

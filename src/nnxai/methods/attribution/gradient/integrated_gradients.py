@@ -46,20 +46,7 @@ PASS_ELEMENTS = 2**22
 
 @register("integrated_gradients")
 class IntegratedGradients(ReferenceAttribution):
-    """Integrated Gradients [114] of the class logit along the straight path from a reference.
-
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per call to Captum (its scaled copies go through the model in passes of at most
-        :data:`PASS_ELEMENTS` values).
-    n_steps : int
-        Quadrature nodes of the path integral (Gauss-Legendre).
-    baseline : {"zero", "mean"}
-        Reference input: zeros, or the per-channel mean of the train split.
-    """
+    """Integrated Gradients [114] of the class logit along the straight path from a reference."""
 
     parameters = {**ReferenceAttribution.parameters,
                   "n_steps": Int("quadrature nodes of the path integral of Eq. (1) of [114] (Gauss-Legendre)",

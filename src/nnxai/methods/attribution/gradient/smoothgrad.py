@@ -69,17 +69,6 @@ def smoothed_gradient(model: nn.Module, inputs: torch.Tensor, target: torch.Tens
 class SmoothGrad(AttributionMethod):
     """``|mean_k ∂S_c(x + ε_k)/∂x|``, ``ε_k ~ N(0, (noise_level · range(x))²)``, of [39] Eq. 3.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per pass (each with its ``n_samples`` noisy copies).
-    n_samples : int
-        Noisy copies averaged per input (``n`` of [39]).
-    noise_level : float
-        Noise standard deviation as a fraction of each input's value range (>= 0; 0 gives ``gradient``).
-
     Notes
     -----
     No reference input: ``baselines`` passed to :meth:`attribute` are ignored.  Nothing is learnt from the

@@ -41,10 +41,7 @@ from nnxai.registry import register
 class L2X(AttributionMethod):
     """L2X [110]: a learned instance-wise selector of ``k`` features / patches; attribution = its scores.
 
-    Parameters
-    ----------
-    n_explain, batch_size, epochs, lr, k_features, k_patches, patch_size, tau, hidden, train_batch_size
-        See :attr:`parameters`; ``batch_size`` inputs per pass of the explainer.
+    ``batch_size`` inputs go through the trained explainer per pass.
 
     Attributes
     ----------

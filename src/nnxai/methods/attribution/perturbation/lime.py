@@ -44,7 +44,7 @@ from nnxai.methods.attribution._reference import ReferenceAttribution
 from nnxai.methods.base import AttributionMethod
 from nnxai.ops.maps import REFERENCES
 from nnxai.ops.noise import per_input_normals
-from nnxai.ops.surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
+from nnxai.ops.surrogate import LocalSurrogate, Neighbourhood
 from nnxai.params import Choice, Float, Int
 from nnxai.registry import register
 
@@ -85,13 +85,10 @@ def compose(coins: torch.Tensor, index: torch.Tensor, x: torch.Tensor, reference
 
 
 @register("lime")
-class Lime(ReferenceAttribution, LocalSurrogate):
+class Lime(LocalSurrogate, ReferenceAttribution):
     """Coefficients of LIME's weighted linear model over superpixels (columns), [20] Eq. 2.
 
-    Parameters
-    ----------
-    n_explain, batch_size, fill, n_segments, compactness, n_samples, kernel_width, alpha
-        See :attr:`parameters`; ``batch_size`` inputs per call of :meth:`attribute`, each fits its own model.
+    ``batch_size`` inputs per call of :meth:`attribute`; each input fits its own linear model.
     """
     model_agnostic = True    # queries the model's outputs only
 
@@ -110,8 +107,6 @@ class Lime(ReferenceAttribution, LocalSurrogate):
                   "alpha": Float("ridge penalty of the linear fit of [20] Eq. 2 (0: weighted least squares)",
                                  low=0)}
     #: The intercepts ``b_x`` of the inputs explained so far, collected during :meth:`_run` only.
-    _intercepts: list[float] | None = None
-
     def feature_index(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 1:
             return torch.arange(len(x), device=x.device)
@@ -132,15 +127,6 @@ class Lime(ReferenceAttribution, LocalSurrogate):
             reference = self._default_reference(x[None])
             yield Neighbourhood(coins, compose(coins, index, x, reference), proximity(coins, width))
 
-    def _run(self, ctx):
-        self._intercepts = []
-        try:
-            record, n_inputs = super()._run(ctx)
-            record.meta["surrogate"] = {"intercept": self._intercepts, "score": SURROGATE_SCORE}
-        finally:
-            self._intercepts = None
-        return record, n_inputs
-
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
         if inputs.dim() not in (2, 4):
@@ -159,10 +145,6 @@ class Lime(ReferenceAttribution, LocalSurrogate):
         for mask, c in zip(masks, coins):
             mask[:, :c.shape[1]] = c > 0
         scores = coalition_scores(model, inputs, reference, masks, torch.stack(indices), target, "probability")
-        out = []
-        for c, index, score in zip(coins, indices, scores):
-            beta, intercept = weighted_ridge(c, score, proximity(c, width), alpha)
-            out.append(beta[index])
-            if self._intercepts is not None:
-                self._intercepts.append(float(intercept))
+        out = [self.surrogate_map(c, score, proximity(c, width), alpha, index)
+               for c, index, score in zip(coins, indices, scores)]
         return torch.stack(out).to(inputs.dtype)

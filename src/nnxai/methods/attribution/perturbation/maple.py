@@ -38,7 +38,7 @@ from torch import nn
 
 from nnxai.methods.attribution.perturbation._train_data import check_input_shape, train_inputs
 from nnxai.methods.base import AttributionMethod
-from nnxai.ops.surrogate import SURROGATE_SCORE, LocalSurrogate, Neighbourhood, weighted_ridge
+from nnxai.ops.surrogate import LocalSurrogate, Neighbourhood
 from nnxai.params import Float, Int
 from nnxai.registry import register
 
@@ -101,13 +101,8 @@ class Forest:
 
 
 @register("maple")
-class Maple(AttributionMethod, LocalSurrogate):
+class Maple(LocalSurrogate, AttributionMethod):
     """Coefficients of MAPLE's local linear model in the forest's supervised neighbourhood, [101].
-
-    Parameters
-    ----------
-    n_explain, batch_size, patch, n_trees, min_samples_leaf, max_features, alpha
-        See :attr:`parameters`.
 
     Attributes
     ----------
@@ -130,8 +125,6 @@ class Maple(AttributionMethod, LocalSurrogate):
                   "alpha": Float("ridge penalty α of the local linear model", low=0)}
 
     #: The intercepts ``b_x`` of the inputs explained so far, collected during :meth:`_run` only.
-    _intercepts: list[float] | None = None
-
     def feature_index(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (1, 3):
             raise ValueError(f"method {self.spec.id!r} explains (C, H, W) images or (F,) table rows, got one input "
@@ -159,15 +152,6 @@ class Maple(AttributionMethod, LocalSurrogate):
             yield Neighbourhood(grid_features(pool[near], forest.index), pool[near],
                                 torch.as_tensor(weights, device=pool.device)[near])
 
-    def _run(self, ctx):
-        self._intercepts = []
-        try:
-            record, n_inputs = super()._run(ctx)
-            record.meta["surrogate"] = {"intercept": self._intercepts, "score": SURROGATE_SCORE}
-        finally:
-            self._intercepts = None
-        return record, n_inputs
-
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
         check_input_shape(f"method {self.spec.id!r}", inputs, self.input_shape_)
@@ -176,12 +160,8 @@ class Maple(AttributionMethod, LocalSurrogate):
         x = inputs.detach()
         forest = self.forest_
         weights = forest.weights(x)
-        out = []
-        for n, c in enumerate(target.tolist()):
-            near = weights[n] > 0
-            beta, intercept = weighted_ridge(forest.features[near], forest.scores[near, c], weights[n, near],
-                                             float(self.params["alpha"]))
-            out.append(beta[forest.index])
-            if self._intercepts is not None:
-                self._intercepts.append(float(intercept))
+        near = weights > 0
+        out = [self.surrogate_map(forest.features[near[n]], forest.scores[near[n], c], weights[n, near[n]],
+                                  float(self.params["alpha"]), forest.index)
+               for n, c in enumerate(target.tolist())]
         return torch.stack(out).to(device=inputs.device, dtype=inputs.dtype)

@@ -78,11 +78,8 @@ def total_variation(mask: torch.Tensor, beta: float) -> torch.Tensor:
 class MeaningfulPerturbation(ReferenceAttribution):
     """Deletion saliency ``1 − m*`` of the learned blur mask of [25] Eq. 3 (see the module docstring).
 
-    Parameters
-    ----------
-    n_explain, batch_size, fill, score, mask_size, sigma, steps, lr, lambda_l1, lambda_tv, tv_beta
-        See :attr:`parameters`; the masks of ``batch_size`` inputs are optimised together (each has its own
-        loss; Adam acts per mask cell).
+    The masks of ``batch_size`` inputs are optimised together (each has its own loss; Adam acts per mask
+    cell).
     """
 
     #: What ``f_c`` reads of the model's output for class ``c``.

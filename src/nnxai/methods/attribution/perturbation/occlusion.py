@@ -52,21 +52,7 @@ def window_counts(size: int, window: int, stride: int) -> int:
 
 @register("occlusion")
 class Occlusion(ReferenceAttribution):
-    """Mean drop of the class logit when a sliding square (one feature for tables) is filled [72].
-
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per call to Captum.
-    window : int
-        Side of the occluding square in pixels (images only).
-    stride : int
-        Step between square positions in pixels, at most ``window`` (images only).
-    fill : {"zero", "mean"}
-        What replaces the occluded values: zeros or the per-channel train mean.
-    """
+    """Mean drop of the class logit when a sliding square (one feature for tables) is filled [72]."""
     model_agnostic = True    # queries the model's outputs only
 
     reference_param = "fill"

@@ -137,11 +137,6 @@ def class_probability(model: nn.Module, inputs: torch.Tensor, target: int) -> to
 class PredictionDifference(AttributionMethod):
     """Weight of evidence of each patch (feature) under conditional sampling, [108] Sec. 2–3.
 
-    Parameters
-    ----------
-    n_explain, batch_size, window, padding, stride, n_samples
-        See :attr:`parameters`.
-
     Attributes
     ----------
     laws_ : list of Conditional, or (list of PatchGroup, torch.Tensor)

@@ -38,45 +38,56 @@ class Layer:
     in_shape: tuple[int, ...]
 
 
-def layer_chain(model: nn.Module, example: torch.Tensor, owner: str) -> list[Layer]:
+def check_module_type(module: nn.Module, owner: str, supported: tuple[type, ...], covers: str) -> None:
+    """Raise ``ValueError`` unless ``module`` is one of ``supported`` (``covers``: who supports them) and,
+    if a convolution, zero-padded."""
+    if not isinstance(module, supported):
+        raise ValueError(f"{owner}: layer type {type(module).__name__} is not supported ({covers} covers "
+                         f"{', '.join(sorted(t.__name__ for t in supported))})")
+    if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+        raise ValueError(f"{owner}: Conv2d padding_mode {module.padding_mode!r} is not supported")
+
+
+def check_lrp_module(module: nn.Module, owner: str) -> None:
+    """Raise ``ValueError`` unless the LRP rules cover ``module`` (:data:`SUPPORTED`; ReLU networks only)."""
+    check_module_type(module, owner, SUPPORTED, "LRP's rules for ReLU networks")
+
+
+def layer_chain(model: nn.Module, example: torch.Tensor, owner: str,
+                check_module: Callable[[nn.Module, str], None] = check_lrp_module) -> list[Layer]:
     """The leaf modules of ``model`` in call order, checked to form a chain that reproduces ``model``.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A feed-forward network built from :data:`SUPPORTED` modules, each called once.
+        A feed-forward network whose leaf modules pass ``check_module`` and are each called once.
     example : torch.Tensor
         A batch of inputs (one sample is enough) used to trace the calls.
     owner : str
         Name used in error messages (the method id).
+    check_module : callable
+        ``check_module(module, owner)`` raises for a leaf module the caller's rules do not cover
+        (by default those of LRP, :func:`check_lrp_module`).
 
     Raises
     ------
     ValueError
-        If a module type is not supported, or if replaying the leaf modules one after the other (with the
+        If a module is not covered, or if replaying the leaf modules one after the other (with the
         reshapes between them) does not give the model's output (a skip connection, a functional
         nonlinearity in ``forward``, a module called twice).
     """
-    calls: list[Layer] = []
-
-    def hook(module, inputs, _output):
-        calls.append(Layer(module, tuple(inputs[0].shape[1:])))
-
     leaves = [m for m in model.modules() if not list(m.children())]
     for module in leaves:
-        if not isinstance(module, SUPPORTED):
-            raise ValueError(f"{owner}: layer type {type(module).__name__} is not supported (its rules cover "
-                             f"{', '.join(sorted(t.__name__ for t in SUPPORTED))}; ReLU networks only)")
-    handles = [m.register_forward_hook(hook) for m in leaves]
+        check_module(module, owner)
+    calls: list[Layer] = []
+    handles = [m.register_forward_hook(lambda mod, inp, _out: calls.append(Layer(mod, tuple(inp[0].shape[1:]))))
+               for m in leaves]
     try:
         with torch.no_grad():
             expected = model(example[:1])
     finally:
         for h in handles:
             h.remove()
-    for layer in calls:
-        if isinstance(layer.module, nn.Conv2d) and layer.module.padding_mode != "zeros":
-            raise ValueError(f"{owner}: Conv2d padding_mode {layer.module.padding_mode!r} is not supported")
     with torch.no_grad():
         got = replay(calls, example[:1])[-1]
     if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-5, atol=1e-6):

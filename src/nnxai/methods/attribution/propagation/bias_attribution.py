@@ -110,15 +110,6 @@ def bias_backpropagation(model: nn.Module, inputs: torch.Tensor, target: torch.T
 class BiasAttribution(AttributionMethod):
     """Bias back-propagation [111]: the input attribution of the bias term of the local linear model.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per pass.
-    rule : {"abs_contribution", "uniform"}
-        How a unit splits the bias it holds among its inputs (module docstring).
-
     Notes
     -----
     ReLU networks only (piecewise linear); no reference input, ``baselines`` are ignored.

@@ -22,20 +22,12 @@ survey's one-channel map.  Applies only to ReLU CNNs whose ReLUs are ``nn.ReLU``
 
 from __future__ import annotations
 
-from nnxai.methods.attribution._captum import CaptumAttribution
+from nnxai.methods.attribution._captum import ReluRuleAttribution
 from nnxai.registry import register
 
 
 @register("deconvnet")
-class DeconvNet(CaptumAttribution):
-    """Backward pass of the class logit with the DeconvNet ReLU rule ``δ_in = max(δ_out, 0)`` [72].
-
-    Notes
-    -----
-    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
-    """
+class DeconvNet(ReluRuleAttribution):
+    """Backward pass of the class logit with the DeconvNet ReLU rule ``δ_in = max(δ_out, 0)`` [72]."""
 
     captum_class = "Deconvolution"
-    hooks_relus = True
-    architectures = frozenset({"cnn"})
-    activations = frozenset({"relu"})

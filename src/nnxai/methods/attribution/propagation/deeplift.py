@@ -122,17 +122,6 @@ def chain_deeplift(chain, x: torch.Tensor, reference: torch.Tensor, target: torc
 class DeepLift(ReferenceAttribution):
     """DeepLIFT [112] of the class logit against a reference, rescale or reveal-cancel rule.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per backward pass.
-    rule : {"rescale", "reveal_cancel"}
-        Multiplier rule at the ReLUs ([112] Sec. 3.5.2 / 3.5.3).
-    baseline : {"zero", "mean"}
-        Reference input: zeros, or the per-channel mean of the train split (as Integrated Gradients).
-
     Notes
     -----
     The reference handling (and ``meta["baseline"]``) is :class:`~._reference.ReferenceAttribution`'s.

@@ -18,20 +18,12 @@ backpropagating through a ReLU layer."  Every other layer passes its ordinary gr
 
 from __future__ import annotations
 
-from nnxai.methods.attribution._captum import CaptumAttribution
+from nnxai.methods.attribution._captum import ReluRuleAttribution
 from nnxai.registry import register
 
 
 @register("guided_backprop")
-class GuidedBackprop(CaptumAttribution):
-    """Backward pass of the class logit, guided ReLU rule ``δ_out · 1[z > 0] · 1[δ_out > 0]`` [102].
-
-    Notes
-    -----
-    No reference input: ``baselines`` passed to :meth:`attribute` are ignored.
-    """
+class GuidedBackprop(ReluRuleAttribution):
+    """Backward pass of the class logit, guided ReLU rule ``δ_out · 1[z > 0] · 1[δ_out > 0]`` [102]."""
 
     captum_class = "GuidedBackprop"
-    hooks_relus = True
-    architectures = frozenset({"cnn"})
-    activations = frozenset({"relu"})

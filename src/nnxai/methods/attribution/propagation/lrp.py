@@ -47,23 +47,7 @@ INPUT_RULES = ("zb", "epsilon")
 
 @register("lrp")
 class LRP(AttributionMethod):
-    """Layer-wise relevance propagation [113] of the class logit: ε or αβ rule, z^B or ε at the input.
-
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per relevance pass.
-    rule : {"epsilon", "alpha_beta"}
-        Rule of the hidden weighted layers.
-    epsilon : float
-        Stabiliser ε > 0 of the ε-rule (also used by average pools and by ``input_rule="epsilon"``).
-    alpha : float
-        α ≥ 1 of the αβ-rule (β = α − 1); read only when ``rule="alpha_beta"``.
-    input_rule : {"zb", "epsilon"}
-        Rule of the first weighted layer.
-    """
+    """Layer-wise relevance propagation [113] of the class logit: ε or αβ rule, z^B or ε at the input."""
 
     parameters = {**AttributionMethod.parameters,
                   "rule": Choice("rule of the hidden weighted layers: ε ([113] Eq. 58) or αβ ([113] Eq. 60)", RULES),

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnxai.methods.attribution.propagation._lrp_rules import Layer, replay
+from nnxai.methods.attribution.propagation._lrp_rules import Layer, check_module_type, layer_chain
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (nn.Flatten, nn.Identity, nn.Dropout)
@@ -128,11 +128,7 @@ def layer_moments(module: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> t
 
 
 def _check_module(module: nn.Module, owner: str) -> None:
-    if not isinstance(module, SUPPORTED):
-        raise ValueError(f"{owner}: layer type {type(module).__name__} is not supported (the LPDN covers "
-                         f"{', '.join(sorted(t.__name__ for t in SUPPORTED))})")
-    if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
-        raise ValueError(f"{owner}: Conv2d padding_mode {module.padding_mode!r} is not supported")
+    check_module_type(module, owner, SUPPORTED, "the LPDN")
     if isinstance(module, nn.MaxPool2d) and (module.padding != 0 or module.dilation != 1 or module.ceil_mode):
         raise ValueError(f"{owner}: MaxPool2d with padding, dilation or ceil_mode is not supported")
     if isinstance(module, nn.AvgPool2d) and module.padding != 0:
@@ -150,27 +146,11 @@ def probabilistic_chain(model: nn.Module, example: torch.Tensor, owner: str) -> 
         If a module is not supported by the LPDN, the first layer is not weighted, or replaying the modules
         one after the other does not reproduce the model (skip connections, functional nonlinearities).
     """
-    leaves = [m for m in model.modules() if not list(m.children())]
-    for module in leaves:
-        _check_module(module, owner)
-    calls: list[Layer] = []
-    handles = [m.register_forward_hook(lambda mod, inp, _out: calls.append(Layer(mod, tuple(inp[0].shape[1:]))))
-               for m in leaves]
-    try:
-        with torch.no_grad():
-            expected = model(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    calls = layer_chain(model, example, owner, check_module=_check_module)
     first = next((layer for layer in calls if not isinstance(layer.module, PASS_THROUGH)), None)
     if first is None or not isinstance(first.module, WEIGHTED):
         raise ValueError(f"{owner}: the first layer must be Linear or Conv2d (DASP's exact input layer), got "
                          f"{None if first is None else type(first.module).__name__}")
-    with torch.no_grad():
-        got = replay(calls, example[:1])[-1]
-    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-5, atol=1e-6):
-        raise ValueError(f"{owner}: the model is not a plain chain of its modules (replaying "
-                         f"{[type(c.module).__name__ for c in calls]} does not reproduce its output)")
     return calls[calls.index(first):]
 
 

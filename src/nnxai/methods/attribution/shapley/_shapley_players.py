@@ -23,10 +23,15 @@ RNG state is left as it was.
 
 from __future__ import annotations
 
-import torch
+from abc import abstractmethod
 
+import torch
+from torch import nn
+
+from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
 from nnxai.methods.attribution._reference import ReferenceAttribution
-from nnxai.ops.groups import player_groups
+from nnxai.ops.groups import player_groups, spread_over_players
+from nnxai.ops.noise import input_seed, seeded
 from nnxai.ops.maps import REFERENCES
 from nnxai.params import Choice, Int
 
@@ -58,3 +63,45 @@ class PlayerAttribution(ReferenceAttribution):
         _, n_players = self.player_groups(tuple(ctx.test.x.shape[1:]))
         record.meta["players"] = {"patch": self.params["patch"], "n_players": n_players}
         return record, n_inputs
+
+
+class SampledShapley(PlayerAttribution):
+    """A Shapley estimate from each input's game played on sampled coalitions (permutation sampling [104],
+    KernelSHAP [105]).
+
+    Per input, :meth:`draw` samples under torch's RNG seeded by :func:`~nnxai.ops.noise.input_seed` (salt:
+    the method id); :meth:`coalitions` turns the draws into coalition masks, which are scored together with
+    the empty and the full coalition (:func:`~nnxai.methods.attribution._coalitions.coalition_scores`);
+    :meth:`estimate` makes the players' values from the scores, and the map spreads each over its player.
+    """
+
+    model_agnostic = True    # queries the model's outputs only
+    claims_completeness = True
+
+    @abstractmethod
+    def draw(self, n_players: int) -> torch.Tensor:
+        """One input's random draws (under its seeded RNG)."""
+
+    @abstractmethod
+    def coalitions(self, draws: torch.Tensor, n_players: int) -> torch.Tensor:
+        """``(B, S, P)`` bool coalition masks of the stacked draws ``(B, ...)``."""
+
+    @abstractmethod
+    def estimate(self, draws: torch.Tensor, values: torch.Tensor, empty: torch.Tensor,
+                 full: torch.Tensor) -> torch.Tensor:
+        """``(B, P)`` Shapley values from the coalitions' ``values`` ``(B, S)`` and ``v(∅)``, ``v(N)`` ``(B,)``."""
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  baselines: torch.Tensor | None = None) -> torch.Tensor:
+        reference = self.reference_for(inputs, baselines)
+        groups, n_players = self.player_groups(tuple(inputs.shape[1:]))
+        groups = groups.to(inputs.device)
+        draws = []
+        for x in inputs.detach():
+            with seeded(input_seed(x, self.seed, self.spec.id)):
+                draws.append(self.draw(n_players))
+        draws = torch.stack(draws).to(inputs.device)
+        masks = with_empty_and_full(self.coalitions(draws, n_players))
+        scores = coalition_scores(model, inputs, reference, masks, groups, target)
+        values = self.estimate(draws, scores[:, 2:], scores[:, 0], scores[:, 1]).to(inputs.device)
+        return spread_over_players(values, groups).to(inputs.dtype)

@@ -207,15 +207,6 @@ def antithetic_noise(inputs: torch.Tensor, n_samples: int, seed: int) -> torch.T
 class CausalShapley(AttributionMethod):
     """Causal Shapley values [107]: exact coalition enumeration, ``v(S) = E[f_c(X) | do(X_S = x_S)]``.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain` (for their predicted class).
-    batch_size : int
-        Inputs per pass.
-    n_samples : int
-        Monte-Carlo draws of the SCM per coalition: an even number (antithetic pairs), >= 2.
-
     Attributes
     ----------
     scm_ : LinearGaussianSCM

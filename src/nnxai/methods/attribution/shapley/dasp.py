@@ -111,16 +111,8 @@ def dasp_values(chain: list[Layer], x: torch.Tensor, reference: torch.Tensor, ta
 class Dasp(PlayerAttribution):
     """DASP [106]: Shapley values of the class logit from LPDN moments per player and coalition size.
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs whose ``2 n²`` LPDN rows share passes (of at most :data:`PASS_ELEMENTS` unit values).
-    patch : int
-        Side in pixels of the grid cells that are the players of an image (ignored for tables).
-    baseline : {"zero", "mean"}
-        Value of absent players: zeros, or the per-channel mean of the train split.
+    The ``2 n²`` LPDN rows of ``batch_size`` inputs share passes (of at most :data:`PASS_ELEMENTS` unit
+    values).
 
     Notes
     -----

@@ -43,14 +43,7 @@ def background_indices(n_train: int, n_background: int, seed: int) -> torch.Tens
 class DeepShap(AttributionMethod):
     """DeepLIFT (rescale) of the class logit averaged over a background set of train inputs [105].
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per call to Captum (each expanded to ``n_background`` rows).
-    n_background : int
-        Train inputs in the background set.
+    ``batch_size`` inputs per call to Captum, each expanded to ``n_background`` rows.
 
     Attributes
     ----------

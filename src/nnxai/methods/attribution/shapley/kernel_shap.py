@@ -33,12 +33,8 @@ the input and the fitted seed.  A single player (an image no larger than ``patch
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
-from nnxai.methods.attribution.shapley._shapley_players import PlayerAttribution
-from nnxai.ops.groups import spread_over_players
-from nnxai.ops.noise import input_seed, seeded
+from nnxai.methods.attribution.shapley._shapley_players import SampledShapley
 from nnxai.params import Int
 from nnxai.registry import register
 
@@ -75,42 +71,20 @@ def constrained_fit(coalitions: torch.Tensor, values: torch.Tensor, empty: torch
 
 
 @register("kernel_shap")
-class KernelShap(PlayerAttribution):
-    """KernelSHAP [105] of the class logit over feature / patch players.
+class KernelShap(SampledShapley):
+    """KernelSHAP [105] of the class logit over feature / patch players."""
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per chunk of :meth:`explain` (each input is sampled on its own; no effect on results).
-    n_samples : int
-        Coalitions per input, the empty and the full coalition included (at most 2: those two only, and the
-        even split of ``v(all) − v(∅)``).
-    patch : int
-        Side in pixels of the grid cells that are the players of an image (ignored for tables).
-    baseline : {"zero", "mean"}
-        Value of absent players: zeros, or the per-channel mean of the train split.
-    """
-    model_agnostic = True    # queries the model's outputs only
-
-    parameters = {**PlayerAttribution.parameters,
+    parameters = {**SampledShapley.parameters,
                   "n_samples": Int("coalitions z' per input drawn by the Shapley kernel π_x(z') of [105] "
-                                   "Theorem 2, the empty and the full one included (<= 2: those two only)",
+                                   "Theorem 2, the empty and the full one included (<= 2: those two only, and the even "
+                                   "split of v(all) − v(∅))",
                                    low=1)}
-    claims_completeness = True
 
-    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  baselines: torch.Tensor | None = None) -> torch.Tensor:
-        reference = self.reference_for(inputs, baselines)
-        groups, n_players = self.player_groups(tuple(inputs.shape[1:]))
-        groups = groups.to(inputs.device)
-        n_sampled = max(self.params["n_samples"] - 2, 0) if n_players > 1 else 0
-        sampled = []
-        for x in inputs.detach():
-            with seeded(input_seed(x, self.seed, "kernel_shap")):
-                sampled.append(kernel_coalitions(n_players, n_sampled))
-        masks = with_empty_and_full(torch.stack(sampled).to(inputs.device))
-        scores = coalition_scores(model, inputs, reference, masks, groups, target)
-        values = constrained_fit(masks[:, 2:], scores[:, 2:], scores[:, 0], scores[:, 1]).to(inputs.device)
-        return spread_over_players(values, groups).to(inputs.dtype)
+    def draw(self, n_players: int) -> torch.Tensor:
+        return kernel_coalitions(n_players, max(self.params["n_samples"] - 2, 0) if n_players > 1 else 0)
+
+    def coalitions(self, draws: torch.Tensor, n_players: int) -> torch.Tensor:
+        return draws
+
+    def estimate(self, draws, values, empty, full):
+        return constrained_fit(draws, values, empty, full)

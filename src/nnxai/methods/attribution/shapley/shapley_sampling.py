@@ -37,12 +37,8 @@ batching.  :meth:`~nnxai.methods.base.Method.fit` learns the reference (``baseli
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from nnxai.methods.attribution._coalitions import coalition_scores, with_empty_and_full
-from nnxai.methods.attribution.shapley._shapley_players import PlayerAttribution
-from nnxai.ops.groups import spread_over_players
-from nnxai.ops.noise import input_seed, seeded
+from nnxai.methods.attribution.shapley._shapley_players import SampledShapley
 from nnxai.params import Int
 from nnxai.registry import register
 
@@ -70,42 +66,20 @@ def marginal_contributions(permutations: torch.Tensor, prefix_values: torch.Tens
 
 
 @register("shapley_sampling")
-class ShapleySampling(PlayerAttribution):
-    """Permutation-sampling Shapley values [104] of the class logit over feature / patch players.
+class ShapleySampling(SampledShapley):
+    """Permutation-sampling Shapley values [104] of the class logit over feature / patch players."""
 
-    Parameters
-    ----------
-    n_explain : int
-        Number of seeded test inputs explained by :meth:`explain`.
-    batch_size : int
-        Inputs per chunk of :meth:`explain` (each input is sampled on its own; no effect on results).
-    n_samples : int
-        Permutations ``m`` per input.
-    patch : int
-        Side in pixels of the grid cells that are the players of an image (ignored for tables).
-    baseline : {"zero", "mean"}
-        Value of absent players: zeros, or the per-channel mean of the train split.
-    """
-    model_agnostic = True    # queries the model's outputs only
-
-    parameters = {**PlayerAttribution.parameters,
+    parameters = {**SampledShapley.parameters,
                   "n_samples": Int("permutations m sampled per input, each giving every player one marginal "
                                    "contribution v(Pre_i(O) ∪ {i}) − v(Pre_i(O)) [104]", low=1)}
-    claims_completeness = True
 
-    def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  baselines: torch.Tensor | None = None) -> torch.Tensor:
-        reference = self.reference_for(inputs, baselines)
-        groups, n_players = self.player_groups(tuple(inputs.shape[1:]))
-        groups = groups.to(inputs.device)
-        m = self.params["n_samples"]
-        permutations = []
-        for x in inputs.detach():
-            with seeded(input_seed(x, self.seed, "shapley_sampling")):
-                permutations.append(torch.stack([torch.randperm(n_players) for _ in range(m)]))
-        permutations = torch.stack(permutations).to(inputs.device)                      # (B, m, P)
-        masks = permutation_prefixes(permutations.reshape(-1, n_players)).reshape(len(inputs), -1, n_players)
-        scores = coalition_scores(model, inputs, reference, with_empty_and_full(masks), groups, target)
-        values = torch.stack([marginal_contributions(order, walk.reshape(m, n_players - 1), v[0], v[1])
-                              for order, walk, v in zip(permutations, scores[:, 2:], scores[:, :2])])
-        return spread_over_players(values, groups).to(inputs.dtype)
+    def draw(self, n_players: int) -> torch.Tensor:
+        return torch.stack([torch.randperm(n_players) for _ in range(self.params["n_samples"])])   # (m, P)
+
+    def coalitions(self, draws: torch.Tensor, n_players: int) -> torch.Tensor:
+        return permutation_prefixes(draws.reshape(-1, n_players)).reshape(len(draws), -1, n_players)
+
+    def estimate(self, draws, values, empty, full):
+        m, n_players = draws.shape[1:]
+        return torch.stack([marginal_contributions(order, walk.reshape(m, n_players - 1), v0, v1)
+                            for order, walk, v0, v1 in zip(draws, values, empty, full)])
