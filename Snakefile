@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))   # this checkout's nnxai, whichever clone set up .venv
 from nnxai import registry
-from nnxai.config import ConfigError, load_config
+from nnxai.config import ConfigError, cli_overrides, load_config
 from nnxai.data import DATASETS
 from nnxai.models.variants import variant_pattern
 from nnxai import workflow as wf
@@ -17,8 +17,8 @@ from nnxai import workflow as wf
 from snakemake.exceptions import WorkflowError
 
 wf.prepare_job_environment(workflow.basedir)   # jobs run `python -m nnxai` with this interpreter
-try:
-    CFG = load_config(dict(config))   # command-line --config overrides, validated before any job
+try:   # --configfile and --config overrides (nested values read as YAML), validated before any job
+    CFG = load_config(cli_overrides(workflow.config_settings.configfiles, workflow.config_settings.config))
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 

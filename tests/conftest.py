@@ -1,7 +1,12 @@
-"""Shared fixtures: one end-to-end smoke run of the whole DAG per test session, in a temporary folder."""
+"""Shared fixtures: one end-to-end smoke run of the whole DAG per test session, in a temporary folder; the
+log of the reliability probes (what was tried, what came of it), written where ``NNXAI_PROBE_LOG`` says
+(``benchmarks/reliability.py`` turns it into the README's figures)."""
 
 from __future__ import annotations
 
+import collections
+import json
+import os
 import time
 from pathlib import Path
 
@@ -18,3 +23,28 @@ def smoke_run(tmp_path_factory) -> Path:
     snakemake(workdir, "--cores", "2")
     (workdir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return workdir
+
+
+class ProbeLog:
+    """Counts of reliability probes: ``record(kind, outcome)`` once per bad input tried."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter = collections.Counter()
+
+    def record(self, kind: str, outcome: str, n: int = 1) -> None:
+        self.counts[kind, outcome] += n
+
+
+_PROBES = ProbeLog()
+
+
+@pytest.fixture(scope="session")
+def probes() -> ProbeLog:
+    return _PROBES
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("NNXAI_PROBE_LOG")
+    if target and _PROBES.counts:
+        rows = [{"kind": k, "outcome": o, "count": n} for (k, o), n in sorted(_PROBES.counts.items())]
+        Path(target).write_text(json.dumps({"exitstatus": int(exitstatus), "probes": rows}, indent=1) + "\n")

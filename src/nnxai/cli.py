@@ -3,17 +3,26 @@
 Every Snakemake rule is one call of this CLI.  Called by hand, a stage reads the config of a profile
 (``--profile smoke``); called by Snakemake, it gets the exact slice of the config it depends on as JSON
 (``--settings``).  Choices (datasets, methods) come from the registries.
+
+Every argument is checked before any work (:mod:`nnxai.cli_checks`): a user error -- a bad value, a
+``--settings`` slice that is incomplete or contradicts ``-d``/``-m``/``-x``, a missing or damaged input
+file -- ends with one line ``nnxai <command>: error: ...`` and exit status 2, never a traceback (set
+``NNXAI_TRACEBACK=1`` to see one).  SIGTERM and Ctrl-C end a stage without leaving a partial output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import re
+import signal
 import sys
 from pathlib import Path
 
-from nnxai import registry
+from nnxai import cli_checks, registry
 
 EPILOG = """examples:
   nnxai methods                          the survey's taxonomy, implemented methods marked
@@ -68,18 +77,23 @@ def cmd_params(args) -> int:
 
 
 def _settings(args, stage: str, **wildcards) -> dict:
-    if args.settings:
-        try:
-            return json.loads(args.settings)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--settings is not valid JSON: {err}") from None
-    from nnxai.config import load_config
-    from nnxai.workflow import stage_settings
+    """The stage's slice: ``--settings`` (checked against -d/-m/-x) or the profile's config."""
+    if args.settings is not None:
+        if args.profile:
+            raise cli_checks.SettingsError("--settings and --profile exclude each other: the slice already "
+                                           "holds every value the stage uses")
+        settings = cli_checks.parse_settings(args.settings)
+        if getattr(args, "device", None):
+            settings = {**settings, "device": args.device}
+    else:
+        from nnxai.config import load_config
+        from nnxai.workflow import stage_settings
 
-    overrides = {"profile": args.profile} if args.profile else {}
-    if getattr(args, "device", None):
-        overrides["device"] = args.device
-    return stage_settings(load_config(overrides), stage, **wildcards)
+        overrides = {"profile": args.profile} if args.profile else {}
+        if getattr(args, "device", None):
+            overrides["device"] = args.device
+        settings = stage_settings(load_config(overrides), stage, **wildcards)
+    return cli_checks.check_settings(stage, settings, **wildcards)
 
 
 def cmd_prepare(args) -> int:
@@ -93,7 +107,7 @@ def cmd_train(args) -> int:
     from nnxai import pipeline
 
     settings = _settings(args, "train", dataset=args.dataset, model=args.model)
-    if args.threads:
+    if args.threads is not None:
         settings["threads"] = args.threads
     print(pipeline.train(settings, Path(args.workdir), progress=not args.quiet))
     return 0
@@ -125,6 +139,10 @@ def cmd_aggregate(args) -> int:
     files = args.files
     if not files:
         files = [str(p.relative_to(args.workdir)) for p in sorted(Path(args.workdir).glob("data/metrics/*/*/*.json"))]
+    for rel in files:
+        if not _METRIC_FILE.match(Path(rel).as_posix()):
+            raise ValueError(f"{rel!r} is not a metric file: aggregate takes paths relative to --workdir of the "
+                             "form data/metrics/<dataset>/<model>/<method>.json")
     for path in pipeline.aggregate(Path(args.workdir), files):
         print(path)
     return 0
@@ -158,11 +176,21 @@ def cmd_config(args) -> int:
     return 0
 
 
+_METRIC_FILE = re.compile(r"^data/metrics/[^/]+/[^/]+/[^/]+\.json$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (``nnxai train: error: ...``) like the stages' errors."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nnxai.profiles import PROFILES
     from nnxai.data import DATASETS
 
-    parser = argparse.ArgumentParser(prog="nnxai", description=__doc__.splitlines()[0] + "\n\n" + "Reproduces "
+    parser = _Parser(prog="nnxai", description=__doc__.splitlines()[0] + "\n\n" + "Reproduces "
                                      "'A Survey on Neural Network Interpretability' (Zhang et al., 2021).",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -178,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text)
         sp.add_argument("--dataset", "-d", required=True, choices=sorted(DATASETS))
         if model:
-            sp.add_argument("--model", "-m", required=True, help="model variant id, e.g. baseline, l1, baseline_seed1")
+            sp.add_argument("--model", "-m", required=True, type=cli_checks.model_id,
+                            help="model variant id, e.g. baseline, l1, baseline_seed1")
         if method:
             sp.add_argument("--method", "-x", required=method_required, choices=[s.id for s in registry.specs()],
                             metavar="METHOD", help="a method id of `nnxai methods`" +
@@ -186,14 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "and the model's accuracy)"))
         sp.add_argument("--profile", choices=PROFILES, help="config profile (default: default)")
         sp.add_argument("--settings", help="JSON slice of the config (as passed by the Snakefile)")
-        sp.add_argument("--device", help="auto | cpu | cuda[:k]; overrides the config")
-        sp.add_argument("--workdir", default=".", help="work directory holding data/ (default: .)")
+        sp.add_argument("--device", type=cli_checks.device, help="auto | cpu | cuda[:k]; overrides the config")
+        sp.add_argument("--workdir", default=".", type=cli_checks.folder,
+                        help="work directory holding data/ (default: .)")
         sp.set_defaults(func=func)
         return sp
 
     stage("prepare", "generate/load a dataset and write its prepared splits", cmd_prepare)
     tp = stage("train", "train one model variant on one dataset", cmd_train, model=True)
-    tp.add_argument("--threads", type=int, help="torch threads (default: config)")
+    tp.add_argument("--threads", type=cli_checks.threads,
+                    help=f"torch threads, 1..{cli_checks.MAX_THREADS} (default: config)")
     tp.add_argument("--quiet", action="store_true", help="no progress bar")
     stage("explain", "run one method on one trained model", cmd_explain, model=True, method=True)
     ep = stage("evaluate", "score a model (accuracy) and its explanations with every applicable metric",
@@ -207,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("aggregate", help="collect metric files into data/metrics/all.csv")
     p.add_argument("files", nargs="*", help="metric files relative to --workdir (default: all)")
-    p.add_argument("--workdir", default=".")
+    p.add_argument("--workdir", default=".", type=cli_checks.folder)
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("report", help="write one table or figure")
@@ -215,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     # matplotlib, plotly, captum); main() checks the name when the command is `report`.
     p.add_argument("item", metavar="ITEM", help="a table or figure: `nnxai targets --stage tables|figures` "
                    "lists their files (e.g. table3, taxonomy3d)")
-    p.add_argument("--out", required=True, help="output folder, e.g. paper/tables")
-    p.add_argument("--workdir", default=".")
+    p.add_argument("--out", required=True, type=cli_checks.folder, help="output folder, e.g. paper/tables")
+    p.add_argument("--workdir", default=".", type=cli_checks.folder)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("targets", help="list the outputs of a profile's run")
@@ -232,6 +263,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can cause and fix: bad values, settings, config, and missing, damaged or unwritable files.
+
+    Everything else (a ``TypeError``, ``KeyError``, ``RuntimeError`` from a stage) is a bug and keeps its
+    traceback."""
+    from nnxai.config import ConfigError
+    from nnxai.io import BadFileError
+    from nnxai.models import CheckpointError
+    from nnxai.registration import UnknownEntryError
+
+    return (ConfigError, cli_checks.SettingsError, BadFileError, CheckpointError, ValueError, UnknownEntryError,
+            OSError)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so that temporary files are removed on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While a stage runs, SIGTERM (Snakemake cancelling a job, a cluster's scheduler) raises instead of
+    killing the process, so :func:`nnxai.io.atomic_open` removes its temporary file."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:               # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -241,15 +313,22 @@ def main(argv: list[str] | None = None) -> int:
         from nnxai.report import REPORT_ITEMS
 
         if args.item not in REPORT_ITEMS:
-            parser.error(f"report item {args.item!r} unknown; choose from {', '.join(sorted(REPORT_ITEMS))}")
-    from nnxai.config import ConfigError
-    from nnxai.models import CheckpointError
-
+            print(f"nnxai report: error: report item {args.item!r} unknown; choose from "
+                  f"{', '.join(sorted(REPORT_ITEMS))}", file=sys.stderr)
+            return 2
+    user_errors = _user_errors()
     try:
-        return args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, registry.UnknownMethodError) as err:
-        print(f"nnxai {args.command}: error: {err}", file=sys.stderr)
+        with _sigterm_unwinds():
+            return args.func(args)
+    except user_errors as err:
+        if os.environ.get("NNXAI_TRACEBACK"):
+            raise
+        print(f"nnxai {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, _Terminated) as err:
+        name = "interrupted" if isinstance(err, KeyboardInterrupt) else "terminated (SIGTERM)"
+        print(f"nnxai {args.command}: {name}; no partial output was left, rerun the same command", file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 143
 
 
 if __name__ == "__main__":

@@ -1,26 +1,31 @@
-"""Configuration: ``configs/config.yaml`` merged with a profile, validated against a JSON schema.
+"""Configuration: ``configs/config.yaml`` merged with a profile and the overrides, checked before any job.
 
-The schema's enums (datasets, model variants, method ids) come from the registries, so an unknown id, a
-wrong type or a negative size fails before any job starts, with a message that names the key.
+Every key is declared (:func:`config_parameters`, with :mod:`nnxai.params`, as methods and metrics declare
+theirs; choices come from the registries), so an unknown key, a wrong type, a non-finite number, an empty
+list, a value out of range, a split larger than its data or a size that would not fit in memory is refused
+before any job starts, with a message that names the key, the value and what is allowed.  The JSON schema
+(``nnxai config --schema``) is generated from the same declarations.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
-from nnxai import registry
+from nnxai import registry, resources
 from nnxai.data import DATASETS
+from nnxai.data.splits import SPLITS
 from nnxai.metrics import metrics
 from nnxai.models.variants import variant, variant_pattern
-from nnxai.params import ParamError, params_schema
+from nnxai.params import (Block, Choice, Float, Int, List, MappingOf, OneOf, Overrides, Param, ParamError, Str,
+                          check_params, params_schema)
 from nnxai.profiles import PROFILES
-
+from nnxai.training.penalties import PENALTIES
 
 
 class ConfigError(ValueError):
@@ -47,123 +52,226 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _sizes_schema() -> dict:
-    size = {"type": ["integer", "null"], "minimum": 1}
-    return {"type": "object", "required": ["train", "val", "test"], "additionalProperties": False,
-            "properties": {"train": size, "val": size, "test": size}}
+#: Bounds no sensible run reaches (a rule, not a tuned value): seeds are what numpy and torch take, and a
+#: job cannot use more threads than the largest machines have cores.
+SEED_MAX = 2 ** 32 - 1
+MAX_THREADS = 1024
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 8192
+MAX_HIDDEN_LAYERS = 32
+MODEL_KINDS = ("image", "tabular")
 
 
-def schema() -> dict:
-    """The JSON schema of a merged config."""
-    method_ids = [s.id for s in registry.specs()]
-    positive = {"type": "integer", "minimum": 1}
-    train_block = {"type": "object", "additionalProperties": False,
-                   "properties": {"epochs": positive, "batch_size": positive,
-                                  "lr": {"type": "number", "exclusiveMinimum": 0},
-                                  "weight_decay": {"type": "number", "minimum": 0}}}
-    variant_list = {"type": "array", "items": {"type": "string", "pattern": variant_pattern()}, "uniqueItems": True}
+def _variant_ids() -> Param:
+    return List("model variant ids (nnxai.models.variants; baseline_seed<k> for seed k)",
+                item=Str("a model variant id", pattern=variant_pattern().strip("^$")), min_items=0, unique=True)
+
+
+def _training_block(arch: str) -> Param:
+    return Block(f"training of the {arch.upper()}s", {
+        "epochs": Int("passes over the train split", low=1, high=MAX_EPOCHS),
+        "batch_size": Int("inputs per optimiser step", low=1),
+        "lr": Float("Adam's learning rate", low=0.0, low_open=True),
+        "weight_decay": Float("Adam's L2 weight decay", low=0.0)})
+
+
+def config_parameters() -> dict[str, Param]:
+    """The declared keys of a merged config (types, ranges, choices: one declaration, as for methods)."""
+    catalogue = lambda: [s.id for s in registry.specs()]
+    sizes = Block("split sizes", {split: Int(f"{split} inputs (null: the natural size of a fixed-size set)",
+                                             low=1, nullable=True) for split in SPLITS})
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["profile", "seed", "device", "threads", "datasets", "models", "methods", "data", "training",
-                     "architecture", "method_params", "metric_params"],
-        "properties": {
-            "profile": {"enum": list(PROFILES)},
-            "seed": {"type": "integer", "minimum": 0},
-            "device": {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"},
-            "threads": positive,
-            "datasets": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": sorted(DATASETS)}},
-            "models": {"type": "object", "additionalProperties": False,
-                       "properties": {"image": variant_list, "tabular": variant_list}},
-            "methods": {"oneOf": [{"const": "all"},
-                                  {"type": "array", "uniqueItems": True, "items": {"enum": method_ids}}]},
-            "data": {"type": "object", "propertyNames": {"enum": sorted(DATASETS)},
-                     "additionalProperties": _sizes_schema()},
-            "training": {"type": "object", "required": ["cnn", "mlp"],
-                         "properties": {"cnn": train_block, "mlp": train_block,
-                                        "penalty_weight": {"type": "object", "additionalProperties":
-                                                           {"type": "number", "minimum": 0}}}},
-            "architecture": {"type": "object"},
-            "method_params": {"type": "object", "propertyNames": {"enum": method_ids},
-                              "additionalProperties": {"type": "object"},
-                              # every implemented method's block, from the parameters its class declares
-                              "properties": {m: params_schema(registry.get(m).parameters)
-                                             for m in registry.implemented_ids()}},
-            "metric_params": {"type": "object", "propertyNames": {"enum": list(metrics())},
-                              "properties": {m: params_schema(cls.parameters) for m, cls in metrics().items()}},
-        },
+        "profile": Choice("the profile merged over config.yaml", PROFILES),
+        "seed": Int("master seed: data generation, splits, training, explained inputs", low=0, high=SEED_MAX),
+        "device": Str("auto (CUDA when present), cpu, or cuda[:k]", pattern=r"auto|cpu|cuda(:\d+)?"),
+        "threads": Int("torch threads per job (Snakemake rules declare the same)", low=1, high=MAX_THREADS),
+        "datasets": List("data sets of the run", item=Choice("a data set id", lambda: sorted(DATASETS)),
+                         unique=True),
+        "models": MappingOf("model variants trained on every data set of a kind", values=_variant_ids(),
+                            keys=MODEL_KINDS),
+        "methods": OneOf("every implemented method, or a list of method ids",
+                         Choice("every implemented method", ("all",)),
+                         List("method ids", item=Choice("a method id", catalogue), unique=True)),
+        "data": MappingOf("split sizes per data set", values=sizes, keys=lambda: sorted(DATASETS)),
+        "training": Block("training, per architecture", {
+            "cnn": _training_block("cnn"), "mlp": _training_block("mlp"),
+            "penalty_weight": MappingOf("weight of each training penalty of a model variant",
+                                        values=Float("the penalty's weight", low=0.0), keys=lambda: list(PENALTIES))}),
+        "architecture": Block("network widths, per architecture", {
+            "cnn": Block("the ConvNet", {"widths": List(
+                "channels of its three 3x3 convolutions", item=Int("channels", low=1, high=MAX_WIDTH),
+                min_items=3, max_items=3)}),
+            "mlp": Block("the MLP", {"hidden": List(
+                "units of each hidden layer", item=Int("units", low=1, high=MAX_WIDTH), min_items=1,
+                max_items=MAX_HIDDEN_LAYERS)})}),
+        "method_params": MappingOf("every hyperparameter of every method (checked by the method's class)",
+                                   values=Overrides("a method's parameters"), keys=catalogue),
+        "metric_params": MappingOf("every parameter of every metric (checked by the metric's class)",
+                                   values=Overrides("a metric's parameters"), keys=lambda: list(metrics())),
     }
 
 
-def _path_of(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+def schema() -> dict:
+    """The JSON schema of a merged config, from :func:`config_parameters` and every class's declarations."""
+    out = {"$schema": "https://json-schema.org/draft/2020-12/schema", **params_schema(config_parameters())}
+    properties = out["properties"]
+    properties["method_params"]["properties"] = {m: params_schema(registry.get(m).parameters)
+                                                 for m in registry.implemented_ids()}
+    properties["metric_params"]["properties"] = {m: params_schema(cls.parameters) for m, cls in metrics().items()}
+    return out
 
 
 def validate(cfg: dict) -> dict:
-    """Raise :class:`ConfigError` naming the first bad key; check cross-references the schema cannot."""
-    validator = jsonschema.Draft202012Validator(schema())
-    # Inside a method's or metric's block the declared-parameter validator speaks (it names what is missing
-    # or allowed, and tells 2.0 from 2, which JSON Schema does not); the schema documents the same rules.
-    errors = sorted((e for e in validator.iter_errors(cfg) if not _inside_declared_block(e)),
-                    key=lambda e: (len(e.absolute_path), e.message))
-    if errors:
-        err = errors[0]
-        raise ConfigError(f"config key '{_path_of(err)}': {err.message}")
+    """Raise :class:`ConfigError` naming the first bad key, its value and what is allowed.
+
+    Every key is declared (:func:`config_parameters`; a method's or metric's block by its class), so an
+    unknown key at any level, a wrong type, ``2.0`` where an integer belongs, a non-finite number, an
+    empty list or a value out of range is refused here, before any job; then what no single key says:
+    split sizes against the data, the memory a size asks for, models for every selected kind.
+    """
+    try:
+        check_params("config", config_parameters(), cfg)
+    except ParamError as err:
+        raise ConfigError(str(err)) from None
     for name in cfg["datasets"]:
         if name not in cfg["data"]:
-            raise ConfigError(f"config key 'data.{name}': dataset {name!r} is listed but has no split sizes")
+            raise ConfigError(f"config.data.{name}: dataset {name!r} is listed but has no split sizes")
         if not DATASETS[name].in_profile(cfg["profile"]):
-            raise ConfigError(f"config key 'datasets': {name!r} is for the {'/'.join(DATASETS[name].profiles)} "
+            raise ConfigError(f"config.datasets: {name!r} is for the {'/'.join(DATASETS[name].profiles)} "
                               f"profile(s), not {cfg['profile']!r}")
+        kind = DATASETS[name].kind
+        if not cfg["models"].get(kind):
+            raise ConfigError(f"config.models.{kind}: no model variants for the {kind} data set {name!r}; "
+                              f"list at least one (e.g. [baseline])")
     if cfg["methods"] != "all":
         for method_id in cfg["methods"]:
             if not registry.is_implemented(method_id):
-                raise ConfigError(f"config key 'methods': {method_id!r} is in the catalogue but not implemented "
+                raise ConfigError(f"config.methods: {method_id!r} is in the catalogue but not implemented "
                                   f"yet; implemented: {', '.join(registry.implemented_ids())}")
     for method_id in selected_methods(cfg):
         if method_id not in cfg["method_params"]:
-            raise ConfigError(f"config key 'method_params.{method_id}': missing; {method_id} needs "
+            raise ConfigError(f"config.method_params.{method_id}: missing; {method_id} needs "
                               f"{sorted(registry.get(method_id).param_names)}")
     for method_id in cfg["method_params"]:   # every block of an implemented method, selected or not
         if not registry.is_implemented(method_id):
             continue
-        cls = registry.get(method_id)
         try:
-            cls.checked_params(method_params(cfg, method_id), owner=f"config key method_params.{method_id}")
+            registry.get(method_id).checked_params(method_params(cfg, method_id),
+                                                   owner=f"config.method_params.{method_id}")
         except ParamError as err:
             raise ConfigError(str(err)) from None
-    _validate_metric_params(cfg["metric_params"])
+    for metric_id, cls in metrics().items():
+        try:
+            cls.checked_params(cfg["metric_params"].get(metric_id, {}), owner=f"config.metric_params.{metric_id}")
+        except ParamError as err:
+            raise ConfigError(str(err)) from None
+    check_sizes(cfg)
     return cfg
 
 
-def _inside_declared_block(error: jsonschema.ValidationError) -> bool:
-    path = list(error.absolute_path)
-    return len(path) >= 2 and path[0] in ("method_params", "metric_params")
-
-
-def _validate_metric_params(params: dict) -> None:
-
-    registered = metrics()
-    for metric_id, given in params.items():
-        if metric_id not in registered:
-            raise ConfigError(f"config key 'metric_params.{metric_id}': unknown metric; known: "
-                              f"{', '.join(sorted(registered))}")
-    for metric_id, cls in registered.items():
+def planned_sizes(cfg: dict) -> dict[str, dict[str, int]]:
+    """Split sizes of every selected data set as its prepare job will make them (natural sizes resolved)."""
+    out = {}
+    for name in cfg["datasets"]:
         try:
-            cls.checked_params(params.get(metric_id, {}), owner=f"config key metric_params.{metric_id}")
-        except ParamError as err:
-            raise ConfigError(str(err)) from None
+            out[name] = DATASETS[name].planned_sizes(cfg["data"][name])
+        except ValueError as err:
+            raise ConfigError(f"config.data.{name}: {err}") from None
+    return out
+
+
+def check_sizes(cfg: dict) -> None:
+    """Split sizes that the data hold, memory within :func:`nnxai.resources.job_budget`, and no ``n_explain``
+    beyond every test split (it would be cut to the split without a word)."""
+    sizes = planned_sizes(cfg)
+    budget = resources.job_budget()
+    refuse = (lambda key, what, need: ConfigError(
+        f"config.{key}: {what} needs about {resources.gib(need)} of memory, more than a job may use here "
+        f"({resources.gib(budget)}: half of this machine's {resources.gib(resources.machine_memory())})"))
+    for name, split in sizes.items():
+        info = DATASETS[name]
+        need = resources.dataset_bytes(sum(split.values()), info.input_shape, len(info.mask_names))
+        if need > budget:
+            raise refuse(f"data.{name}", f"{sum(split.values())} inputs of shape {info.input_shape}", need)
+    for arch in {("cnn" if DATASETS[n].kind == "image" else "mlp") for n in sizes}:
+        training = cfg["training"][arch]
+        for name in (n for n in sizes if (DATASETS[n].kind == "image") == (arch == "cnn")):
+            info = DATASETS[name]
+            batch = min(training["batch_size"], sizes[name]["train"])    # a larger batch is the whole split
+            if arch == "cnn":
+                need = resources.cnn_training_bytes(info.input_shape, cfg["architecture"]["cnn"]["widths"],
+                                                    info.n_classes, batch)
+            else:
+                need = resources.mlp_training_bytes(info.input_shape[0], cfg["architecture"]["mlp"]["hidden"],
+                                                    info.n_classes, batch)
+            if need > budget:
+                raise refuse(f"architecture.{arch} / training.{arch}.batch_size",
+                             f"training on {name} (batches of {batch})", need)
+    largest = {split: max((s[split] for s in sizes.values()), default=0) for split in SPLITS}
+    blocks = []
+    for method_id in selected_methods(cfg):
+        cls, params = registry.get(method_id), method_params(cfg, method_id)
+        blocks.append((f"method_params.{method_id}", cls.parameters, params))
+        if "local_method" in cls.parameters:
+            blocks.append((f"method_params.{method_id}.local_params", registry.get(params["local_method"]).parameters,
+                           params.get("local_params") or {}))
+    blocks += [(f"metric_params.{m}", cls.parameters, cfg["metric_params"].get(m, {})) for m, cls in metrics().items()]
+    for where, declared, values in blocks:
+        for name, param in declared.items():
+            value = values.get(name)
+            if param.at_most and isinstance(value, int) and value > largest[param.at_most]:
+                raise ConfigError(f"config.{where}.{name}: {value} is more than any {param.at_most} split of "
+                                  f"the run holds; at most {largest[param.at_most]}")
+
+
+def cli_overrides(configfiles: Sequence[str | Path] = (), cli_config: Mapping[str, Any] | None = None) -> dict:
+    """The overrides Snakemake was given: ``--configfile`` files (YAML) merged in order, then ``--config``.
+
+    Snakemake types a ``--config`` value itself only at the top level (``seed=2`` is 2) and reads nested
+    values as strings (``training={cnn: {epochs: 3}}`` gives ``"3"``); here every string is read as YAML
+    again, so a nested override means what it would mean in a config file.
+    """
+    out: dict = {}
+    for path in configfiles:
+        out = deep_merge(out, _read_yaml(Path(path)))
+    return deep_merge(out, _retyped(dict(cli_config or {})))
+
+
+def _retyped(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _retyped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_retyped(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def _read_yaml(path: Path) -> dict:
+    """A YAML mapping (an empty file is an empty mapping); a :class:`ConfigError` names the file otherwise."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot be read as YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+    return loaded
 
 
 def load_config(overrides: dict | None = None, directory: str | Path | None = None) -> dict:
     """Merge ``config.yaml``, the profile named in it or in ``overrides``, then ``overrides``; validate."""
     directory = Path(directory) if directory else config_dir()
-    base = yaml.safe_load((directory / "config.yaml").read_text())
+    base = _read_yaml(directory / "config.yaml")
     overrides = dict(overrides or {})
     profile = overrides.get("profile", base.get("profile", "default"))
     if profile not in PROFILES:
-        raise ConfigError(f"config key 'profile': {profile!r} is not one of {', '.join(PROFILES)}")
-    profile_cfg = yaml.safe_load((directory / "profiles" / f"{profile}.yaml").read_text()) or {}
+        raise ConfigError(f"config.profile: {profile!r} is not one of {', '.join(PROFILES)}")
+    profile_cfg = _read_yaml(directory / "profiles" / f"{profile}.yaml")
     cfg = deep_merge(deep_merge(base, profile_cfg), overrides)
     cfg["profile"] = profile
     return validate(cfg)
@@ -177,8 +285,9 @@ def method_params(cfg: dict, method_id: str) -> dict[str, Any]:
     local = given.get("local_method")
     if "local_method" in registry.get(method_id).parameters and isinstance(local, str):
         if local not in cfg["method_params"]:
-            raise ConfigError(f"config key 'method_params.{method_id}.local_method': {local!r} has no parameter "
-                              f"block 'method_params.{local}'")
+            allowed = registry.get(method_id).parameters["local_method"].allowed()
+            raise ConfigError(f"config.method_params.{method_id}.local_method: {local!r} has no parameter block "
+                              f"method_params.{local}; expected {allowed} (with its block)")
         given["local_params"] = deep_merge(cfg["method_params"][local], given.get("local_params") or {})
     return given
 

@@ -21,6 +21,7 @@ parameter declared ``required=False`` may be left out (a composite method's ``lo
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,7 +37,7 @@ class Param:
 
     Parameters
     ----------
-    kind : {"int", "float", "str", "bool", "list", "mapping"}
+    kind : {"int", "float", "str", "bool", "list", "mapping", "union"}
     help : str
         What the parameter does, with the paper's symbol or equation where there is one.
     low, high : float, optional
@@ -53,6 +54,18 @@ class Param:
         The items of a ``list`` must be distinct.
     nullable : bool
         ``null`` (``None``) is allowed too, with the meaning the help text gives it.
+    fields : mapping of str to Param, optional
+        A ``mapping`` that is a closed block: exactly these keys (the required ones), each checked.
+    values, keys : optional
+        A ``mapping`` with open keys: each value checked against ``values``; ``keys`` are its allowed keys
+        (a tuple, or a callable returning them).
+    options : tuple of Param, optional
+        A ``union``: the value satisfies one of the options (``methods: all`` or a list of ids).
+    pattern : str, optional
+        A ``str`` must match this regular expression in full.
+    at_most : {"train", "test"}, optional
+        An ``int`` that counts inputs of that split: the config check refuses a value above the largest
+        such split of the run (a count the method would otherwise cut to the split without a word).
     """
 
     kind: str
@@ -68,6 +81,12 @@ class Param:
     required: bool = True
     unique: bool = False
     nullable: bool = False
+    fields: "Mapping[str, Param] | None" = None
+    values: "Param | None" = None
+    keys: tuple | Callable[[], Sequence] | None = None
+    options: "tuple[Param, ...] | None" = None
+    pattern: str | None = None
+    at_most: str | None = None
 
     def allowed_choices(self) -> tuple:
         return tuple(self.choices()) if callable(self.choices) else tuple(self.choices or ())
@@ -87,10 +106,15 @@ class Param:
             if self.unique and len({repr(v) for v in items}) != len(items):
                 raise ParamError(f"{where}: items must be distinct, got {value!r}")
             return items
+        if self.kind == "union":
+            for option in self.options or ():
+                try:
+                    return option.check(value, where)
+                except ParamError:
+                    continue
+            raise ParamError(f"{where}: expected {self.allowed()}, got {value!r}")
         if self.kind == "mapping":
-            if not isinstance(value, Mapping):
-                raise ParamError(f"{where}: expected a mapping, got {value!r}")
-            return dict(value)
+            return self._check_mapping(value, where)
         if self.choices is not None:
             allowed = self.allowed_choices()
             if isinstance(value, bool) and not any(isinstance(c, bool) for c in allowed) or value not in allowed:
@@ -103,6 +127,8 @@ class Param:
         if self.kind == "str":
             if not isinstance(value, str) or not value:
                 raise ParamError(f"{where}: expected a non-empty string, got {value!r}")
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise ParamError(f"{where}: {value!r} is not {self.allowed()}")
             return value
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
@@ -117,6 +143,25 @@ class Param:
         if not self._in_range(value):
             raise ParamError(f"{where}: {value!r} is out of range, expected {self._range()}")
         return value
+
+    def _check_mapping(self, value: Any, where: str) -> dict:
+        if not isinstance(value, Mapping):
+            raise ParamError(f"{where}: expected {self.allowed()}, got {value!r}")
+        if self.fields is not None:
+            return check_params(where, self.fields, value)
+        allowed = self.allowed_keys()
+        out = {}
+        for key, item in value.items():
+            if allowed is not None and key not in allowed:
+                raise ParamError(f"{where}: unknown key {key!r}; allowed: {', '.join(map(str, allowed))}")
+            out[key] = self.values.check(item, f"{where}.{key}") if self.values is not None else item
+        return out
+
+    def allowed_keys(self) -> tuple | None:
+        """The keys an open mapping may have (``None``: any)."""
+        if self.keys is None:
+            return None
+        return tuple(self.keys()) if callable(self.keys) else tuple(self.keys)
 
     def _in_range(self, v: float) -> bool:
         if self.low is not None and (v <= self.low if self.low_open else v < self.low):
@@ -135,6 +180,14 @@ class Param:
         return self._allowed() + (", or null" if self.nullable else "")
 
     def _allowed(self) -> str:
+        if self.kind == "union":
+            return " or ".join(o.allowed() for o in self.options or ())
+        if self.kind == "mapping":
+            if self.fields is not None:
+                return "a mapping of " + ", ".join(self.fields)
+            return "a mapping" + ("" if self.values is None else f" of {self.values.allowed()}")
+        if self.pattern is not None:
+            return f"a string matching {self.pattern}"
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.allowed_choices()))
         if self.kind == "list":
@@ -153,12 +206,26 @@ class Param:
         if self.nullable:
             if "enum" in out:
                 out["enum"] = [*out["enum"], None]
-            else:
+            elif "type" in out:
                 out["type"] = [out["type"], "null"]
+            else:
+                out = {"anyOf": [out, {"type": "null"}]}
         return out
 
     def _schema(self) -> dict:
         out: dict[str, Any] = {"description": self.help}
+        if self.kind == "union":
+            out["anyOf"] = [o.schema() for o in self.options or ()]
+            return out
+        if self.kind == "mapping" and self.fields is not None:
+            return {**out, **params_schema(self.fields)}
+        if self.kind == "mapping":
+            out["type"] = "object"
+            if self.values is not None:
+                out["additionalProperties"] = self.values.schema()
+            if self.keys is not None:
+                out["propertyNames"] = {"enum": list(self.allowed_keys())}
+            return out
         if self.choices is not None:
             out["enum"] = list(self.allowed_choices())
             return out
@@ -181,6 +248,8 @@ class Param:
             out["exclusiveMaximum" if self.high_open else "maximum"] = self.high
         if self.kind == "str":
             out["minLength"] = 1
+            if self.pattern is not None:
+                out["pattern"] = f"^(?:{self.pattern})$"
         return out
 
 
@@ -214,8 +283,25 @@ def Overrides(help: str, **kw: Any) -> Param:
     return Param("mapping", help, **kw)
 
 
+def Block(help: str, fields: Mapping[str, Param], **kw: Any) -> Param:
+    """A nested block with exactly these keys (each declared)."""
+    return Param("mapping", help, fields=dict(fields), **kw)
+
+
+def MappingOf(help: str, values: Param | None = None, keys: Sequence | Callable[[], Sequence] | None = None,
+              **kw: Any) -> Param:
+    """A mapping whose keys are among ``keys`` (any when ``None``) and whose values satisfy ``values``."""
+    return Param("mapping", help, values=values, keys=keys if keys is None or callable(keys) else tuple(keys), **kw)
+
+
+def OneOf(help: str, *options: Param, **kw: Any) -> Param:
+    """A value that satisfies one of ``options``."""
+    return Param("union", help, options=tuple(options), **kw)
+
+
 # Shared declarations, used by many classes.
-N_EXPLAIN = Int("how many seeded test inputs are explained (the same inputs for every method)", low=1)
+N_EXPLAIN = Int("how many seeded test inputs are explained (the same inputs for every method; all of a "
+                "smaller test split)", low=1, at_most="test")
 BATCH_SIZE = Int("inputs per batch of the method's computation", low=1)
 
 
@@ -281,7 +367,12 @@ class Declared:
         """``params`` checked against :attr:`parameters` and :meth:`check_combination`; a :class:`ParamError`
         names ``owner`` (default: :meth:`owner_name`), the key, the value and what is allowed."""
         checked = check_params(owner or cls.owner_name(), cls.parameters, params)
-        cls.check_combination(checked)
+        try:
+            cls.check_combination(checked)
+        except ParamError as err:
+            if owner is None:
+                raise
+            raise ParamError(f"{owner}: {err}") from None   # the config key first (the class's own words after)
         return checked
 
     @classmethod

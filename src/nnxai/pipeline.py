@@ -1,7 +1,9 @@
 """The stages of the pipeline, one function each; the CLI calls them and Snakemake calls the CLI.
 
 Every stage takes the slice of the config it depends on (:func:`nnxai.workflow.stage_settings`), reads
-its inputs from the work directory and writes its outputs there atomically.
+its inputs from the work directory (checked: :mod:`nnxai.io`, :mod:`nnxai.data.checks`,
+:mod:`nnxai.explanations.checks`, :mod:`nnxai.models.checkpoint`) and writes its outputs there atomically,
+after removing the temporary files an earlier, killed run of the same outputs left behind.
 """
 
 from __future__ import annotations
@@ -15,21 +17,22 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from nnxai import data, registry
 from nnxai.explanations import load_explanation
-from nnxai.io import atomic_write_json, atomic_write_text, read_json
+from nnxai.explanations.checks import SplitBounds
+from nnxai.io import BadFileError, atomic_write_json, atomic_write_text, read_json_object, sweep_stale_temp
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.base import metrics
 from nnxai.models import build_network, load_model, save_checkpoint
+from nnxai.models.networks import network_kwargs
 from nnxai.training import TrainConfig, train_model
 from nnxai.training.runtime import resolve_device, seed_everything, set_threads
 from nnxai.training.trainer import accuracy
 from nnxai.versions import code_version
-from nnxai.paths import checkpoint_path, explanation_path, metrics_path
+from nnxai.paths import checkpoint_path, explanation_path, metrics_path, prepared_path
 
 log = logging.getLogger("nnxai")
 
@@ -38,17 +41,22 @@ def config_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _sweep(workdir: Path, outputs: list[str]) -> None:
+    """Remove what a killed earlier run of these outputs left: their stale temporary files."""
+    for path in sweep_stale_temp(Path(workdir) / rel for rel in outputs):
+        log.info("removed %s, left by an interrupted run", path)
+
+
 def prepare(settings: dict, workdir: Path) -> Path:
-    return data.prepare(settings["dataset"], workdir, settings["sizes"], settings["seed"])
+    """Build one data set's splits; write them and ``meta.json``."""
+    dataset = settings["dataset"]
+    _sweep(workdir, [prepared_path(dataset, s) for s in data.SPLITS] + [f"data/prepared/{dataset}/meta.json"])
+    return data.prepare(dataset, workdir, settings["sizes"], settings["seed"])
 
 
 def _arch_kwargs(settings: dict, info) -> dict:
-    arch = settings["architecture"]
-    if arch == "cnn":
-        return {"in_channels": int(info.input_shape[0]), "n_classes": int(info.n_classes),
-                "widths": list(settings["arch_config"]["widths"]), "activation": settings["activation"]}
-    return {"n_features": int(np.prod(info.input_shape)), "n_classes": int(info.n_classes),
-            "hidden": list(settings["arch_config"]["hidden"]), "activation": settings["activation"]}
+    return network_kwargs(settings["architecture"], settings["arch_config"], settings["activation"],
+                          info.input_shape, info.n_classes)
 
 
 def train(settings: dict, workdir: Path, progress: bool = True) -> Path:
@@ -56,6 +64,7 @@ def train(settings: dict, workdir: Path, progress: bool = True) -> Path:
     set_threads(settings["threads"])
     device = resolve_device(settings["device"])
     dataset, model_id = settings["dataset"], settings["model"]
+    _sweep(workdir, [checkpoint_path(dataset, model_id), checkpoint_path(dataset, model_id)[:-3] + ".json"])
     info = data.DATASETS[dataset]
     train_split, val_split, test_split = (data.load_split(dataset, s, workdir) for s in ("train", "val", "test"))
     y_train = train_split.y
@@ -78,14 +87,12 @@ def train(settings: dict, workdir: Path, progress: bool = True) -> Path:
               "config_hash": config_hash(settings), "code_version": code_version(),
               "architecture": settings["architecture"], "arch_kwargs": kwargs}
     path = Path(workdir) / checkpoint_path(dataset, model_id)
-    save_checkpoint(path, model, record)
-    atomic_write_json(path.with_suffix(".json"), {**record, "history": history, "test_accuracy": test_acc,
-                                                  "val_accuracy": history[-1]["val_accuracy"]})
-    return path
+    return save_checkpoint(path, model, record, sidecar={**record, "history": history, "test_accuracy": test_acc,
+                                                         "val_accuracy": history[-1]["val_accuracy"]})
 
 
 def _context(dataset: str, model_id: str, workdir: Path, seed: int, device: torch.device) -> ExplainContext:
-    model = load_model(Path(workdir) / checkpoint_path(dataset, model_id), device=device)
+    model = load_model(Path(workdir) / checkpoint_path(dataset, model_id), device=device, require_sidecar=True)
     for p in model.parameters():
         p.requires_grad_(True)
     return ExplainContext(model=model, dataset=dataset, model_id=model_id, info=data.DATASETS[dataset],
@@ -98,6 +105,7 @@ def explain(dataset: str, model_id: str, settings: dict, workdir: Path) -> Path:
     """Run one method on one model; write its explanation record."""
     method_id = settings["method"]
     method = registry.get(method_id)(**settings["params"])   # bad params fail before any loading
+    _sweep(workdir, [explanation_path(dataset, model_id, method_id)])
     set_threads(settings["threads"])
     ctx = _context(dataset, model_id, workdir, settings["seed"], resolve_device(settings["device"]))
     seed_everything(settings["seed"])
@@ -112,15 +120,18 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
     plan = settings["methods"]
     instances = {m: registered[m](**settings["metric_params"].get(m, {}))      # bad params fail first
                  for m in sorted({m for ids in plan.values() for m in ids})}
+    outputs = [metrics_path(dataset, model_id, m) for m in plan] + [metrics_path(dataset, model_id, "model")]
+    _sweep(workdir, outputs)
     set_threads(settings["threads"])
     ctx = _context(dataset, model_id, workdir, settings["seed"], resolve_device(settings["device"]))
+    bounds = SplitBounds(n_test=len(ctx.test.y), n_train=len(ctx.train.y), n_classes=ctx.info.n_classes)
     written = []
     if settings.get("model_metrics", True):
         written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, "model"),
                                          {"accuracy": accuracy(ctx.model, ctx.test.x, ctx.test.y)}))
     for method_id, metric_ids in tqdm(sorted(plan.items()), desc=f"evaluate {dataset}/{model_id}",
                                       disable=not progress):
-        record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id))
+        record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id), bounds)
         method = registry.get(method_id)(**record.meta["params"])
         values: dict[str, float] = {}
         for metric_id in metric_ids:
@@ -135,14 +146,33 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
 COLUMNS = ("dataset", "model", "method", "metric", "value", "seed")
 
 
+def _checkpoint_seed(sidecar: Path) -> int:
+    """The seed recorded in a checkpoint's ``.json`` record."""
+    seed = read_json_object(sidecar, "checkpoint record").get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadFileError(sidecar, f"'seed' must be an integer, got {seed!r}")
+    return seed
+
+
+def _metric_values(path: Path) -> dict:
+    """A metric file: ``{metric_id: number or null}``."""
+    values = read_json_object(path, "metric file")
+    for metric_id, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise BadFileError(path, f"metric {metric_id!r} has value {value!r}, expected a number or null")
+    return values
+
+
 def aggregate(workdir: Path, metric_files: list[str]) -> list[Path]:
     """Collect per-explanation metric files into the tidy ``all.csv`` and a nested ``summary.json``."""
     rows, summary = [], {}
+    _sweep(workdir, ["data/metrics/all.csv", "data/metrics/summary.json"])
     for rel in sorted(metric_files):
         path = Path(workdir) / rel
         dataset, model_id, method = path.parts[-3], path.parts[-2], path.stem
-        seed = read_json(Path(workdir) / checkpoint_path(dataset, model_id).replace(".pt", ".json"))["seed"]
-        for metric_id, value in sorted(read_json(path).items()):
+        values = _metric_values(path)
+        seed = _checkpoint_seed(Path(workdir) / (checkpoint_path(dataset, model_id)[:-3] + ".json"))
+        for metric_id, value in sorted(values.items()):
             rows.append((dataset, model_id, method, metric_id, value, seed))
             summary.setdefault(dataset, {}).setdefault(model_id, {}).setdefault(method, {})[metric_id] = (
                 None if value is None or (isinstance(value, float) and math.isnan(value)) else value)

@@ -13,7 +13,9 @@
   ``causal`` table instead records its structural causal model, ``scm`` and ``label``).
 
 Every file is written atomically and byte-reproducibly (same inputs, same bytes: the determinism
-contract of DESIGN.md); ``meta.json`` is written last, so its presence means the set is complete.
+contract of DESIGN.md); ``meta.json`` is written last (an older one is removed first), so its presence
+means the set is complete.  ``load_split`` checks every read: the npz's sha256 against ``meta.json``, and
+its arrays (:mod:`nnxai.data.checks`); a bad file is a :class:`~nnxai.io.BadFileError` naming it.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import numpy as np
 
 from nnxai.data.base import DATASETS, Dataset
 from nnxai.data.splits import SPLITS, check_sizes
+from nnxai.data import checks
 from nnxai.data.store import read_npz, sha256_file, write_npz
 from nnxai.data.torchvision_sets import MissingRawDataError
-from nnxai.io import atomic_write_json, read_json
+from nnxai.io import BadFileError, MissingFileError, atomic_write_json, read_json
 from nnxai.profiles import PROFILES
 
 __all__ = ["DATASETS", "Dataset", "DatasetInfo", "MissingRawDataError", "PreparedSplit", "SPLITS",
@@ -98,6 +101,9 @@ def prepare(name: str, workdir: str | Path, sizes: dict[str, int | None] | None,
 
     out_dir = prepared_dir(name, workdir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # meta.json is written last and means "complete": an earlier one goes first, so an interrupted
+    # rewrite never leaves new splits beside an old description.
+    (out_dir / "meta.json").unlink(missing_ok=True)
     digests, arrays, counts = {}, {}, {}
     for split in SPLITS:
         data = {key: splits[split][key] for key in ("x", "y", "concepts", "masks", "index")
@@ -128,20 +134,30 @@ class PreparedSplit:
     meta: dict = field(default_factory=dict)
 
 
-def _missing(path: Path, name: str, workdir: str | Path) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"prepared data file {path} does not exist; create it with "
-        f"`snakemake --cores 2 data/prepared/{name}/test.npz` or `nnxai prepare --dataset {name}` "
+def _missing(path: Path, name: str, workdir: str | Path) -> MissingFileError:
+    return MissingFileError(
+        path, "prepared data file does not exist",
+        f"create it with `snakemake --cores 2 data/prepared/{name}/test.npz` or `nnxai prepare --dataset {name}` "
         f"(run in the work directory {workdir})")
 
 
-def load_split(name: str, split: str, workdir: str | Path = ".", verify: bool = False) -> PreparedSplit:
+def load_split(name: str, split: str, workdir: str | Path = ".", verify: bool = True) -> PreparedSplit:
     """Load a prepared split; masks come back unpacked as bool ``(N, len(mask_names), H, W)``.
+
+    Every read is checked (:mod:`nnxai.data.checks`): ``meta.json`` well formed, the arrays finite
+    inputs of the set's shape with labels in ``0..n_classes-1``.
 
     Parameters
     ----------
     verify : bool
-        Check the npz against the sha256 recorded in ``meta.json`` (ValueError if it differs).
+        Check the npz against the sha256 recorded in ``meta.json`` (default; ``False`` skips only this).
+
+    Raises
+    ------
+    MissingFileError
+        The split or ``meta.json`` does not exist (a ``FileNotFoundError``).
+    BadFileError
+        A file is damaged, changed since it was written, or holds bad values; the message names it.
     """
     _check_name(name)
     _check_split(split)
@@ -150,12 +166,16 @@ def load_split(name: str, split: str, workdir: str | Path = ".", verify: bool = 
     for path in (npz_path, meta_path):
         if not path.is_file():
             raise _missing(path, name, workdir)
-    meta = read_json(meta_path)
+    fix = checks.prepare_fix(name)
+    meta = checks.check_meta(read_json(meta_path, "prepared data description", fix), meta_path, name, split)
     if verify and sha256_file(npz_path) != meta["sha256"][split]:
-        raise ValueError(f"{npz_path} does not match the sha256 in {meta_path}; prepare {name!r} again")
+        read_npz(npz_path, "prepared split", fix)   # a damaged file says how: truncated, not an npz, ...
+        raise BadFileError(npz_path, f"does not match the sha256 recorded in {meta_path} (the file changed "
+                                     "after `nnxai prepare` wrote it)", fix)
     import torch
 
-    data = read_npz(npz_path)
+    data = read_npz(npz_path, "prepared split", fix, required=("x", "y"))
+    checks.check_arrays(data, npz_path, meta, name)
     masks = data.get("masks")
     if masks is not None and "masks_packed" in meta:
         masks = np.unpackbits(masks, axis=-1, count=meta["masks_packed"]["width"]).view(bool)

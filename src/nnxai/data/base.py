@@ -91,6 +91,14 @@ class Dataset:
         """
         raise NotImplementedError(f"dataset {self.name!r} ({type(self).__name__}) cannot build its splits")
 
+    def planned_sizes(self, sizes: Mapping[str, int | None]) -> dict[str, int]:
+        """The split sizes :meth:`build` will make from the config's ``sizes`` (``None``: natural), checked
+        without reading any data, so that the config check refuses what ``build`` would (``ValueError``).
+        A generated set (the default) has no natural size: every size must be given."""
+        from nnxai.data.splits import generated_sizes
+
+        return generated_sizes(self.name, sizes)
+
     def versions(self) -> dict[str, str]:
         """Versions of what made the files (no timings: ``meta.json`` must be byte-reproducible)."""
         from nnxai.versions import package_versions

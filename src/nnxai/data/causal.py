@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnxai.data.splits import SPLITS
+from nnxai.data.splits import SPLITS, generated_sizes
 
 CLASS_NAMES = ["negative", "positive"]
 RULE_TEXT = "positive iff 2.0*x2 - 1.5*x4 + noise > 0, noise ~ N(0, 0.5^2)"
@@ -156,9 +156,7 @@ def generate(n: int, rng: np.random.Generator | int | Sequence[int] | None) -> d
 
 def build(sizes: Mapping[str, int | None], seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Each split from its own stream ``[seed, split number]`` (resizing one leaves the others alone)."""
-    if any(v is None for v in sizes.values()):
-        raise ValueError(f"dataset 'causal' is generated and has no natural split size: give integer sizes "
-                         f"for {list(SPLITS)}, got {dict(sizes)}")
+    sizes = generated_sizes("causal", sizes)
     splits = {split: generate(sizes[split], [seed, k]) for k, split in enumerate(SPLITS)}
     meta = {"class_names": CLASS_NAMES, "feature_names": list(SCM.names), "rule": RULE_TEXT,
             "scm": SCM.as_dict(), "label": LABEL.as_dict(),

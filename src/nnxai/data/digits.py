@@ -37,6 +37,12 @@ def load_raw() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def plan_sizes(sizes: Mapping[str, int | None]) -> dict[str, int]:
+    """The split sizes ``build`` will draw (``None``: natural), checked against the 5000 digits."""
+    return resolve_sizes("digits", sizes, NATURAL_SIZES, {"all 5000 digits": ("test", "val", "train")},
+                         {"all 5000 digits": N_AVAILABLE})
+
+
 def build(sizes: Mapping[str, int | None], seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Stratified, seeded train/val/test splits (test drawn first, then val, then train).
 
@@ -47,8 +53,7 @@ def build(sizes: Mapping[str, int | None], seed: int) -> tuple[dict[str, dict[st
     meta : dict
         Extra metadata for ``meta.json``.
     """
-    resolved = resolve_sizes("digits", sizes, NATURAL_SIZES, {"all 5000 digits": ("test", "val", "train")},
-                             {"all 5000 digits": N_AVAILABLE})
+    resolved = plan_sizes(sizes)
     x, y = load_raw()
     rng = np.random.default_rng(seed)
     order = ("test", "val", "train")

@@ -45,6 +45,14 @@ def check_sizes(sizes: object) -> dict[str, int | None]:
     return out
 
 
+def generated_sizes(name: str, sizes: Mapping[str, int | None]) -> dict[str, int]:
+    """The sizes of a generated set, which has no natural split: every size must be given."""
+    if any(sizes[s] is None for s in SPLITS):
+        raise ValueError(f"dataset {name!r} is generated and has no natural split size: give integer sizes "
+                         f"for {list(SPLITS)}, got {dict(sizes)}")
+    return {s: int(sizes[s]) for s in SPLITS}
+
+
 def resolve_sizes(name: str, sizes: Mapping[str, int | None], natural: Mapping[str, int],
                   pools: Mapping[str, Sequence[str]], available: Mapping[str, int]) -> dict[str, int]:
     """Replace ``None`` by the natural size and check that the pools hold enough samples.

@@ -17,6 +17,8 @@ from nnxai.data.splits import natural_fractions, resolve_sizes, stratified_split
 
 LOADERS = {"iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer"}
 NATURAL_FRACTIONS = {"val": 0.2, "test": 0.2}  # train gets the remaining 60 %
+#: Rows of each bundled table (checked when it is loaded), so that sizes are checked before any job.
+N_ROWS = {"iris": 150, "wine": 178, "breast_cancer": 569}
 
 
 def load_raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -37,6 +39,13 @@ def standardise(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
+def plan_sizes(name: str, sizes: Mapping[str, int | None]) -> dict[str, int]:
+    """The split sizes ``build`` will draw (``None``: natural 60/20/20), checked against the table's rows."""
+    natural = natural_fractions(N_ROWS[name], NATURAL_FRACTIONS)
+    pool = f"all {N_ROWS[name]} rows"
+    return resolve_sizes(name, sizes, natural, {pool: ("test", "val", "train")}, {pool: N_ROWS[name]})
+
+
 def build(name: str, sizes: Mapping[str, int | None], seed: int,
           ) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Stratified, seeded splits (natural: 60/20/20), standardised with train statistics.
@@ -49,9 +58,9 @@ def build(name: str, sizes: Mapping[str, int | None], seed: int,
         ``class_names``, ``feature_names``, ``standardisation`` (``mean``, ``std`` per feature).
     """
     x, y, feature_names, class_names = load_raw(name)
-    natural = natural_fractions(len(y), NATURAL_FRACTIONS)
-    pool = f"all {len(y)} rows"
-    resolved = resolve_sizes(name, sizes, natural, {pool: ("test", "val", "train")}, {pool: len(y)})
+    if len(y) != N_ROWS[name]:
+        raise ValueError(f"dataset {name!r}: scikit-learn gave {len(y)} rows, expected {N_ROWS[name]}")
+    resolved = plan_sizes(name, sizes)
     rng = np.random.default_rng(seed)
     order = ("test", "val", "train")
     parts = dict(zip(order, stratified_split(y, [resolved[s] for s in order], rng)))

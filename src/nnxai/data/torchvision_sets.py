@@ -92,17 +92,27 @@ def load_raw(name: str, workdir: str | Path = ".") -> dict[str, tuple[np.ndarray
     return out
 
 
+def _natural_and_pools(name: str) -> tuple[dict[str, int], dict[str, tuple[str, ...]]]:
+    _, n_train, n_test, _ = SOURCES[name]
+    return ({"train": n_train - 5000, "val": 5000, "test": n_test},
+            {"official train": ("val", "train"), "official test": ("test",)})
+
+
+def plan_sizes(name: str, sizes: Mapping[str, int | None]) -> dict[str, int]:
+    """The split sizes ``build`` will draw (``None``: natural), checked against the official splits' sizes."""
+    _, n_train, n_test, _ = SOURCES[name]
+    natural, pools = _natural_and_pools(name)
+    return resolve_sizes(name, sizes, natural, pools, {"official train": n_train, "official test": n_test})
+
+
 def build(name: str, sizes: Mapping[str, int | None], seed: int, workdir: str | Path = ".",
           ) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Seeded stratified subsets: val then train from the official train set, test from official test.
 
     ``index`` holds row numbers in the official split each sample comes from.
     """
-    _, n_train, n_test, _ = SOURCES[name]
-    natural = {"train": n_train - 5000, "val": 5000, "test": n_test}
-    pools = {"official train": ("val", "train"), "official test": ("test",)}
-    available = {"official train": n_train, "official test": n_test}
-    resolved = resolve_sizes(name, sizes, natural, pools, available)
+    resolved = plan_sizes(name, sizes)
+    natural, pools = _natural_and_pools(name)
     raw = load_raw(name, workdir)
     # Size check against the files actually present (a partial copy has fewer rows).
     resolve_sizes(name, resolved, natural, pools,

@@ -3,12 +3,16 @@
 
 Each record carries a ``meta`` dict: method id, params, seconds per input, seed, dataset, model and
 library versions (DESIGN.md, output contract).  Files are written atomically.
+
+Integrity: the saved ``meta`` also holds ``sha256``, the digest of the record's payload (an attribution
+map's arrays; a JSON record's document without that key), checked on load and removed from the loaded
+``meta``.  Loading names the file when it is missing, truncated, of the wrong kind, changed since it was
+written, or holds values its type forbids (:mod:`nnxai.explanations.checks`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +20,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from nnxai.io import atomic_write_bytes, atomic_write_json, read_json
+from nnxai.data.store import read_npz, write_npz
+from nnxai.explanations.checks import SplitBounds, check_digest, check_record, pop_digest, record_fix
+from nnxai.io import BadFileError, atomic_write_json, canonical_json, read_json_object, sha256_bytes
 
 
 class Explanation:
@@ -51,19 +57,51 @@ class AttributionMap(Explanation):
             raise ValueError(f"attributions ({len(self.attributions)}), indices ({len(self.indices)}) and "
                              f"targets ({len(self.targets)}) must have the same length")
 
+    def payload_digest(self) -> str:
+        """sha256 of the three arrays (name, dtype, shape, bytes): what ``meta["sha256"]`` records."""
+        parts = []
+        for name in ("attributions", "indices", "targets"):
+            value = np.ascontiguousarray(getattr(self, name))
+            parts += [name.encode(), value.dtype.str.encode(), str(value.shape).encode(), value.tobytes()]
+        return sha256_bytes(b"\0".join(parts))
+
     def save(self, path):
-        buffer = io.BytesIO()
-        np.savez(buffer, attributions=self.attributions, indices=self.indices, targets=self.targets,
-                 meta=np.array(json.dumps(self.meta, sort_keys=True)))
-        return atomic_write_bytes(path, buffer.getvalue())
+        """Write a byte-reproducible npz (fixed member dates) with the digest in its ``meta``."""
+        meta = {**self.meta, "sha256": self.payload_digest()}
+        write_npz(path, {"attributions": self.attributions, "indices": self.indices, "targets": self.targets,
+                         "meta": np.array(json.dumps(meta, sort_keys=True))})
+        return Path(path)
 
     @classmethod
-    def load(cls, path):
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"attributions", "indices", "targets", "meta"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks arrays {sorted(missing)}; rerun its explain stage")
-            return cls(data["attributions"], data["indices"], data["targets"], json.loads(str(data["meta"])))
+    def load(cls, path, bounds: SplitBounds | None = None):
+        path = Path(path)
+        data = read_npz(path, "attribution record", record_fix(path),
+                        required=("attributions", "indices", "targets", "meta"))
+        meta = _meta_of(path, data["meta"])
+        stored = pop_digest(path, meta)
+        try:
+            record = cls(data["attributions"], data["indices"], data["targets"], meta)
+        except (ValueError, TypeError) as err:
+            raise BadFileError(path, f"not a valid attribution record ({err})", record_fix(path)) from err
+        check_digest(path, stored, record.payload_digest())
+        check_record(record, path, bounds)
+        return record
+
+
+def _meta_of(path: Path, raw: np.ndarray) -> dict:
+    """The ``meta`` record stored as a JSON string array in an npz."""
+    try:
+        meta = json.loads(str(raw.reshape(-1)[0]) if raw.size == 1 and raw.dtype.kind == "U" else "")
+    except (json.JSONDecodeError, ValueError) as err:
+        raise BadFileError(path, "its 'meta' array is not a JSON object", record_fix(path)) from err
+    if not isinstance(meta, dict):
+        raise BadFileError(path, f"its 'meta' is a JSON {type(meta).__name__}, expected an object", record_fix(path))
+    return meta
+
+
+def _json_digest(doc: dict) -> str:
+    """sha256 of a JSON record's canonical text (its ``meta`` without ``sha256``)."""
+    return sha256_bytes(canonical_json(doc))
 
 
 def _json_record(cls):
@@ -71,15 +109,27 @@ def _json_record(cls):
 
     def save(self, path):
         doc = {"kind": self.kind, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        doc = json.loads(canonical_json(doc))          # what a reader will see (tuples as lists, ...)
+        doc["meta"] = {**doc["meta"], "sha256": _json_digest(doc)}
         return atomic_write_json(path, doc)
 
     @classmethod
-    def load(klass, path):
-        doc = read_json(path)
+    def load(klass, path, bounds: SplitBounds | None = None):
+        path = Path(path)
+        doc = read_json_object(path, "explanation record", record_fix(path))
         if doc.get("kind") != klass.kind:
-            raise ValueError(f"{path} holds a {doc.get('kind')!r} explanation, not {klass.kind!r}")
+            raise BadFileError(path, f"holds a {doc.get('kind')!r} explanation, not {klass.kind!r}", record_fix(path))
+        if not isinstance(doc.get("meta"), dict):
+            raise BadFileError(path, f"its 'meta' must be a JSON object, got {doc.get('meta')!r}", record_fix(path))
+        stored = pop_digest(path, doc["meta"])
+        check_digest(path, stored, _json_digest(doc))
         doc.pop("kind")
-        return klass(**doc)
+        try:
+            record = klass(**doc)
+        except (TypeError, ValueError) as err:
+            raise BadFileError(path, f"not a valid {klass.kind} record ({err})", record_fix(path)) from err
+        check_record(record, path, bounds)
+        return record
 
     cls.save, cls.load = save, load
     return cls
@@ -218,14 +268,20 @@ RECORD_TYPES: dict[str, type[Explanation]] = {c.kind: c for c in (AttributionMap
                                                                    ConceptScores)}
 
 
-def load_explanation(path: str | Path) -> Explanation:
-    """Load any explanation file, dispatching on its suffix and its ``kind``."""
+def load_explanation(path: str | Path, bounds: SplitBounds | None = None) -> Explanation:
+    """Load any explanation file, dispatching on its suffix and its ``kind``.
+
+    ``bounds`` (the explained data set's test/train sizes and classes) adds the range checks of
+    :func:`nnxai.explanations.checks.check_record`; the pipeline always passes them.
+    """
     path = Path(path)
     if path.suffix == ".npz":
-        return AttributionMap.load(path)
+        return AttributionMap.load(path, bounds)
     if path.suffix == ".json":
-        kind = read_json(path).get("kind")
-        if kind not in RECORD_TYPES:
-            raise ValueError(f"{path}: unknown explanation kind {kind!r}; known: {sorted(RECORD_TYPES)}")
-        return RECORD_TYPES[kind].load(path)
+        kind = read_json_object(path, "explanation record", record_fix(path)).get("kind")
+        if kind not in RECORD_TYPES or RECORD_TYPES[kind] is AttributionMap:
+            raise BadFileError(path, f"unknown explanation kind {kind!r}; a .json record holds one of "
+                                     f"{sorted(k for k, c in RECORD_TYPES.items() if c.suffix == '.json')}",
+                               record_fix(path))
+        return RECORD_TYPES[kind].load(path, bounds)
     raise ValueError(f"{path}: explanation files end in .npz or .json")

@@ -22,7 +22,7 @@ from nnxai.params import Float, Int
 
 #: The inputs a re-running metric scores.
 N_INPUTS = Int("explained inputs scored: the record's first (a seeded sample of the test split already); "
-               "bounds the cost of re-running the method", low=1)
+               "bounds the cost of re-running the method", low=1, at_most="test")
 #: How far two maps may differ and still agree (the invariance metrics).
 TOLERANCE = Float("largest normalised difference max_i |Φ₂_i − Φ₁_i| / scale of an input's two maps that "
                   "still counts as agreement", low=0.0)

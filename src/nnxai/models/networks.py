@@ -109,11 +109,88 @@ class MLP(nn.Module):
 
 ARCHITECTURES = {"cnn": ConvNet, "mlp": MLP}
 
+#: What a checkpoint or a config may ask to build; checked before any weight is allocated, so a crafted
+#: file claiming a million channels is refused instead of exhausting memory.
+BOUNDS = {"in_channels": (1, 64), "n_features": (1, 1_000_000), "n_classes": (1, 10_000), "width": (1, 4096),
+          "layers": (0, 16)}
+MAX_PARAMETERS = 50_000_000
+_REQUIRED = {"cnn": ("in_channels", "n_classes"), "mlp": ("n_features", "n_classes")}
+_OPTIONAL = {"cnn": ("widths", "activation"), "mlp": ("hidden", "activation")}
+
+
+def _bounded_int(key: str, value, bound: str) -> int:
+    low, high = BOUNDS[bound]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{key} must be an integer in {low}..{high}, got {value!r}")
+    return value
+
+
+def _widths(key: str, value, n_layers: tuple[int, int]) -> list[int]:
+    if not isinstance(value, (list, tuple)) or not n_layers[0] <= len(value) <= n_layers[1]:
+        count = str(n_layers[0]) if n_layers[0] == n_layers[1] else f"{n_layers[0]}..{n_layers[1]}"
+        raise ValueError(f"{key} must be a list of {count} layer widths, got {value!r}")
+    return [_bounded_int(f"{key}[{i}]", v, "width") for i, v in enumerate(value)]
+
+
+def parameter_count(architecture: str, kwargs: dict) -> int:
+    """Weights and biases the network of checked ``kwargs`` holds (computed, not built)."""
+    if architecture == "cnn":
+        sizes = [kwargs["in_channels"], *kwargs.get("widths", (16, 32, 64))]
+        convs = sum(a * b * 9 + b for a, b in zip(sizes, sizes[1:]))
+        return convs + sizes[-1] * kwargs["n_classes"] + kwargs["n_classes"]
+    sizes = [kwargs["n_features"], *kwargs.get("hidden", (32, 16)), kwargs["n_classes"]]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def check_arch(architecture: object, kwargs: object) -> dict:
+    """Validate a network description (as stored in checkpoints) without building it.
+
+    Every key is one of the constructor's, every size an integer within :data:`BOUNDS`, the activation
+    known, and the whole network at most :data:`MAX_PARAMETERS` weights.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the bad value and what is allowed.
+    """
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r} is unknown; choose one of {sorted(ARCHITECTURES)}")
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"arch_kwargs must be a mapping, got {kwargs!r}")
+    allowed = _REQUIRED[architecture] + _OPTIONAL[architecture]
+    unknown, missing = sorted(set(kwargs) - set(allowed)), [k for k in _REQUIRED[architecture] if k not in kwargs]
+    if unknown or missing:
+        raise ValueError(f"arch_kwargs of a {architecture} take {list(allowed)} ({list(_REQUIRED[architecture])} "
+                         f"required); unknown {unknown}, missing {missing}")
+    for key in _REQUIRED[architecture]:
+        _bounded_int(key, kwargs[key], key)
+    if "widths" in kwargs:
+        _widths("widths", kwargs["widths"], (3, 3))
+    if "hidden" in kwargs:
+        _widths("hidden", kwargs["hidden"], BOUNDS["layers"])
+    if "activation" in kwargs and kwargs["activation"] not in ACTIVATIONS:
+        raise ValueError(f"activation {kwargs['activation']!r} is not supported; choose one of {sorted(ACTIVATIONS)}")
+    count = parameter_count(architecture, kwargs)
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"a {architecture} with {dict(kwargs)} has {count:,} parameters, more than the "
+                         f"{MAX_PARAMETERS:,} allowed")
+    return kwargs
+
+
+def network_kwargs(architecture: str, arch_config: dict, activation: str, input_shape, n_classes: int) -> dict:
+    """Constructor arguments of the network a config describes (what checkpoints store as ``arch_kwargs``)."""
+    if architecture == "cnn":
+        return {"in_channels": int(input_shape[0]), "n_classes": int(n_classes),
+                "widths": list(arch_config["widths"]), "activation": activation}
+    n_features = 1
+    for size in input_shape:
+        n_features *= int(size)
+    return {"n_features": n_features, "n_classes": int(n_classes), "hidden": list(arch_config["hidden"]),
+            "activation": activation}
+
 
 def build_network(architecture: str, **kwargs) -> nn.Module:
-    """Instantiate a network from its architecture name and constructor arguments (as stored in checkpoints)."""
-    try:
-        cls = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(f"architecture {architecture!r} is unknown; choose one of {sorted(ARCHITECTURES)}") from None
-    return cls(**kwargs)
+    """Instantiate a network from its architecture name and constructor arguments (as stored in checkpoints);
+    the description is checked first (:func:`check_arch`)."""
+    check_arch(architecture, kwargs)
+    return ARCHITECTURES[architecture](**kwargs)

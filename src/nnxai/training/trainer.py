@@ -7,6 +7,7 @@ Deterministic on CPU: the same data, config and seed give the same weights bit f
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -15,6 +16,10 @@ from tqdm.auto import tqdm
 
 from nnxai.training.penalties import NO_PENALTY, PENALTIES, Penalty, check_penalty
 from nnxai.training.runtime import seed_everything
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the message names the step and the settings that led there."""
 
 
 @dataclass(frozen=True)
@@ -27,8 +32,10 @@ class TrainConfig:
     penalty_weight: float = 0.0
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"training needs epochs >= 1, batch_size >= 1, lr > 0; got {asdict(self)}")
+        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.penalty_weight))
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not finite:
+            raise ValueError(f"training needs epochs >= 1, batch_size >= 1, a finite lr > 0 and finite weights; "
+                             f"got {asdict(self)}")
         check_penalty(self.penalty)
 
     def penalty_term(self) -> Penalty | None:
@@ -77,8 +84,14 @@ def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                 loss = loss + config.penalty_weight * penalty(model, xb, yb, logits)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"training diverged: the loss is {value} at epoch {epoch}, step "
+                                       f"{start // config.batch_size + 1} (lr {config.lr:g}, weight decay "
+                                       f"{config.weight_decay:g}, penalty weight {config.penalty_weight:g}); "
+                                       "no checkpoint written: lower training.<arch>.lr")
             optimiser.step()
-            total += loss.item() * len(idx)
+            total += value * len(idx)
             seen += len(idx)
         record = {"epoch": epoch, "loss": total / seen,
                   "train_accuracy": accuracy(model, x_train, y_train),

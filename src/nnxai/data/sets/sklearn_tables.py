@@ -14,6 +14,9 @@ class SklearnTable(Dataset):
 
     packages = ("scikit-learn",)
 
+    def planned_sizes(self, sizes: Mapping[str, int | None]) -> dict[str, int]:
+        return tabular.plan_sizes(self.name, sizes)
+
     def build(self, sizes: Mapping[str, int | None], seed: int, workdir: Path) -> tuple[Splits, dict]:
         return tabular.build(self.name, sizes, seed)
 

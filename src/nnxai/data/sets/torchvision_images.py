@@ -17,6 +17,9 @@ class TorchvisionImages(Dataset):
 
     packages = ("torchvision",)
 
+    def planned_sizes(self, sizes: Mapping[str, int | None]) -> dict[str, int]:
+        return torchvision_sets.plan_sizes(self.name, sizes)
+
     def build(self, sizes: Mapping[str, int | None], seed: int, workdir: Path) -> tuple[Splits, dict]:
         return torchvision_sets.build(self.name, sizes, seed, workdir)
 

@@ -125,7 +125,7 @@ class RepresenterPoints(ExampleSelector):
     parameters = {
         "n_explain": N_EXPLAIN,
         "top_k": Int("training examples kept per input, with the largest (examples) and the most negative "
-                     "(extra.inhibitory_examples) representer values α_ic f_iᵀ f_t", low=1),
+                     "(extra.inhibitory_examples) representer values α_ic f_iᵀ f_t", low=1, at_most="train"),
         "lambda_l2": Float("λ of the L2-regularised last layer re-fitted to a stationary point (Theorem 3.1)",
                            low=0.0, low_open=True),
         "fit_steps": Int("L-BFGS iterations of the re-fit", low=1),

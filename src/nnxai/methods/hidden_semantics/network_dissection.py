@@ -152,7 +152,8 @@ class NetworkDissection(UnitLabeler):
     """
 
     parameters = {
-        "n_images": Int("test images dissected (a seeded sample, the one every method explains)", low=1),
+        "n_images": Int("test images dissected (a seeded sample, the one every method explains)", low=1,
+                        at_most="test"),
         "quantile": Float("T_k is this quantile of unit k's activations, P(a_k > T_k) = 1 - quantile (the "
                           "paper: 0.995)", low=0.0, high=1.0, low_open=True, high_open=True),
         "iou_threshold": Float("a unit is a detector of its best concept when IoU_{k,c} exceeds this (the "
