@@ -33,7 +33,7 @@ from nnxai.ops.maps import saliency_map
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.base import metrics
 from nnxai.metrics.localisation import MASK
-from nnxai.training import TrainConfig, train_model
+from nnxai.training.trainer import TrainConfig, train_model
 
 SIZES = {"train": 600, "val": 100, "test": 1000}
 

@@ -27,8 +27,9 @@ def read_jobs(root: Path) -> list[dict]:
     jobs = []
     for path in sorted(base.rglob("*.tsv")):
         parts = path.relative_to(base).with_suffix("").parts
-        stage, dataset, model = parts[0], parts[1], parts[2]
-        method = parts[3] if stage == "explain" else ""
+        stage, dataset = parts[0], parts[1]
+        model = parts[2] if len(parts) > 2 else ""           # prepare jobs: one per data set
+        method = parts[3] if len(parts) > 3 else ""        # explain and evaluate jobs: one per method
         with path.open() as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
         rss = row.get("max_rss", "NA")
@@ -63,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.root / 'logs/benchmarks'} holds no job records yet")
 
     groups = {"stage": lambda j: j["stage"],
-              "explanation type (explain jobs)": lambda j: explanation_type(j["method"]) if j["method"] else None,
-              "method, summed over models (explain jobs)": lambda j: j["method"] or None,
+              "explanation type (explain jobs)": lambda j: explanation_type(j["method"]) if j["stage"] == "explain" else None,
+              "method, summed over models (explain jobs)": lambda j: j["method"] if j["stage"] == "explain" else None,
+              "method, summed over models (evaluate jobs)": lambda j: (j["method"] if j["stage"] == "evaluate"
+                                                                      and j["method"] != "model" else None),
               "dataset (all jobs)": lambda j: j["dataset"]}
     total = sum(j["seconds"] for j in jobs)
     print(f"{len(jobs)} jobs, {total:.1f} s of job time ({total / 60:.1f} min) under {args.root / 'logs/benchmarks'}")

@@ -4,6 +4,8 @@
 #   bash envs/setup.sh                       create or reuse the environment, install nnxai from this checkout
 #   NNXAI_EXTRAS=test,bench bash envs/setup.sh   the same with Quantus, for benchmarks/ (a separate environment)
 #
+# The default extras are test,slurm: pytest and the SLURM executor plugin (configs/slurm/, envs/slurm.sh).
+#
 # The environment lives outside the clone, in $NNXAI_ENV_CACHE (default ~/.cache/nnxai), under a name
 # derived from pyproject.toml and this script: a fresh clone reuses it as long as neither changed, and a
 # change of either builds a new one.  torch/torchvision are pinned in pyproject.toml (2.14.1 / 0.29.1).
@@ -16,8 +18,8 @@ cache=${NNXAI_ENV_CACHE:-$HOME/.cache/nnxai}
 "$python" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), sys.version' 2>/dev/null || {
   echo "envs/setup.sh: needs Python 3.11 or 3.12 as \$PYTHON (got: $("$python" --version 2>&1))" >&2; exit 1; }
 
-extras=${NNXAI_EXTRAS:-test}
-case "$extras" in *[!a-z,]*|"") echo "envs/setup.sh: NNXAI_EXTRAS must be a comma list of extras (test,bench), got '$extras'" >&2; exit 1;; esac
+extras=${NNXAI_EXTRAS:-test,slurm}
+case "$extras" in *[!a-z,]*|"") echo "envs/setup.sh: NNXAI_EXTRAS must be a comma list of extras (test,slurm,bench), got '$extras'" >&2; exit 1;; esac
 key=$( (cat "$root/pyproject.toml" "$root/envs/setup.sh"; echo "$extras") | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 

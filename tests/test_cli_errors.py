@@ -252,12 +252,12 @@ def test_the_probe_table_is_large_enough():
 
 def test_real_bugs_keep_their_traceback(monkeypatch, tmp_path):
     """Only user errors are turned into one line: an unexpected TypeError in a stage still raises."""
-    from nnxai import pipeline
+    from nnxai.stages import prepare as stage
 
     def broken(*args, **kwargs):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(pipeline, "prepare", broken)
+    monkeypatch.setattr(stage, "prepare", broken)
     with pytest.raises(TypeError, match="a bug"):
         main(PREPARE + ["--profile", "smoke", "--workdir", str(tmp_path)])
 

@@ -6,7 +6,7 @@ import pytest
 
 from nnxai import registry
 from nnxai.config import load_config
-from nnxai.workflow import (all_targets, evaluate_inputs, evaluate_outputs, experiment_cells, explain_inputs,
+from nnxai.workflow import (MODEL_ROW, all_targets, code_inputs, evaluate_inputs, experiment_cells, explain_inputs,
                             methods_for, metrics_for, settings_json, stage_settings, targets)
 
 
@@ -75,18 +75,38 @@ def test_paper_profile_adds_the_torchvision_sets():
     assert "data/explanations/mnist/baseline/network_dissection.json" not in paths   # no concept masks
 
 
-def test_one_evaluate_job_per_model_scores_each_method_with_its_metrics():
+def test_one_evaluate_job_per_explanation_and_one_per_model():
     cfg = load_config({"profile": "smoke"})
     settings = json.loads(settings_json(cfg, "evaluate", dataset="shapes", model="baseline"))
     assert set(settings["methods"]) == set(methods_for(cfg, "shapes", "baseline"))
     assert "completeness" in settings["methods"]["integrated_gradients"]
     assert "completeness" not in settings["methods"]["gradient"]
     assert set(settings["metric_params"]) == {m for ids in settings["methods"].values() for m in ids}
-    outputs = evaluate_outputs(cfg, "shapes", "baseline")
-    assert "data/metrics/shapes/baseline/model.json" in outputs
-    assert len(outputs) == len(settings["methods"]) + 1
-    inputs = evaluate_inputs(cfg, "shapes", "baseline")
+    model_only = stage_settings(cfg, "evaluate", dataset="shapes", model="baseline", method=MODEL_ROW)
+    assert model_only["methods"] == {} and model_only["model_metrics"]
+    metric_files = [p for p in targets(cfg)["metrics"] if p.startswith("data/metrics/shapes/baseline/")]
+    assert len(metric_files) == len(settings["methods"]) + 1
+    inputs = evaluate_inputs(cfg, "shapes", "baseline", "gradient")
     assert "data/explanations/shapes/baseline/gradient.npz" in inputs
+    assert not any("explanations" in p for p in evaluate_inputs(cfg, "shapes", "baseline", MODEL_ROW))
+
+
+def test_code_inputs_are_the_job_s_own_code():
+    """A method's job depends on its own module and what it imports, not on its siblings; an evaluate
+    job on the method and its metrics; every job on the CLI and the pipeline."""
+    cfg = load_config({"profile": "smoke"})
+    lime = code_inputs(cfg, "explain", dataset="shapes", model="baseline", method="lime")
+    assert "src/nnxai/methods/attribution/perturbation/lime.py" in lime
+    assert "src/nnxai/methods/attribution/perturbation/maple.py" not in lime
+    assert {"src/nnxai/cli.py", "src/nnxai/stages/explain.py", "src/nnxai/methods/base.py"} <= set(lime)
+    assert not any("/metrics/" in p or "/training/trainer" in p for p in lime)
+    train = code_inputs(cfg, "train", dataset="shapes", model="baseline")
+    assert not any("/methods/" in p or "/metrics/" in p or "/explanations/" in p for p in train), train
+    scored = code_inputs(cfg, "evaluate", dataset="shapes", model="baseline", method="lime")
+    assert "src/nnxai/metrics/local_fidelity.py" in scored and "src/nnxai/metrics/concepts.py" not in scored
+    assert "src/nnxai/methods/attribution/perturbation/lime.py" in scored
+    model_only = code_inputs(cfg, "evaluate", dataset="shapes", model="baseline", method=MODEL_ROW)
+    assert not any("/metrics/" in p and not p.endswith(("base.py", "__init__.py")) for p in model_only)
 
 
 def test_evaluating_one_method_names_what_the_config_runs_when_it_does_not_apply():
@@ -110,3 +130,14 @@ def test_a_method_restricted_to_some_models_runs_only_there():
     assert "deepconsensus" in methods_for(cfg, "shapes", "baseline")
     assert "deepconsensus" not in methods_for(cfg, "shapes", "baseline_shuffled_labels")
     assert "data/checkpoints/shapes/baseline_seed1.pt" in explain_inputs(cfg, "shapes", "baseline", "deepconsensus")
+
+
+def test_dvc_yaml_is_what_the_code_generates():
+    """dvc.yaml's code deps come from the same analysis as the Snakefile's code inputs (`nnxai dvc-yaml`)."""
+    from nnxai import dvc_yaml
+
+    assert (dvc_yaml.REPOSITORY / "dvc.yaml").read_text() == dvc_yaml.render(), "run `nnxai dvc-yaml --write`"
+    text = dvc_yaml.render()
+    for path in ("src/nnxai/stages/evaluate.py", "src/nnxai/methods/attribution/perturbation/lime.py",
+                 "src/nnxai/metrics/pixel_flipping.py", "src/nnxai/report/table3.py", "src/nnxai/data/sets/shapes.py"):
+        assert f"      - {path}\n" in text, path

@@ -1,3 +1,26 @@
-from nnxai.cli import main
+"""``python -m nnxai``: the command line (:mod:`nnxai.cli`).
 
-raise SystemExit(main())
+When ``$NNXAI_WORKER`` names a persistent worker (the Snakefile starts one for local runs), the call is
+forwarded to it and runs in a warm fork that has torch and the registries imported already
+(:mod:`nnxai.worker`); when there is none, it declines, or ``NNXAI_NO_WORKER=1``, it runs here.
+"""
+
+import os
+import sys
+
+
+def _main() -> int:
+    if os.environ.get("NNXAI_WORKER"):
+        from nnxai import worker
+
+        path = worker.enabled()
+        status = worker.forward(path, sys.argv[1:]) if path else None
+        if status is not None:
+            return status
+    from nnxai.cli import main
+
+    return main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

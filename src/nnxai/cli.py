@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from nnxai import cli_checks, registry
+from nnxai.paths import MODEL_ROW
 
 EPILOG = """examples:
   nnxai methods                          the survey's taxonomy, implemented methods marked
@@ -97,44 +98,46 @@ def _settings(args, stage: str, **wildcards) -> dict:
 
 
 def cmd_prepare(args) -> int:
-    from nnxai import pipeline
+    from nnxai.stages import prepare as stage
 
-    print(pipeline.prepare(_settings(args, "prepare", dataset=args.dataset), Path(args.workdir)))
+    print(stage.prepare(_settings(args, "prepare", dataset=args.dataset), Path(args.workdir)))
     return 0
 
 
 def cmd_train(args) -> int:
-    from nnxai import pipeline
+    from nnxai.stages import train as stage
 
     settings = _settings(args, "train", dataset=args.dataset, model=args.model)
     if args.threads is not None:
         settings["threads"] = args.threads
-    print(pipeline.train(settings, Path(args.workdir), progress=not args.quiet))
+    print(stage.train(settings, Path(args.workdir), progress=not args.quiet))
     return 0
 
 
 def cmd_explain(args) -> int:
-    from nnxai import pipeline
+    from nnxai.stages import explain as stage
 
     settings = _settings(args, "explain", dataset=args.dataset, model=args.model, method=args.method)
-    print(pipeline.explain(args.dataset, args.model, settings, Path(args.workdir)))
+    print(stage.explain(args.dataset, args.model, settings, Path(args.workdir)))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from nnxai import pipeline
+    from nnxai.stages import evaluate as stage
 
     wildcards = {"dataset": args.dataset, "model": args.model}
-    if args.method:
-        wildcards["method"] = args.method
+    if args.model_only and args.method:
+        raise cli_checks.SettingsError(f"--model-only scores the model alone; it excludes --method {args.method!r}")
+    if args.method or args.model_only:
+        wildcards["method"] = MODEL_ROW if args.model_only else args.method
     settings = _settings(args, "evaluate", **wildcards)
-    for path in pipeline.evaluate(args.dataset, args.model, settings, Path(args.workdir), progress=not args.quiet):
+    for path in stage.evaluate(args.dataset, args.model, settings, Path(args.workdir), progress=not args.quiet):
         print(path)
     return 0
 
 
 def cmd_aggregate(args) -> int:
-    from nnxai import pipeline
+    from nnxai.stages import aggregate as stage
 
     files = args.files
     if not files:
@@ -143,7 +146,7 @@ def cmd_aggregate(args) -> int:
         if not _METRIC_FILE.match(Path(rel).as_posix()):
             raise ValueError(f"{rel!r} is not a metric file: aggregate takes paths relative to --workdir of the "
                              "form data/metrics/<dataset>/<model>/<method>.json")
-    for path in pipeline.aggregate(Path(args.workdir), files):
+    for path in stage.aggregate(Path(args.workdir), files):
         print(path)
     return 0
 
@@ -184,6 +187,21 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def cmd_dvc_yaml(args) -> int:
+    from nnxai import dvc_yaml
+
+    if args.write:
+        print(dvc_yaml.write())
+    elif args.check:
+        current = (dvc_yaml.REPOSITORY / "dvc.yaml").read_text()
+        if current != dvc_yaml.render():
+            raise ValueError("dvc.yaml is not what the code generates; run `nnxai dvc-yaml --write`")
+        print("dvc.yaml is up to date")
+    else:
+        print(dvc_yaml.render(), end="")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep = stage("evaluate", "score a model (accuracy) and its explanations with every applicable metric",
                cmd_evaluate, model=True, method=True, method_required=False)
     ep.add_argument("--quiet", action="store_true", help="no progress bar")
+    ep.add_argument("--model-only", action="store_true", help="only the model's own scores (accuracy): "
+                    "data/metrics/<dataset>/<model>/model.json")
 
     p = sub.add_parser("params", help="a method's or metric's declared parameters and the profile's values")
     p.add_argument("id", help="a method id (`nnxai methods --implemented`) or a metric id")
@@ -255,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["prepared", "checkpoints", "explanations", "metrics", "aggregate",
                                        "tables", "figures"])
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("dvc-yaml", help="print dvc.yaml as the code generates it (stages, code deps)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="rewrite dvc.yaml")
+    mode.add_argument("--check", action="store_true", help="exit 2 if dvc.yaml is not up to date")
+    p.set_defaults(func=cmd_dvc_yaml)
 
     p = sub.add_parser("config", help="print the merged, validated config (or its JSON schema)")
     p.add_argument("--profile", choices=PROFILES)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nnxai.params import Bool, Choice, Float, Int, Param, ParamError, Str
+from nnxai.paths import MODEL_ROW
 
 MAX_THREADS = 1024
 SEED_MAX = 2 ** 63 - 1
@@ -108,6 +109,7 @@ def _declared(stage: str) -> dict[str, Param]:
     if stage == "evaluate":
         return {**_common(), "methods": Param("mapping", "metric ids per method"),
                 "metric_params": Param("mapping", "each metric's parameters"),
+                "inputs": Param("mapping", "per method and metric, the files it reads besides the cell's own"),
                 "model_metrics": Bool("also score the model's accuracy")}
     raise ValueError(f"unknown stage {stage!r}")
 
@@ -213,6 +215,11 @@ def _check_evaluate(settings: dict, method: str | None) -> None:
     from nnxai.metrics.base import metrics
 
     plan, registered = settings["methods"], metrics()
+    if method == MODEL_ROW:
+        if plan or settings.get("model_metrics") is not True:
+            raise SettingsError(f"--model-only: --settings.methods must be empty and model_metrics true, got "
+                                f"methods {sorted(plan)}, model_metrics {settings.get('model_metrics')!r}")
+        return
     if method is not None and set(plan) != {method}:
         raise SettingsError(f"--settings.methods scores {sorted(plan)} but --method asks for {method!r} only; "
                             f"pass the slice of {method!r}")

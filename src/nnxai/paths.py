@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from nnxai import registry
 
+#: The ``method`` part of the metric file that holds a model's own scores (accuracy), beside one per explanation.
+MODEL_ROW = "model"
+
 
 def prepared_path(dataset: str, split: str) -> str:
     """A prepared split (``train``, ``val``, ``test``) of ``dataset``."""

@@ -13,13 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnxai import registry
+from nnxai import codedeps, registry
 from nnxai.config import method_params, models_for, selected_methods, train_settings
 from nnxai.data import DATASETS, SPLITS
-from nnxai.paths import checkpoint_path, explanation_path, metrics_path, prepared_path  # noqa: F401 (re-exported)
+from nnxai.paths import (MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401 (re-exported)
+                         prepared_path)
 from nnxai.metrics.base import applicable_metrics, metrics
 from nnxai.models.variants import variant
-from nnxai.report._items import FIGURE_FORMATS, items_of
+from nnxai.report._items import FIGURE_FORMATS, REPORT_ITEMS, items_of
+from nnxai.training.penalties import PENALTIES
 
 
 class _ReportNames(Sequence):
@@ -101,22 +103,51 @@ def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str
     return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
 
 
-def evaluate_inputs(cfg: dict, dataset: str, model: str) -> list[str]:
-    """What the evaluate job of one model reads: its checkpoint, test split, explanations and what metrics ask for."""
-
-    registered = metrics()
-    paths = [checkpoint_path(dataset, model), prepared_path(dataset, "test")]
-    for method in methods_for(cfg, dataset, model):
+def evaluate_inputs(cfg: dict, dataset: str, model: str, method: str = MODEL_ROW) -> list[str]:
+    """What one evaluate job reads: the checkpoint and the prepared splits, and for an explanation (not
+    :data:`MODEL_ROW`, the model's own accuracy) the explanation and what its metrics ask for."""
+    paths = [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS]
+    if method != MODEL_ROW:
+        registered = metrics()
         paths.append(explanation_path(dataset, model, method))
         for metric in metrics_for(cfg, dataset, model, method):
             paths += registered[metric].required_inputs(cfg, dataset, model, method)
     return list(dict.fromkeys(paths))
 
 
-def evaluate_outputs(cfg: dict, dataset: str, model: str) -> list[str]:
-    """The metric files the evaluate job of one model writes: one per method, and the model's own."""
-    return [metrics_path(dataset, model, m) for m in methods_for(cfg, dataset, model)] + [
-        metrics_path(dataset, model, "model")]
+#: The stages that have a module under nnxai.stages (a report item's job runs its writer's module).
+STAGE_MODULES = ("prepare", "train", "explain", "evaluate", "aggregate")
+
+
+def code_modules(cfg: dict, stage: str, **wildcards: str) -> list[str]:
+    """The ``nnxai`` modules whose code decides one job's output (:mod:`nnxai.codedeps` adds what they
+    import): the CLI and the job's stage module, and the method, metrics, data set, penalty or report
+    item it runs."""
+    modules = ["nnxai.cli"] + ([f"nnxai.stages.{stage}"] if stage in STAGE_MODULES else [])
+    if stage == "prepare":
+        modules.append(type(DATASETS[wildcards["dataset"]]).__module__)
+    elif stage == "train":
+        penalty = variant(wildcards["model"]).penalty
+        modules.append("nnxai.training.penalties")
+        if penalty in PENALTIES:
+            modules.append(PENALTIES[penalty].__module__)
+    elif stage == "explain":
+        modules.append(registry.get(wildcards["method"]).__module__)
+    elif stage == "evaluate" and wildcards.get("method", MODEL_ROW) != MODEL_ROW:
+        method = wildcards["method"]
+        registered = metrics()
+        modules.append(registry.get(method).__module__)
+        modules += [registered[m].__module__ for m in metrics_for(cfg, wildcards["dataset"], wildcards["model"], method)]
+    elif stage == "report":
+        modules.append(REPORT_ITEMS[wildcards["item"]].writer.__module__)
+    return modules
+
+
+def code_inputs(cfg: dict, stage: str, workdir: str | Path = ".", **wildcards: str) -> list[str]:
+    """The source files of one job (:func:`code_modules` and their imports), relative to ``workdir``: as
+    inputs of the job, a change to any of them reruns it (and what depends on it)."""
+    files = codedeps.closure(code_modules(cfg, stage, **wildcards))
+    return [os.path.relpath(f, workdir) for f in files]
 
 
 def experiment_cells(cfg: dict) -> list[tuple[str, str, str]]:
@@ -130,7 +161,7 @@ def targets(cfg: dict) -> dict[str, list[str]]:
         out["prepared"] += [prepared_path(dataset, s) for s in SPLITS]
         for model in models_for(cfg, dataset):
             out["checkpoints"].append(checkpoint_path(dataset, model))
-            out["metrics"].append(metrics_path(dataset, model, "model"))
+            out["metrics"].append(metrics_path(dataset, model, MODEL_ROW))
     for dataset, model, method in experiment_cells(cfg):
         out["explanations"].append(explanation_path(dataset, model, method))
         out["metrics"].append(metrics_path(dataset, model, method))
@@ -160,10 +191,13 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
             raise ValueError(f"config key 'method_params.{m}' is missing")
         return {"method": m, "params": method_params(cfg, m), "seed": cfg["seed"], **common}
     if stage == "evaluate":
-        # One job per model scores all its explanations (one process instead of one per method: a job's
-        # start-up, mostly importing torch, costs more than scoring a toy explanation).
+        # One job per explanation (and one for the model's accuracy: method MODEL_ROW); without a method,
+        # the slice of every explanation of the model and its accuracy (one call by hand).
         d, model = wildcards["dataset"], wildcards["model"]
         only = wildcards.get("method")
+        if only == MODEL_ROW:
+            return {"methods": {}, "metric_params": {}, "inputs": {}, "model_metrics": True, "seed": cfg["seed"],
+                    **common}
         if only is not None:
             registry.get(only)
         methods = {m: metrics_for(cfg, d, model, m) for m in methods_for(cfg, d, model) if only in (None, m)}
@@ -171,8 +205,12 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
             raise ValueError(f"method {only!r} is not run on {d}/{model} by this config "
                              f"(it runs: {', '.join(methods_for(cfg, d, model)) or 'none'})")
         used = sorted({m for ids in methods.values() for m in ids})
+        registered = metrics()
+        # what each metric reads besides the explanation, checkpoint and splits (part of its cache key)
+        inputs = {meth: {m: registered[m].required_inputs(cfg, d, model, meth) for m in ids}
+                  for meth, ids in methods.items()}
         return {"methods": methods, "metric_params": {m: cfg["metric_params"].get(m, {}) for m in used},
-                "model_metrics": only is None, "seed": cfg["seed"], **common}
+                "inputs": inputs, "model_metrics": only is None, "seed": cfg["seed"], **common}
     raise ValueError(f"unknown stage {stage!r}")
 
 

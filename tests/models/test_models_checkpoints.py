@@ -9,7 +9,7 @@ from torch import nn
 
 import nnxai
 from nnxai.models import CheckpointError, ConvNet, MLP, build_network, load_model, save_checkpoint, variant
-from nnxai.training import TrainConfig, train_model
+from nnxai.training.trainer import TrainConfig, train_model
 
 
 def test_convnet_is_fit_for_the_methods():

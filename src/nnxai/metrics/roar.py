@@ -50,7 +50,7 @@ from nnxai.metrics.rerun import attribute_as_explained, check_rerunnable
 from nnxai.models import build_network, variant
 from nnxai.ops.maps import channel_means, saliency_map
 from nnxai.params import Choice, Float, Int, List, ParamError, Str
-from nnxai.training import TrainConfig, train_model
+from nnxai.training.trainer import TrainConfig, train_model
 from nnxai.training.runtime import seed_everything
 from nnxai.training.trainer import accuracy
 

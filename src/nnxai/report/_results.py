@@ -23,11 +23,12 @@ import pandas as pd
 
 from nnxai import registry
 from nnxai.data import DATASETS
+from nnxai.paths import MODEL_ROW
 from nnxai.taxonomy import ExplanationType
 
 ALL_CSV = "data/metrics/all.csv"
 COLUMNS = ("dataset", "model", "method", "metric", "value", "seed")
-MODEL_ROWS = "model"  #: the ``method`` of the model's own metrics (accuracy), see nnxai.workflow.metrics_path
+MODEL_ROWS = MODEL_ROW  #: the ``method`` of the model's own metrics (accuracy), see nnxai.paths
 RANDOM = "random"
 _STEP = re.compile(r"k(\d+(?:\.\d+)?)")
 

@@ -1,0 +1,106 @@
+"""The whole run against its time budget (issue 10): run the DAG from nothing in a fresh folder with
+``snakemake --cores 2``, time it, and write the README's figures of what the run produced and how long it
+took (the README's block ``<profile>-run``).
+
+    .venv/bin/python benchmarks/budget.py                        # default profile: budget 30 min
+    .venv/bin/python benchmarks/budget.py --profile smoke        # smoke profile: budget 3 min
+    .venv/bin/python benchmarks/budget.py --root RUN --wall 1234 # summarise a finished run, no new run
+    .venv/bin/python benchmarks/budget.py --print                # print only, leave the README alone
+
+The run folder is kept (its path is printed) so that its results can be read and its jobs summed again
+(``benchmarks/job_times.py --root RUN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _readme import write_block  # noqa: E402
+from job_times import read_jobs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = {"default": 30 * 60, "smoke": 3 * 60}
+
+
+def run(profile: str, cores: int) -> tuple[Path, float]:
+    """A complete run of ``profile`` in a new folder: (folder, wall seconds)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"nnxai-{profile}-run-"))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", str(cores), "--config", f"profile={profile}", "--quiet", "progress"]
+    print(f"running {' '.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"the run failed (exit {done.returncode}) after {wall:.0f} s; see {workdir}/logs")
+    return workdir, wall
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(round(seconds % 60)):02d} s"
+
+
+def summary(workdir: Path, wall: float, profile: str, cores: int) -> str:
+    jobs = read_jobs(workdir)
+    per_stage, count = defaultdict(float), defaultdict(int)
+    for job in jobs:
+        per_stage[job["stage"]] += job["seconds"]
+        count[job["stage"]] += 1
+    with (workdir / "data/metrics/all.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    cells = {(r["dataset"], r["model"], r["method"]) for r in rows if r["method"] != "model"}
+    datasets = sorted({r["dataset"] for r in rows})
+    models = {(r["dataset"], r["model"]) for r in rows}
+    tables = sorted(p.name for p in (workdir / "paper/tables").glob("*.md"))
+    figures = sorted(p.name for p in (workdir / "paper/figures").glob("*.png"))
+    budget = BUDGETS.get(profile)
+    verdict = (f"budget {minutes(budget)}: {minutes(budget - wall)} left" if budget and wall <= budget
+               else f"budget {minutes(budget)}: OVER by {minutes(wall - budget)}" if budget else "no budget set")
+    when = datetime.date.today().isoformat()
+    lines = [f"`snakemake --cores {cores} --config profile={profile}` from nothing took **{minutes(wall)}** "
+             f"({verdict}) on this machine ({platform.machine()}, {os.cpu_count()} cores; {when}). It prepared "
+             f"{len(datasets)} data sets ({', '.join(datasets)}), trained {len(models)} models, wrote "
+             f"{len(cells)} explanations, {len(rows)} rows of `data/metrics/all.csv`, {len(tables)} tables and "
+             f"{len(figures)} figures.", "",
+             "| stage | jobs | job time |", "|---|---|---|"]
+    lines += [f"| {stage} | {count[stage]} | {minutes(per_stage[stage])} |" for stage in sorted(per_stage)]
+    lines += ["", "Job time adds up over jobs that ran side by side; `benchmarks/job_times.py --root RUN` "
+                  "breaks it down by method and dataset."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--root", type=Path, help="a finished run's folder (with --wall): no new run")
+    parser.add_argument("--wall", type=float, help="that run's wall seconds")
+    parser.add_argument("--print", action="store_true", help="print only, leave the README alone")
+    args = parser.parse_args(argv)
+    if args.root:
+        if args.wall is None:
+            parser.error("--root needs --wall (the run's wall time in seconds)")
+        workdir, wall = args.root, args.wall
+    else:
+        workdir, wall = run(args.profile, args.cores)
+    text = summary(workdir, wall, args.profile, args.cores)
+    print(f"\n{text}\n\nrun folder: {workdir}")
+    if not args.print:
+        write_block(f"{args.profile}-run", text)
+    budget = BUDGETS.get(args.profile)
+    return 0 if budget is None or wall <= budget else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""Stage ``evaluate``: score a model (accuracy) or its explanations with their metrics, each metric value
+computed once per content (:mod:`nnxai.evaluation_cache`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from nnxai import data, registry
+from nnxai.evaluation_cache import MetricCache, cell_key
+from nnxai.explanations import load_explanation
+from nnxai.explanations.checks import SplitBounds
+from nnxai.io import atomic_write_json
+from nnxai.metrics.base import metrics
+from nnxai.paths import MODEL_ROW, checkpoint_path, explanation_path, metrics_path, prepared_path
+from nnxai.stages._common import log, sweep
+from nnxai.stages.context import load_context
+from nnxai.training.runtime import resolve_device, seed_everything, set_threads
+from nnxai.training.trainer import accuracy
+
+
+def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progress: bool = True) -> list[Path]:
+    """Score the model (accuracy) and each of its explanations named in ``settings["methods"]`` with the
+    metrics listed there; write one ``{method}.json`` per explanation and ``model.json``."""
+    registered = metrics()
+    plan = settings["methods"]
+    instances = {m: registered[m](**settings["metric_params"].get(m, {}))      # bad params fail first
+                 for m in sorted({m for ids in plan.values() for m in ids})}
+    outputs = [metrics_path(dataset, model_id, m) for m in plan] + (
+        [metrics_path(dataset, model_id, MODEL_ROW)] if settings["model_metrics"] else [])
+    sweep(workdir, outputs)
+    set_threads(settings["threads"])
+    ctx = load_context(dataset, model_id, workdir, settings["seed"], resolve_device(settings["device"]))
+    bounds = SplitBounds(n_test=len(ctx.test.y), n_train=len(ctx.train.y), n_classes=ctx.info.n_classes)
+    cache = MetricCache(Path(workdir))
+    job = {"seed": settings["seed"], "device": str(ctx.device), "threads": settings["threads"]}
+    written = []
+    if settings["model_metrics"]:
+        written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, MODEL_ROW),
+                                         {"accuracy": accuracy(ctx.model, ctx.test.x, ctx.test.y)}))
+    for method_id, metric_ids in tqdm(sorted(plan.items()), desc=f"evaluate {dataset}/{model_id}",
+                                      disable=not progress):
+        record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id), bounds)
+        method = registry.get(method_id)(**record.meta["params"])
+        values: dict[str, float] = {}
+        cell_files = [explanation_path(dataset, model_id, method_id), checkpoint_path(dataset, model_id),
+                      *(prepared_path(dataset, s) for s in data.SPLITS)]
+        for metric_id in metric_ids:
+            key = cell_key(metric_id, settings["metric_params"].get(metric_id, {}), job, Path(workdir),
+                           cell_files + list(settings["inputs"].get(method_id, {}).get(metric_id, [])),
+                           [registered[metric_id].__module__, type(method).__module__, __name__])
+            cached = cache.get(key)
+            if cached is not None:
+                values.update(cached)
+                log.info("%s/%s %s %s: cached", dataset, model_id, method_id, metric_id)
+                continue
+            seed_everything(settings["seed"])
+            start = time.perf_counter()
+            computed = {k: float(v) for k, v in instances[metric_id](record, ctx, method).items()}
+            cache.put(key, metric_id, computed)
+            values.update(computed)
+            log.info("%s/%s %s %s: %.2f s", dataset, model_id, method_id, metric_id, time.perf_counter() - start)
+        written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, method_id), values))
+    return written
