@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from nnxai import worker
+from nnxai.worker import lifecycle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -274,10 +275,10 @@ def test_disabled_or_declined_calls_run_in_process(light_server, base_env):
 # --- starting it for a workflow --------------------------------------------------------------------------
 
 def test_socket_path_falls_back_to_a_short_one(tmp_path):
-    path, temp_dir = worker._socket_path(str(tmp_path / ("x" * 120)))
+    path, temp_dir = lifecycle._socket_path(str(tmp_path / ("x" * 120)))
     assert len(os.fsencode(path)) <= 107 and temp_dir and path.startswith(temp_dir)
     os.rmdir(temp_dir)
-    assert worker._socket_path(str(tmp_path)) == (str(tmp_path / f"{os.getpid()}.sock"), None)
+    assert lifecycle._socket_path(str(tmp_path)) == (str(tmp_path / f"{os.getpid()}.sock"), None)
 
 
 @pytest.mark.parametrize("settings, reason", [
@@ -297,7 +298,7 @@ def test_why_not_for_a_workflow(monkeypatch, settings, reason):
 def test_start_for_workflow_serves_the_jobs_and_stop_ends_it(monkeypatch, tmp_path, base_env):
     """The Snakefile's onstart/onsuccess: NNXAI_WORKER names a live server, then neither."""
     real_start = worker.start
-    monkeypatch.setattr(worker, "start", lambda folder, **kw: real_start(
+    monkeypatch.setattr(lifecycle, "start", lambda folder, **kw: real_start(
         folder, **{**kw, "preload": (), "entry": "nnxai_worker_probe:main", "env": base_env}))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(worker.DISABLE_ENV, raising=False)

@@ -11,10 +11,10 @@ import sys
 
 def _main() -> int:
     if os.environ.get("NNXAI_WORKER"):
-        from nnxai import worker
+        from nnxai.worker import client       # light: no torch, no server modules
 
-        path = worker.enabled()
-        status = worker.forward(path, sys.argv[1:]) if path else None
+        path = client.enabled()
+        status = client.forward(path, sys.argv[1:]) if path else None
         if status is not None:
             return status
     from nnxai.cli import main
