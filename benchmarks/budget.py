@@ -4,7 +4,8 @@ took (the README's block ``<profile>-run``).
 
     .venv/bin/python benchmarks/budget.py                        # default profile: budget 30 min
     .venv/bin/python benchmarks/budget.py --profile smoke        # smoke profile: budget 3 min
-    .venv/bin/python benchmarks/budget.py --root RUN --wall 1234 # summarise a finished run, no new run
+    .venv/bin/python benchmarks/budget.py --root RUN             # summarise a finished run again (its wall time
+                                                                 # is kept in RUN/wall_seconds.txt)
     .venv/bin/python benchmarks/budget.py --print                # print only, leave the README alone
 
 The run folder is kept (its path is printed) so that its results can be read and its jobs summed again
@@ -31,6 +32,7 @@ from job_times import read_jobs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = {"default": 30 * 60, "smoke": 3 * 60}
+WALL_FILE = "wall_seconds.txt"   #: the run's measured wall time, kept in its folder
 
 
 def run(profile: str, cores: int) -> tuple[Path, float]:
@@ -44,6 +46,7 @@ def run(profile: str, cores: int) -> tuple[Path, float]:
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"the run failed (exit {done.returncode}) after {wall:.0f} s; see {workdir}/logs")
+    (workdir / WALL_FILE).write_text(f"{wall:.1f}\n")
     return workdir, wall
 
 
@@ -61,7 +64,7 @@ def summary(workdir: Path, wall: float, profile: str, cores: int) -> str:
         rows = list(csv.DictReader(handle))
     cells = {(r["dataset"], r["model"], r["method"]) for r in rows if r["method"] != "model"}
     datasets = sorted({r["dataset"] for r in rows})
-    models = {(r["dataset"], r["model"]) for r in rows}
+    models = list((workdir / "data/checkpoints").glob("*/*.pt"))
     tables = sorted(p.name for p in (workdir / "paper/tables").glob("*.md"))
     figures = sorted(p.name for p in (workdir / "paper/figures").glob("*.png"))
     budget = BUDGETS.get(profile)
@@ -89,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print", action="store_true", help="print only, leave the README alone")
     args = parser.parse_args(argv)
     if args.root:
-        if args.wall is None:
-            parser.error("--root needs --wall (the run's wall time in seconds)")
-        workdir, wall = args.root, args.wall
+        recorded = args.root / WALL_FILE
+        if args.wall is None and not recorded.is_file():
+            parser.error(f"--root needs --wall (the run's wall time in seconds): {recorded} is missing")
+        workdir, wall = args.root, args.wall if args.wall is not None else float(recorded.read_text())
     else:
         workdir, wall = run(args.profile, args.cores)
     text = summary(workdir, wall, args.profile, args.cores)
