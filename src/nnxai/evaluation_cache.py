@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ def _file_digest(path: Path) -> str:
 
 def code_digest(modules: Iterable[str]) -> str:
     """sha256 over the source files of ``modules`` and what they import (paths and bytes)."""
+    return _code_digest(tuple(sorted(set(modules))))
+
+
+@lru_cache(maxsize=None)
+def _code_digest(modules: tuple[str, ...]) -> str:
+    # once per process and module set: a job scores many cells with the same metric and method code
     digest = hashlib.sha256()
     for path in codedeps.closure(modules):
         digest.update(path.relative_to(codedeps.SOURCE_ROOT).as_posix().encode() + b"\0")

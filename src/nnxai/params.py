@@ -195,8 +195,7 @@ class Param:
                 "" if self.max_items is None else f"{', ' if self.min_items is not None else ''}<= {self.max_items}")
             inner = self.item.allowed() if self.item else "values"
             return f"list of {inner}" + (f" ({size} items)" if size else "")
-        name = {"int": "integer", "float": "number", "str": "string", "bool": "true/false",
-                "mapping": "mapping"}[self.kind]
+        name = {"int": "integer", "float": "number", "str": "string", "bool": "true/false"}[self.kind]
         return f"{name} {self._range()}".strip()
 
     # -- export --------------------------------------------------------------------------------------
