@@ -2,9 +2,12 @@
 # Set up the project's Python environment and link it as ./.venv.
 #
 #   bash envs/setup.sh                       create or reuse the environment, install nnxai from this checkout
+#   NNXAI_EXTRAS=test,slurm bash envs/setup.sh   the same with the SLURM executor plugin (configs/slurm/)
 #   NNXAI_EXTRAS=test,bench bash envs/setup.sh   the same with Quantus, for benchmarks/ (a separate environment)
 #
-# The default extras are test,slurm: pytest and the SLURM executor plugin (configs/slurm/, envs/slurm.sh).
+# The default extras are `test` (pytest).  The `slurm` extra is opt-in because the executor plugin asks
+# `scontrol show config` for MinJobAge when Snakemake starts: on a machine where SLURM is installed but its
+# controller is down, that waits 9 s on every `snakemake` call, a no-op rerun included.
 #
 # The environment lives outside the clone, in $NNXAI_ENV_CACHE (default ~/.cache/nnxai), under a name
 # derived from pyproject.toml and this script: a fresh clone reuses it as long as neither changed, and a
@@ -18,7 +21,7 @@ cache=${NNXAI_ENV_CACHE:-$HOME/.cache/nnxai}
 "$python" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), sys.version' 2>/dev/null || {
   echo "envs/setup.sh: needs Python 3.11 or 3.12 as \$PYTHON (got: $("$python" --version 2>&1))" >&2; exit 1; }
 
-extras=${NNXAI_EXTRAS:-test,slurm}
+extras=${NNXAI_EXTRAS:-test}
 case "$extras" in *[!a-z,]*|"") echo "envs/setup.sh: NNXAI_EXTRAS must be a comma list of extras (test,slurm,bench), got '$extras'" >&2; exit 1;; esac
 key=$( (cat "$root/pyproject.toml" "$root/envs/setup.sh"; echo "$extras") | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"

@@ -76,3 +76,30 @@ def test_metric_params_must_match_the_metric():
     bad["metric_params"]["no_such_metric"] = {}
     with pytest.raises(ConfigError, match="no_such_metric"):
         validate(bad)
+
+
+def test_thin_caps_every_test_count_of_its_data_set_only():
+    """``thin`` caps what is declared against the test split (n_explain, a metric's n_inputs, the local
+    method's n_explain of a composite) on its data set, and nothing else; the paper profile thins nothing."""
+    from nnxai.workflow import stage_settings
+
+    cfg = load_config({"thin": {"digits": 7, "causal": None}})
+    explain = stage_settings(cfg, "explain", dataset="digits", model="baseline", method="integrated_gradients")
+    assert explain["params"]["n_explain"] == 7
+    assert explain["params"]["n_steps"] == cfg["method_params"]["integrated_gradients"]["n_steps"]
+    for dataset in ("shapes", "causal"):
+        same = stage_settings(cfg, "explain", dataset=dataset, model="baseline", method="integrated_gradients")
+        assert same["params"] == cfg["method_params"]["integrated_gradients"]
+    spray = stage_settings(cfg, "explain", dataset="digits", model="baseline", method="spray")["params"]
+    assert spray["local_params"]["n_explain"] == 7
+    evaluate = stage_settings(cfg, "evaluate", dataset="digits", model="baseline", method="gradient")
+    assert evaluate["metric_params"]["continuity"]["n_inputs"] == min(7, cfg["metric_params"]["continuity"]["n_inputs"])
+    assert evaluate["metric_params"]["continuity"]["radius"] == cfg["metric_params"]["continuity"]["radius"]
+    assert all(v is None for v in load_config({"profile": "paper"})["thin"].values())
+
+
+@pytest.mark.parametrize("thin, key", [({"digits": 0}, "thin.digits"), ({"imagenet": 5}, "thin"),
+                                       ({"digits": 2.0}, "thin.digits")])
+def test_bad_thin_is_refused(thin, key):
+    with pytest.raises(ConfigError, match=re.escape(f"config.{key}")):
+        load_config({"thin": thin})

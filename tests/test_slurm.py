@@ -69,7 +69,7 @@ def require_slurm() -> None:
     if reason:
         pytest.skip(reason)
     assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), \
-        "SLURM is up but the executor plugin is not: `bash envs/setup.sh` installs the `slurm` extra"
+        "SLURM is up but the executor plugin is not: `NNXAI_EXTRAS=test,slurm bash envs/setup.sh` installs the `slurm` extra"
 
 
 def job_stats(output: str) -> Counter:

@@ -6,7 +6,7 @@ import pytest
 
 from nnxai import registry
 from nnxai.config import load_config
-from nnxai.workflow import (MODEL_ROW, all_targets, code_inputs, evaluate_inputs, experiment_cells, explain_inputs,
+from nnxai.workflow import (MODEL_ROW, all_targets, code_files, code_inputs, evaluate_inputs, experiment_cells, explain_inputs,
                             methods_for, metrics_for, settings_json, stage_settings, targets)
 
 
@@ -91,10 +91,11 @@ def test_one_evaluate_job_per_explanation_and_one_per_model():
     assert not any("explanations" in p for p in evaluate_inputs(cfg, "shapes", "baseline", MODEL_ROW))
 
 
-def test_code_inputs_are_the_job_s_own_code():
+def test_code_files_are_the_job_s_own_code():
     """A method's job depends on its own module and what it imports, not on its siblings; an evaluate
     job on the method and its metrics; every job on the CLI and the pipeline."""
     cfg = load_config({"profile": "smoke"})
+    code_inputs = code_files
     lime = code_inputs(cfg, "explain", dataset="shapes", model="baseline", method="lime")
     assert "src/nnxai/methods/attribution/perturbation/lime.py" in lime
     assert "src/nnxai/methods/attribution/perturbation/maple.py" not in lime
@@ -107,6 +108,33 @@ def test_code_inputs_are_the_job_s_own_code():
     assert "src/nnxai/methods/attribution/perturbation/lime.py" in scored
     model_only = code_inputs(cfg, "evaluate", dataset="shapes", model="baseline", method=MODEL_ROW)
     assert not any("/metrics/" in p and not p.endswith(("base.py", "__init__.py")) for p in model_only)
+
+
+def test_code_inputs_are_one_manifest_of_the_code_files_and_their_digests(tmp_path):
+    """A job's code is one input: a sha256sum-style manifest of exactly its code files, rewritten only when
+    a digest differs (so an unchanged tree leaves its mtime alone and reruns nothing)."""
+    import hashlib
+
+    from nnxai import workflow
+
+    cfg = load_config({"profile": "smoke"})
+    wild = {"dataset": "shapes", "model": "baseline", "method": "lime"}
+    (relative,) = code_inputs(cfg, "explain", workdir=tmp_path, **wild)
+    manifest = tmp_path / relative
+    lines = [line.split("  ", 1) for line in manifest.read_text().splitlines()]
+    assert [path for _, path in lines] == code_files(cfg, "explain", **wild)
+    root = workflow.codedeps.SOURCE_ROOT.parent
+    assert all(digest == hashlib.sha256((root / path).read_bytes()).hexdigest() for digest, path in lines)
+    other = code_inputs(cfg, "explain", workdir=tmp_path, dataset="shapes", model="baseline", method="maple")
+    assert other != [relative]
+    stamp = manifest.stat().st_mtime_ns
+    workflow._manifest.cache_clear()
+    assert code_inputs(cfg, "explain", workdir=tmp_path, **wild) == [relative]
+    assert manifest.stat().st_mtime_ns == stamp                   # same digests: not rewritten
+    manifest.write_text("0" * 64 + "  src/nnxai/cli.py\n")         # as if the code had changed since
+    workflow._manifest.cache_clear()
+    code_inputs(cfg, "explain", workdir=tmp_path, **wild)
+    assert [line.split("  ", 1) for line in manifest.read_text().splitlines()] == lines
 
 
 def test_evaluating_one_method_names_what_the_config_runs_when_it_does_not_apply():

@@ -104,6 +104,10 @@ def config_parameters() -> dict[str, Param]:
             "mlp": Block("the MLP", {"hidden": List(
                 "units of each hidden layer", item=Int("units", low=1, high=MAX_WIDTH), min_items=1,
                 max_items=MAX_HIDDEN_LAYERS)})}),
+        "thin": MappingOf("per data set, at most this many test inputs explained and scored: caps every count "
+                          "declared against the test split (n_explain, the metrics' n_inputs, n_images); "
+                          "null: no cap.  The default profile thins the sets without ground truth",
+                          values=Int("test inputs", low=1, nullable=True), keys=lambda: sorted(DATASETS)),
         "method_params": MappingOf("every hyperparameter of every method (checked by the method's class)",
                                    values=Overrides("a method's parameters"), keys=catalogue),
         "metric_params": MappingOf("every parameter of every metric (checked by the metric's class)",
@@ -277,19 +281,42 @@ def load_config(overrides: dict | None = None, directory: str | Path | None = No
     return validate(cfg)
 
 
-def method_params(cfg: dict, method_id: str) -> dict[str, Any]:
+def thinned(cfg: dict, dataset: str | None, declared: Mapping[str, Param], values: Mapping[str, Any]) -> dict:
+    """``values`` with every count declared against the test split (``Param.at_most == "test"``) capped at
+    ``cfg["thin"][dataset]``; unchanged where the data set has no cap (or ``dataset`` is ``None``)."""
+    cap = cfg.get("thin", {}).get(dataset) if dataset is not None else None
+    out = dict(values)
+    if cap is None:
+        return out
+    for name, param in declared.items():
+        value = out.get(name)
+        if param.at_most == "test" and isinstance(value, int) and not isinstance(value, bool):
+            out[name] = min(value, cap)
+    return out
+
+
+def method_params(cfg: dict, method_id: str, dataset: str | None = None) -> dict[str, Any]:
     """The parameters ``method_id`` runs with: its block of ``method_params``.  A composite method (SpRAy,
     MAME, DeepConsensus: a ``local_method`` parameter) takes its local method's parameters from that
-    method's own block, with the optional ``local_params`` of its block on top (overrides, not a copy)."""
+    method's own block, with the optional ``local_params`` of its block on top (overrides, not a copy).
+    With ``dataset``, the counts are :func:`thinned` for that data set."""
+    cls = registry.get(method_id)
     given = copy.deepcopy(cfg["method_params"].get(method_id, {}))
     local = given.get("local_method")
-    if "local_method" in registry.get(method_id).parameters and isinstance(local, str):
+    if "local_method" in cls.parameters and isinstance(local, str):
         if local not in cfg["method_params"]:
-            allowed = registry.get(method_id).parameters["local_method"].allowed()
+            allowed = cls.parameters["local_method"].allowed()
             raise ConfigError(f"config.method_params.{method_id}.local_method: {local!r} has no parameter block "
                               f"method_params.{local}; expected {allowed} (with its block)")
-        given["local_params"] = deep_merge(cfg["method_params"][local], given.get("local_params") or {})
-    return given
+        given["local_params"] = thinned(cfg, dataset, registry.get(local).parameters,
+                                        deep_merge(cfg["method_params"][local], given.get("local_params") or {}))
+    return thinned(cfg, dataset, cls.parameters, given)
+
+
+def metric_params(cfg: dict, metric_id: str, dataset: str | None = None) -> dict[str, Any]:
+    """The parameters ``metric_id`` scores with: its block of ``metric_params``, :func:`thinned` for
+    ``dataset`` when one is given."""
+    return thinned(cfg, dataset, metrics()[metric_id].parameters, cfg["metric_params"].get(metric_id, {}))
 
 
 def selected_methods(cfg: dict) -> list[str]:

@@ -76,14 +76,18 @@ class MetricCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, float] | None:
-        """The cached values, or ``None`` (absent or unreadable: then recomputed)."""
+    def get(self, key: str) -> tuple[dict[str, float], dict[str, list]] | None:
+        """The cached values and intervals (:func:`nnxai.intervals.to_file`), or ``None`` (absent or
+        unreadable: then recomputed)."""
         try:
             entry = json.loads(self._path(key).read_text())
         except (OSError, ValueError):
             return None
-        values = entry.get("values") if isinstance(entry, dict) else None
-        return values if isinstance(values, dict) else None
+        if not isinstance(entry, dict):
+            return None
+        values, intervals = entry.get("values"), entry.get("intervals", {})
+        return (values, intervals) if isinstance(values, dict) and isinstance(intervals, dict) else None
 
-    def put(self, key: str, metric_id: str, values: Mapping[str, float]) -> None:
-        atomic_write_json(self._path(key), {"metric": metric_id, "values": dict(values)})
+    def put(self, key: str, metric_id: str, values: Mapping[str, float], intervals: Mapping[str, list]) -> None:
+        atomic_write_json(self._path(key), {"metric": metric_id, "values": dict(values),
+                                            "intervals": dict(intervals)})

@@ -6,16 +6,19 @@ stays a handful of generic rules over the wildcards {dataset} {model} {method}.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from nnxai import codedeps, registry
-from nnxai.config import method_params, models_for, selected_methods, train_settings
+from nnxai.config import method_params, metric_params, models_for, selected_methods, train_settings
 from nnxai.data import DATASETS, SPLITS
+from nnxai.io import atomic_write_text
 from nnxai.paths import (MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401 (re-exported)
                          prepared_path)
 from nnxai.metrics.base import applicable_metrics, metrics
@@ -99,7 +102,7 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
 
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     """What one explain job reads: the checkpoint, the prepared splits and what the method asks for."""
-    extra = registry.get(method).required_inputs(method_params(cfg, method), dataset, model)
+    extra = registry.get(method).required_inputs(method_params(cfg, method, dataset), dataset, model)
     return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
 
 
@@ -143,11 +146,54 @@ def code_modules(cfg: dict, stage: str, **wildcards: str) -> list[str]:
     return modules
 
 
+def code_files(cfg: dict, stage: str, **wildcards: str) -> list[str]:
+    """The source files of one job (:func:`code_modules` and their imports), relative to the repository
+    (``src/nnxai/...``)."""
+    return [path for path, _ in _code_digests(_module_set(cfg, stage, **wildcards))]
+
+
 def code_inputs(cfg: dict, stage: str, workdir: str | Path = ".", **wildcards: str) -> list[str]:
-    """The source files of one job (:func:`code_modules` and their imports), relative to ``workdir``: as
-    inputs of the job, a change to any of them reruns it (and what depends on it)."""
-    files = codedeps.closure(code_modules(cfg, stage, **wildcards))
-    return [os.path.relpath(f, workdir) for f in files]
+    """One input per job that stands for its code: a manifest of its source files and their sha256
+    (``sha256sum`` format, paths relative to the repository), ``.nnxai-cache/code/<digest of the module
+    set>.sha256`` under ``workdir``.  The manifest is rewritten only when a digest changes, so editing a
+    source file reruns the jobs whose code it is (and their downstream) and nothing else, a touch or a
+    moved run folder reruns nothing, and Snakemake checks one file per job instead of the ~50 sources."""
+    return [_manifest(_module_set(cfg, stage, **wildcards), str(Path(workdir).resolve()))]
+
+
+CODE_MANIFESTS = ".nnxai-cache/code"   #: where :func:`code_inputs` keeps the manifests (ignored by git and DVC)
+
+
+def _module_set(cfg: dict, stage: str, **wildcards: str) -> tuple[str, ...]:
+    return tuple(sorted(set(code_modules(cfg, stage, **wildcards))))
+
+
+@lru_cache(maxsize=None)
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _code_digests(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    # Planning asks for thousands of jobs' code, from a few hundred module sets; a Snakemake process plans
+    # once, so the source files cannot change under these caches.
+    root = codedeps.SOURCE_ROOT.parent
+    return tuple((path.relative_to(root).as_posix(), _file_sha256(path)) for path in codedeps.closure(modules))
+
+
+@lru_cache(maxsize=None)
+def _manifest(modules: tuple[str, ...], workdir: str) -> str:
+    text = "".join(f"{digest}  {path}\n" for path, digest in _code_digests(modules))
+    name = hashlib.sha256("\n".join(modules).encode()).hexdigest()[:20]
+    relative = f"{CODE_MANIFESTS}/{name}.sha256"
+    path = Path(workdir) / relative
+    try:
+        unchanged = path.read_text() == text
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        atomic_write_text(path, text)
+    return relative
 
 
 def experiment_cells(cfg: dict) -> list[tuple[str, str, str]]:
@@ -189,7 +235,7 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
         registry.get(m)  # unknown or unimplemented: a clear error before anything else
         if m not in cfg["method_params"]:
             raise ValueError(f"config key 'method_params.{m}' is missing")
-        return {"method": m, "params": method_params(cfg, m), "seed": cfg["seed"], **common}
+        return {"method": m, "params": method_params(cfg, m, wildcards["dataset"]), "seed": cfg["seed"], **common}
     if stage == "evaluate":
         # One job per explanation (and one for the model's accuracy: method MODEL_ROW); without a method,
         # the slice of every explanation of the model and its accuracy (one call by hand).
@@ -209,7 +255,7 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
         # what each metric reads besides the explanation, checkpoint and splits (part of its cache key)
         inputs = {meth: {m: registered[m].required_inputs(cfg, d, model, meth) for m in ids}
                   for meth, ids in methods.items()}
-        return {"methods": methods, "metric_params": {m: cfg["metric_params"].get(m, {}) for m in used},
+        return {"methods": methods, "metric_params": {m: metric_params(cfg, m, d) for m in used},
                 "inputs": inputs, "model_metrics": only is None, "seed": cfg["seed"], **common}
     raise ValueError(f"unknown stage {stage!r}")
 

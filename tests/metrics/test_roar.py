@@ -57,7 +57,7 @@ def planted_context(n_train: int = 256, n_test: int = 200) -> ExplainContext:
 
 def params(**changes):
     return {"fractions": [0.25], "n_train": 256, "epochs": 5, "methods": ["gradient"], "models": ["baseline"],
-            **changes}
+            "datasets": ["shapes"], **changes}
 
 
 @pytest.mark.parametrize("shape", [(6, 3, 10, 10), (6, 7)])
@@ -116,6 +116,8 @@ def test_cell_restriction_follows_the_config():
     assert "roar" not in metrics_for(cfg, "shapes", "baseline", "integrated_gradients")
     assert "metric_params.roar.methods" in Roar.cell_why_not(plan, "shapes", "baseline", "integrated_gradients")
     assert "metric_params.roar.models" in Roar.cell_why_not(plan, "shapes", "l1", "gradient")
+    assert "metric_params.roar.datasets" in Roar.cell_why_not(plan, "digits", "baseline", "gradient")
+    assert "roar" not in metrics_for(cfg, "digits", "baseline", "gradient")
 
 
 @pytest.mark.parametrize("bad, key, detail", [

@@ -30,6 +30,7 @@ import copy
 import torch
 
 from nnxai import registry
+from nnxai.intervals import PerInput
 from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 
@@ -92,4 +93,4 @@ class Completeness(Metric):
             delta = class_scores(ctx.model, inputs, targets, softmax=False) - reference_logits[targets]
         total = attributions.double().flatten(1).sum(dim=1)
         error = (total - delta).abs() / (delta.abs() + 1e-12)
-        return {"completeness": float(error.mean())}
+        return {"completeness": PerInput(error)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnxai.explanations import AttributionMap
+from nnxai.intervals import PerInput
 from nnxai.metrics.base import Metric, register_metric
 
 
@@ -49,4 +50,4 @@ class ConsensusAgreement(Metric):
         votes = np.asarray(meta["votes"])
         return {"consensus_agreement": float(np.nanmean(pairs)),
                 "consensus_agreement.to_consensus": float(np.nanmean(to_consensus)),
-                "consensus_agreement.prediction": float(np.mean(votes >= meta["min_agree"]))}
+                "consensus_agreement.prediction": PerInput(votes >= meta["min_agree"])}

@@ -14,6 +14,7 @@ catalogue entry lists it in ``judged_by`` (LRP).
 
 from __future__ import annotations
 
+from nnxai.intervals import PerInput
 from nnxai.metrics.attribution import class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 
@@ -30,4 +31,4 @@ class Conservation(Metric):
         score = class_scores(ctx.model, inputs, targets, softmax=False)
         total = attributions.double().flatten(1).sum(dim=1)
         gap = (total - score).abs() / (score.abs() + 1e-12)
-        return {"conservation": float(gap.mean())}
+        return {"conservation": PerInput(gap)}

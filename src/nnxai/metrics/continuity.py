@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.metrics._robustness import N_INPUTS, channel_box, scored_inputs, uniform_noise
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.rerun import attribute_as_explained
@@ -84,4 +85,4 @@ class Continuity(Metric):
         maps = attribute_as_explained(method, ctx, ctx.model, batch, classes)
         base, perturbed = maps[:len(inputs)], maps[len(inputs):].reshape(len(inputs), k, *inputs.shape[1:])
         relative, lipschitz = sensitivities(base, perturbed, delta)
-        return {"continuity": float(relative.nanmean()), "continuity.lipschitz": float(lipschitz.mean())}
+        return {"continuity": PerInput(relative), "continuity.lipschitz": PerInput(lipschitz)}

@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 
@@ -60,4 +61,4 @@ class Entropy(Metric):
         entropy = shannon_entropy(p)
         n = p.shape[1]
         normalised = entropy / math.log(n) if n > 1 else torch.zeros_like(entropy)
-        return {"entropy": float(entropy.mean()), "entropy.normalised": float(normalised.mean())}
+        return {"entropy": PerInput(entropy), "entropy.normalised": PerInput(normalised)}

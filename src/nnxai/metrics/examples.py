@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnxai.intervals import PerInput
 from nnxai.metrics.base import Metric, register_metric
 
 REQUIRED = ("decomposed_logits", "head_logits", "model_logits")
@@ -57,5 +58,5 @@ class RepresenterFidelity(Metric):
             "representer_fidelity": _pearson(dec, net - net.mean(axis=1, keepdims=True)),
             "representer_fidelity.probability_correlation": _pearson(_softmax(dec), _softmax(net)),
             "representer_fidelity.decomposition_error": float(np.abs(dec - head).max()),
-            "representer_fidelity.prediction_agreement": float(np.mean(dec.argmax(1) == net.argmax(1))),
+            "representer_fidelity.prediction_agreement": PerInput(dec.argmax(1) == net.argmax(1)),
         }

@@ -45,6 +45,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nnxai.intervals import PerInput
 from nnxai.metrics._robustness import N_INPUTS, channel_box, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
@@ -155,8 +156,8 @@ class Fragility(Metric):
     def __call__(self, record, ctx, method):
         inputs, targets = scored_inputs(record, ctx, self.params["n_inputs"])
         best, intersection, spearman = self.attack(record, ctx, method, inputs, targets)
-        return {"fragility": float(1.0 - intersection.mean()), "fragility.topk_intersection": float(intersection.mean()),
-                "fragility.spearman": float(spearman.nanmean())}
+        return {"fragility": PerInput(1.0 - intersection), "fragility.topk_intersection": PerInput(intersection),
+                "fragility.spearman": PerInput(spearman)}
 
     def attack(self, record, ctx, method, inputs, targets):
         """``(x̃, top-k intersection, Spearman ρ)`` per input: the best label-preserving candidate."""

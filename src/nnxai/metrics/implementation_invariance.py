@@ -61,6 +61,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nnxai.intervals import PerInput
 from nnxai.metrics._robustness import N_INPUTS, TOLERANCE, scored_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.input_invariance import check_equivalent, map_difference
@@ -238,8 +239,8 @@ class ImplementationInvariance(Metric):
         out, agree = {}, torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
         for transform, twin in twins.items():
             mean, largest = map_difference(first, attribute_as_explained(method, ctx, twin, inputs, targets))
-            out[f"{self.id}.{transform}"] = float(mean.mean())
+            out[f"{self.id}.{transform}"] = PerInput(mean)
             agree &= largest <= self.params["tolerance"]
-        out[self.id] = max(out.values()) if out else float("nan")
-        out[f"{self.id}.agreement"] = float(agree.double().mean())
+        out[self.id] = float(max(out.values())) if out else float("nan")   # the worst transform's mean
+        out[f"{self.id}.agreement"] = PerInput(agree)
         return out

@@ -43,6 +43,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from nnxai.intervals import PerInput
 from nnxai.metrics._robustness import N_INPUTS, TOLERANCE, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH
 from nnxai.metrics.base import Metric, register_metric
@@ -185,5 +186,5 @@ class InputInvariance(Metric):
         first = attribute_as_explained(method, ctx, ctx.model, inputs, targets)
         second = attribute_as_explained(method, shifted_context(ctx, shift), twin, inputs + shift, targets)
         mean, largest = map_difference(first, second)
-        return {"input_invariance": float(mean.mean()),
-                "input_invariance.agreement": float((largest <= self.params["tolerance"]).double().mean())}
+        return {"input_invariance": PerInput(mean),
+                "input_invariance.agreement": PerInput(largest <= self.params["tolerance"])}

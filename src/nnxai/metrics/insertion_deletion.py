@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from nnxai.data import DATASETS
+from nnxai.intervals import PerInput
 from nnxai.metrics._patches import (PATCH, constant_fill, patch_relevance, random_ranks, ranks_from_relevance,
                                     switched_probabilities)
 from nnxai.metrics.attribution import explained_inputs
@@ -126,7 +127,7 @@ class InsertionDeletion(Metric):
                 shown, hidden = (inputs, fills) if curve == "insertion" else (fills, inputs)
                 probabilities = switched_probabilities(ctx.model, inputs, targets, ranks, pixel_patch, shown,
                                                        hidden, counts)
-                areas[curve] = float(area_under(probabilities, counts, n_patches).mean())
-                out[f"{self.id}.{curve}{suffix}"] = areas[curve]
-            out[self.id if not suffix else f"{self.id}.random"] = areas["insertion"] - areas["deletion"]
+                areas[curve] = area_under(probabilities, counts, n_patches).double()
+                out[f"{self.id}.{curve}{suffix}"] = PerInput(areas[curve])
+            out[self.id if not suffix else f"{self.id}.random"] = PerInput(areas["insertion"] - areas["deletion"])
         return out

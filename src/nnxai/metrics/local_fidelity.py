@@ -35,6 +35,7 @@ import math
 
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.metrics.attribution import class_scores, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.rerun import fitted_method
@@ -96,5 +97,5 @@ class LocalFidelity(Metric):
         if not errors:
             return {"local_fidelity": math.nan, "local_fidelity.r2": math.nan}
         pooled = sum(variances)
-        return {"local_fidelity": sum(errors) / len(errors),
+        return {"local_fidelity": PerInput(errors),
                 "local_fidelity.r2": 1 - sum(errors) / pooled if pooled > 0 else math.nan}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.ops.maps import saliency_map
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
@@ -66,8 +67,8 @@ def localisation_scores(relevance: torch.Tensor, mask: torch.Tensor) -> dict[str
 
     at_max = s == s.max(dim=1, keepdim=True).values
     pointing = (at_max & m).sum(1) / at_max.sum(1)
-    return {"localisation.mass": float(mass.mean()), "localisation.rank": float(rank.double().mean()),
-            "localisation.pointing": float(pointing.double().mean())}
+    return {"localisation.mass": PerInput(mass), "localisation.rank": PerInput(rank),
+            "localisation.pointing": PerInput(pointing)}
 
 
 @register_metric

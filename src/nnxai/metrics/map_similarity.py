@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from nnxai.intervals import PerInput
 
 #: skimage.metrics.structural_similarity defaults (win_size=7, K1=0.01, K2=0.03, use_sample_covariance).
 SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03
@@ -116,8 +117,8 @@ def map_similarity(original: torch.Tensor, other: torch.Tensor) -> dict[str, flo
         raise ValueError(f"attributions of shapes {tuple(original.shape)} and {tuple(other.shape)} differ")
     abs_a, signed_a = grayscale_maps(original)
     abs_b, signed_b = grayscale_maps(other)
-    out = {"spearman": float(spearman_rows(abs_a, abs_b).nanmean()),
-           "spearman_signed": float(spearman_rows(signed_a, signed_b).nanmean())}
+    out = {"spearman": PerInput(spearman_rows(abs_a, abs_b)),
+           "spearman_signed": PerInput(spearman_rows(signed_a, signed_b))}
     if original.dim() == 4:
-        out["ssim"] = float(ssim_rows(normalise_grayscale(abs_a), normalise_grayscale(abs_b)).mean())
+        out["ssim"] = PerInput(ssim_rows(normalise_grayscale(abs_a), normalise_grayscale(abs_b)))
     return out

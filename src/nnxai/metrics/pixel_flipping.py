@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.metrics._patches import (PATCH, constant_fill, patch_relevance, random_ranks, ranks_from_relevance,
                                     switched_probabilities)
 from nnxai.metrics.attribution import class_scores, explained_inputs
@@ -36,12 +37,13 @@ from nnxai.params import Choice, Int
 FILLS = ("mean", "zero")
 
 
-def aopc(model, inputs, targets, ranks, pixel_patch, fill, steps) -> float:
-    """AOPC of flipping patches in the order ``ranks`` (N, P), ``steps`` patches, ``fill`` shaped like ``inputs``."""
+def aopc(model, inputs, targets, ranks, pixel_patch, fill, steps) -> PerInput:
+    """AOPC of flipping patches in the order ``ranks`` (N, P), ``steps`` patches, ``fill`` shaped like ``inputs``:
+    one value per input, the mean drop of its class probability over the steps [149]."""
     base = class_scores(model, inputs, targets, softmax=True)
     counts = torch.arange(1, steps + 1)
     scores = switched_probabilities(model, inputs, targets, ranks, pixel_patch, fill, inputs, counts)
-    return float((base[:, None] - scores).mean())
+    return PerInput((base[:, None] - scores).double().mean(dim=1))
 
 
 @register_metric

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.ops.maps import channel_means
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
@@ -49,10 +50,10 @@ def keep_only(inputs: torch.Tensor, keep_units: torch.Tensor, entry_unit: torch.
 
 
 def agreement(model, inputs: torch.Tensor, keep_units: torch.Tensor, entry_unit: torch.Tensor,
-              fill: torch.Tensor) -> float:
-    """Fraction of inputs whose predicted class survives keeping only ``keep_units``."""
+              fill: torch.Tensor) -> PerInput:
+    """Whether each input's predicted class survives keeping only ``keep_units`` (the mean: the fraction)."""
     masked = keep_only(inputs, keep_units, entry_unit, fill)
-    return float((predictions(model, masked) == predictions(model, inputs)).double().mean())
+    return PerInput(predictions(model, masked) == predictions(model, inputs))
 
 
 def top_units(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 
 from nnxai import registry
+from nnxai.data import DATASETS
+from nnxai.intervals import PerInput
 from nnxai.methods.base import explained_indices
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
@@ -114,15 +116,22 @@ class RetrainedAccuracy:
         self.config = TrainConfig(**training, **penalty)
         self.device = device
 
-    def __call__(self, x_train, y_train, x_test, y_test) -> float:
+    def __call__(self, x_train, y_train, x_test, y_test) -> PerInput:
+        """The retrained network's correctness on each test input (a float: the accuracy)."""
         seed_everything(self.seed)
         network = build_network(self.architecture, **self.arch_kwargs)
         train_model(network, (x_train, y_train), (x_train[:0], y_train[:0]), self.config, self.seed,
                     self.device, progress=False)
-        return accuracy(network, x_test, y_test)
+        return PerInput(accuracy(network, x_test, y_test, per_input=True))
 
 
-def roar_curve(retrain: RetrainedAccuracy, train: tuple, test: tuple, relevance: tuple, fractions, fill) -> list[float]:
+def curve_mean(curve: list[PerInput]) -> PerInput:
+    """Each test input's correctness averaged over the curve's points (its mean: the curve's mean accuracy)."""
+    return PerInput(np.mean([point.values for point in curve], axis=0))
+
+
+def roar_curve(retrain: RetrainedAccuracy, train: tuple, test: tuple, relevance: tuple, fractions,
+               fill) -> list[PerInput]:
     """Accuracy after removing, for each fraction, the top features by ``relevance = (train, test)``."""
     (x_train, y_train), (x_test, y_test) = train, test
     return [retrain(remove_top(x_train, relevance[0], f, fill), y_train, remove_top(x_test, relevance[1], f, fill),
@@ -157,6 +166,8 @@ class Roar(Metric):
                         item=Choice("a method id", rerunnable_methods), min_items=0),
         "models": List("model variants roar runs for (trained on the true labels)",
                        item=Str("a model variant id"), min_items=0),
+        "datasets": List("data sets roar runs on", item=Choice("a data set id", lambda: sorted(DATASETS)),
+                         min_items=0, unique=True),
     }
     description = "mean test accuracy of models retrained after removing the top-k% features (fill: train mean)"
 
@@ -189,6 +200,8 @@ class Roar(Metric):
             return f"roar retrains models, so it runs only for metric_params.roar.methods, not {method}"
         if model not in params.get("models", []):
             return f"roar runs only on metric_params.roar.models, not {model}"
+        if dataset not in params.get("datasets", []):
+            return f"roar runs only on metric_params.roar.datasets, not {dataset}"
         return None
 
     def __call__(self, record, ctx, method):
@@ -206,12 +219,12 @@ class Roar(Metric):
         relevance = (ranking_relevance(train_attributions).cpu(), ranking_relevance(test_attributions).cpu())
         curve = roar_curve(retrain, (x_train, y_train), (x_test, y_test), relevance, fractions, fill)
         random_curve = self._random_curve(ctx, record, retrain, (x_train, y_train), (x_test, y_test), fill)
-        out = {self.id: float(np.mean(curve)), f"{self.id}.random": float(np.mean(random_curve))}
+        out = {self.id: curve_mean(curve), f"{self.id}.random": curve_mean(random_curve)}
         out.update({f"{self.id}.{percent_label(f)}": acc for f, acc in zip(fractions, curve)})
         out.update({f"{self.id}.random.{percent_label(f)}": acc for f, acc in zip(fractions, random_curve)})
         return out
 
-    def _random_curve(self, ctx, record, retrain, train, test, fill) -> list[float]:
+    def _random_curve(self, ctx, record, retrain, train, test, fill) -> list[PerInput]:
         """The curve of a uniformly random ranking, seeded by ``ctx.seed``; memoised per model and test inputs."""
         key = (ctx.dataset, ctx.model_id, int(ctx.seed), tuple(int(i) for i in record.indices))
         if key not in self._random_curves:

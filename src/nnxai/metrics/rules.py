@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnxai.explanations import AttributionMap, RuleSet
+from nnxai.intervals import PerInput
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.multilevel import level_fidelity
 from nnxai.ops.feature_space import NodeModel, feature_space, predict_classes, sample, split_features
@@ -53,8 +54,8 @@ class Fidelity(Metric):
         rules = _rules(record)
         network = predict_classes(ctx.model, ctx.test.x)
         predicted = rules.predict(split_features(ctx.test, rules.feature_space))
-        out = {"fidelity": float(np.mean(predicted == network)),
-               "fidelity.label_accuracy": float(np.mean(predicted == ctx.test.y.numpy()))}
+        out = {"fidelity": PerInput(predicted == network),
+               "fidelity.label_accuracy": PerInput(predicted == ctx.test.y.numpy())}
         if self.params["n_queries"]:
             space = feature_space(ctx.model, ctx)
             if space.kind != rules.feature_space:
@@ -62,7 +63,7 @@ class Fidelity(Metric):
                                  f"space of {ctx.info.name}")
             rng = np.random.default_rng(ctx.seed)
             queries = sample(space, NodeModel.root(space), [], int(self.params["n_queries"]), rng)
-            out["fidelity.queries"] = float(np.mean(rules.predict(queries) == space.label(queries, rng)))
+            out["fidelity.queries"] = PerInput(rules.predict(queries) == space.label(queries, rng))
         return out
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from nnxai.explanations import load_explanation
+from nnxai.intervals import PerInput
 from nnxai.metrics.attribution import explained_inputs
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.map_similarity import map_similarity
@@ -144,5 +145,5 @@ class SanityDataRandomisation(Metric):
         scores = map_similarity(attributions, shuffled_attributions)
         out = {self.id: scores.pop("spearman")}
         out.update({f"{self.id}.{score}": value for score, value in scores.items()})
-        out[f"{self.id}.same_target"] = float(np.mean(shuffled.targets == record.targets))
+        out[f"{self.id}.same_target"] = PerInput(shuffled.targets == record.targets)
         return out

@@ -46,6 +46,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from nnxai.intervals import PerInput
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.ops.groups import player_sums
@@ -210,6 +211,6 @@ class ShapleyError(Metric):
                 ref_phi, delta = self._cache[key]
             errors.append(float((phi - ref_phi).norm() / (ref_phi.norm() + 1e-12)))
             efficiency.append(abs(float(phi.sum() - delta)))
-        return {"shapley_error": float(np.mean(errors)),
-                "shapley_error.efficiency": float(np.mean(efficiency)),
+        return {"shapley_error": PerInput(errors),
+                "shapley_error.efficiency": PerInput(efficiency),
                 "shapley_error.exact": float(n_players <= self.params["max_players"])}

@@ -1,4 +1,8 @@
-"""Stage ``aggregate``: collect the per-explanation metric files into ``all.csv`` and ``summary.json``."""
+"""Stage ``aggregate``: collect the per-explanation metric files into ``all.csv`` and ``summary.json``.
+
+``all.csv`` is tidy: ``dataset, model, method, metric, value, seed``, then ``ci_low, ci_high, n`` — the 95%
+bootstrap interval over the explained inputs and their number for a value that is a mean over inputs
+(:mod:`nnxai.intervals`), empty for any other value.  ``summary.json`` holds the values only."""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import io
 import math
 from pathlib import Path
 
+from nnxai.intervals import FILE_KEY, from_file
 from nnxai.io import BadFileError, atomic_write_json, atomic_write_text, read_json_object
 from nnxai.paths import checkpoint_path
 from nnxai.stages._common import sweep
 
-COLUMNS = ("dataset", "model", "method", "metric", "value", "seed")
+COLUMNS = ("dataset", "model", "method", "metric", "value", "seed", "ci_low", "ci_high", "n")
 
 
 def _checkpoint_seed(sidecar: Path) -> int:
@@ -22,13 +27,21 @@ def _checkpoint_seed(sidecar: Path) -> int:
     return seed
 
 
-def _metric_values(path: Path) -> dict:
-    """A metric file: ``{metric_id: number or null}``."""
+def _metric_values(path: Path) -> tuple[dict, dict]:
+    """A metric file: ``{metric_id: number or null}`` and its intervals (:data:`nnxai.intervals.FILE_KEY`)."""
     values = read_json_object(path, "metric file")
+    entries = values.pop(FILE_KEY, {})
     for metric_id, value in values.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise BadFileError(path, f"metric {metric_id!r} has value {value!r}, expected a number or null")
-    return values
+    try:
+        if not isinstance(entries, dict) or set(entries) - set(values):
+            raise TypeError
+        intervals = from_file(entries)
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise BadFileError(path, f"{FILE_KEY!r} must map metrics of the file to [low, high, n], "
+                                 f"got {entries!r}") from None
+    return values, intervals
 
 
 def aggregate(workdir: Path, metric_files: list[str]) -> list[Path]:
@@ -38,10 +51,12 @@ def aggregate(workdir: Path, metric_files: list[str]) -> list[Path]:
     for rel in sorted(metric_files):
         path = Path(workdir) / rel
         dataset, model_id, method = path.parts[-3], path.parts[-2], path.stem
-        values = _metric_values(path)
+        values, intervals = _metric_values(path)
         seed = _checkpoint_seed(Path(workdir) / (checkpoint_path(dataset, model_id)[:-3] + ".json"))
         for metric_id, value in sorted(values.items()):
-            rows.append((dataset, model_id, method, metric_id, value, seed))
+            ci = intervals.get(metric_id)
+            spread = ("", "", "") if ci is None else (ci.low, ci.high, ci.n)
+            rows.append((dataset, model_id, method, metric_id, value, seed, *spread))
             summary.setdefault(dataset, {}).setdefault(model_id, {}).setdefault(method, {})[metric_id] = (
                 None if value is None or (isinstance(value, float) and math.isnan(value)) else value)
     buffer = io.StringIO()

@@ -12,6 +12,7 @@ from nnxai import data, registry
 from nnxai.evaluation_cache import MetricCache, cell_key
 from nnxai.explanations import load_explanation
 from nnxai.explanations.checks import SplitBounds
+from nnxai.intervals import FILE_KEY, PerInput, summarise, to_file
 from nnxai.io import atomic_write_json
 from nnxai.metrics.base import metrics
 from nnxai.paths import MODEL_ROW, checkpoint_path, explanation_path, metrics_path, prepared_path
@@ -38,13 +39,16 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
     job = {"seed": settings["seed"], "device": str(ctx.device), "threads": settings["threads"]}
     written = []
     if settings["model_metrics"]:
+        correct = accuracy(ctx.model, ctx.test.x, ctx.test.y, per_input=True)
+        values, intervals = summarise({"accuracy": PerInput(correct)}, settings["seed"])
         written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, MODEL_ROW),
-                                         {"accuracy": accuracy(ctx.model, ctx.test.x, ctx.test.y)}))
+                                         {**values, FILE_KEY: to_file(intervals)}))
     for method_id, metric_ids in tqdm(sorted(plan.items()), desc=f"evaluate {dataset}/{model_id}",
                                       disable=not progress):
         record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id), bounds)
         method = registry.get(method_id)(**record.meta["params"])
         values: dict[str, float] = {}
+        intervals: dict[str, list] = {}
         cell_files = [explanation_path(dataset, model_id, method_id), checkpoint_path(dataset, model_id),
                       *(prepared_path(dataset, s) for s in data.SPLITS)]
         for metric_id in metric_ids:
@@ -53,14 +57,17 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
                            [registered[metric_id].__module__, type(method).__module__, __name__])
             cached = cache.get(key)
             if cached is not None:
-                values.update(cached)
+                values.update(cached[0])
+                intervals.update(cached[1])
                 log.info("%s/%s %s %s: cached", dataset, model_id, method_id, metric_id)
                 continue
             seed_everything(settings["seed"])
             start = time.perf_counter()
-            computed = {k: float(v) for k, v in instances[metric_id](record, ctx, method).items()}
-            cache.put(key, metric_id, computed)
+            computed, spread = summarise(instances[metric_id](record, ctx, method), settings["seed"])
+            cache.put(key, metric_id, computed, to_file(spread))
             values.update(computed)
+            intervals.update(to_file(spread))
             log.info("%s/%s %s %s: %.2f s", dataset, model_id, method_id, metric_id, time.perf_counter() - start)
-        written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, method_id), values))
+        written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, method_id),
+                                         {**values, FILE_KEY: dict(sorted(intervals.items()))}))
     return written

@@ -46,15 +46,17 @@ class TrainConfig:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Fraction of ``x`` classified as ``y``."""
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+             per_input: bool = False):
+    """Fraction of ``x`` classified as ``y``; with ``per_input``, the 0/1 correctness of each input."""
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == y[start:start + batch_size]).sum().item()
-    return correct / max(len(x), 1)
+    hits = [(model(x[start:start + batch_size].to(device)).argmax(1).cpu() == y[start:start + batch_size])
+            for start in range(0, len(x), batch_size)]
+    correct = torch.cat(hits).double() if hits else torch.zeros(0, dtype=torch.float64)
+    if per_input:
+        return correct.numpy()
+    return correct.sum().item() / max(len(x), 1)
 
 
 def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],

@@ -1,0 +1,148 @@
+"""The README's results, from a finished run's ``data/metrics/all.csv``: every number with its 95% bootstrap
+interval over the explained inputs (the ``ci_low``/``ci_high`` columns, :mod:`nnxai.intervals`).
+
+Writes three README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``):
+the test accuracy of every trained model, the attribution metrics of every method on ``shapes``/``baseline``
+(where the ground truth is known), and the per-input scores of the other explanation types.  Values
+that are not means over inputs (a TCAV p-value, a rule count) have no such interval and are left to the
+tables and ``all.csv``.
+
+    .venv/bin/python benchmarks/budget.py                          # a default run (keeps its folder), then
+    .venv/bin/python benchmarks/findings.py --root RUN             # its results into the README
+    .venv/bin/python benchmarks/findings.py --root RUN --print     # print only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _readme import write_block  # noqa: E402
+
+from nnxai import registry  # noqa: E402
+from nnxai.intervals import LEVEL  # noqa: E402
+
+#: The attribution table: (metric key, column title, the random-order key shown in the last row or None).
+ATTRIBUTION_COLUMNS = (
+    ("localisation.mass", "mass in evidence ↑", None),
+    ("localisation.pointing", "pointing game ↑", None),
+    ("pixel_flipping", "AOPC ↑", "pixel_flipping.random"),
+    ("insertion_deletion", "insertion − deletion ↑", "insertion_deletion.random"),
+    ("continuity", "continuity ↓", None),
+    ("sanity_model_randomisation", "model-randomisation ρ ↓", None),
+    ("sanity_data_randomisation", "data-randomisation ρ ↓", None),
+    ("roar", "ROAR accuracy ↓", "roar.random"),
+)
+#: Per-input scores of the other explanation types: (method, metric key, what it measures).
+STRUCTURED_ROWS = (
+    ("trepan", "fidelity", "agreement of the extracted tree with the network on the test split"),
+    ("trepan", "fidelity.label_accuracy", "accuracy of the tree on the true labels"),
+    ("representer_points", "representer_fidelity.prediction_agreement",
+     "the representer decomposition predicts the network's class"),
+    ("deepconsensus", "consensus_agreement.prediction", "enough ensemble members agree on the prediction"),
+)
+
+
+def read(root: Path) -> dict[tuple[str, str, str, str], dict]:
+    path = root / "data" / "metrics" / "all.csv"
+    if not path.is_file():
+        raise SystemExit(f"no {path}: run the workflow first (benchmarks/budget.py keeps its run folder)")
+    with path.open() as fh:
+        return {(r["dataset"], r["model"], r["method"], r["metric"]): r for r in csv.DictReader(fh)}
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def cell(row: dict | None, digits: int = 2) -> str:
+    """``value [low, high]``; empty when the run did not compute it, ``n/a`` when undefined."""
+    if row is None:
+        return ""
+    value, low, high = number(row["value"]), number(row.get("ci_low")), number(row.get("ci_high"))
+    if math.isnan(value):
+        return "n/a"
+    if math.isnan(low) or math.isnan(high):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def sizes(rows: list[dict | None]) -> str:
+    found = sorted({int(r["n"]) for r in rows if r is not None and r.get("n") and int(r["n"]) > 0})
+    return "–".join(str(n) for n in (found[:1] + found[-1:] if len(found) > 1 else found)) or "?"
+
+
+def accuracy_block(results: dict) -> str:
+    models: dict[str, list[str]] = {}
+    for dataset, model, method, metric in results:
+        if method == "model" and metric == "accuracy":
+            models.setdefault(dataset, []).append(model)
+    lines = [f"Test accuracy of every trained model, {LEVEL:.0%} bootstrap interval over the test split "
+             "(`data/metrics/{dataset}/{model}/model.json`):", "",
+             "| dataset | model | test accuracy | n |", "|---|---|---|---|"]
+    for dataset in sorted(models):
+        for model in sorted(models[dataset], key=lambda m: (m != "baseline", m)):
+            row = results[dataset, model, "model", "accuracy"]
+            lines.append(f"| {dataset} | {model} | {cell(row, 3)} | {row.get('n', '')} |")
+    return "\n".join(lines)
+
+
+def attribution_block(results: dict, dataset: str = "shapes", model: str = "baseline") -> str:
+    methods = [s.id for s in registry.specs() if any(k[:3] == (dataset, model, s.id) for k in results)]
+    methods = [m for m in methods if (dataset, model, m, "localisation.mass") in results]
+    titles = [title for _, title, _ in ATTRIBUTION_COLUMNS]
+    lines = ["| method | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    for method in methods:
+        cells = [cell(results.get((dataset, model, method, key))) for key, _, _ in ATTRIBUTION_COLUMNS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    randoms = []
+    for key, _, random_key in ATTRIBUTION_COLUMNS:
+        found = next((results[dataset, model, m, random_key] for m in methods
+                      if random_key and (dataset, model, m, random_key) in results), None)
+        randoms.append(cell(found))
+    lines.append("| *random order* | " + " | ".join(randoms) + " |")
+    counts = ", ".join(f"{title.rstrip(' ↑↓')} n = {sizes([results.get((dataset, model, m, key)) for m in methods])}"
+                       for key, title, _ in ATTRIBUTION_COLUMNS)
+    head = (f"Attribution metrics on `{dataset}`/`{model}` (predicted class; {LEVEL:.0%} bootstrap interval over "
+            f"the explained test inputs in brackets; ↑/↓ = higher/lower is better; empty: the metric does not "
+            f"judge the method, or the run restricts it, e.g. ROAR to `metric_params.roar.methods`; n/a: "
+            f"undefined, e.g. a rank correlation with constant maps).  Inputs per column: {counts}.")
+    return head + "\n\n" + "\n".join(lines)
+
+
+def structured_block(results: dict, dataset: str = "shapes", model: str = "baseline") -> str:
+    lines = [f"Per-input scores of the other explanation types on `{dataset}`/`{model}` ({LEVEL:.0%} bootstrap "
+             "interval):", "", "| method | metric | what it measures | value | n |", "|---|---|---|---|---|"]
+    for method, key, what in STRUCTURED_ROWS:
+        row = results.get((dataset, model, method, key))
+        if row is not None:
+            lines.append(f"| {method} | `{key}` | {what} | {cell(row, 3)} | {row.get('n', '')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="a finished run's folder")
+    parser.add_argument("--profile", default="default", help="the run's profile: names the README blocks")
+    parser.add_argument("--print", action="store_true", help="print only, leave the README alone")
+    args = parser.parse_args(argv)
+    results = read(args.root)
+    blocks = {f"{args.profile}-accuracy": accuracy_block(results),
+              f"{args.profile}-attribution": attribution_block(results),
+              f"{args.profile}-structured": structured_block(results)}
+    for name, text in blocks.items():
+        print(f"--- {name}\n{text}\n")
+        if not args.print:
+            write_block(name, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
