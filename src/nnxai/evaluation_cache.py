@@ -6,7 +6,8 @@ inputs or its settings change; inside it, each metric's values are looked up und
 everything the value depends on, and computed only when the key is new:
 
 - the metric id, its parameters, the seed, device and threads of the job;
-- the bytes of every file the metric reads: the explanation record, the checkpoint's ``.json`` record
+- the content of every file the metric reads: the explanation record (without its wall-clock time, so a
+  rerun that gives the same explanation hits the cache), the checkpoint's ``.json`` record
   (which holds the ``.pt``'s sha256, checked when the model is loaded), the prepared splits' ``meta.json``
   (which holds each split's sha256, checked on load), and what the metric asks for besides
   (:meth:`nnxai.metrics.base.Metric.required_inputs`: another model's explanation, a member checkpoint);
@@ -27,20 +28,48 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nnxai import codedeps
 from nnxai.io import atomic_write_json
 
 CACHE_DIR = ".nnxai-cache/metrics"
 
 
-def _file_digest(path: Path) -> str:
+#: What an explanation record's ``meta`` says of the run that made it rather than of the explanation: the
+#: wall-clock time.  A rerun with the same content differs only there, so the cache key leaves it out (the
+#: ``runtime`` metric, which reports it, declares ``reads_timing`` and keys on the whole file).
+TIMING_KEYS = ("seconds", "seconds_per_input")
+
+
+def _file_digest(path: Path, timing: bool = True) -> str:
     """sha256 of what stands for ``path``: a checkpoint by its ``.json`` record, a prepared split by its
-    ``meta.json`` (both hold the sha256 of the heavy file, which loading checks), any other file by its bytes."""
+    ``meta.json`` (both hold the sha256 of the heavy file, which loading checks), an explanation record
+    without its :data:`TIMING_KEYS` unless ``timing``, any other file by its bytes."""
     if path.suffix == ".pt":
         path = path.with_suffix(".json")
     elif path.suffix == ".npz" and path.parent.parent.name == "prepared":
         path = path.parent / "meta.json"
+    elif not timing and "explanations" in path.parts:
+        return _content_digest(path)
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _content_digest(path: Path) -> str:
+    """sha256 of an explanation record's content: an ``.npz``'s meta (which holds the sha256 of its
+    arrays), a ``.json`` record's document, each without the timing and the digest that covers it."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            doc = {"meta": json.loads(str(data["meta"].reshape(-1)[0]))}
+        keep_digest = True                      # the arrays' sha256, independent of the meta
+    else:
+        doc = json.loads(path.read_text())
+        keep_digest = False                     # a JSON record's sha256 covers its meta, timing included
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    if not isinstance(meta, dict):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    doc["meta"] = {k: v for k, v in meta.items() if k not in TIMING_KEYS and (keep_digest or k != "sha256")}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def code_digest(modules: Iterable[str]) -> str:
@@ -59,10 +88,11 @@ def _code_digest(modules: tuple[str, ...]) -> str:
 
 
 def cell_key(metric_id: str, params: Mapping[str, Any], job: Mapping[str, Any], workdir: Path,
-             files: Iterable[str], modules: Iterable[str]) -> str:
-    """The key of one metric's values on one explanation (see the module docstring)."""
+             files: Iterable[str], modules: Iterable[str], timing: bool = False) -> str:
+    """The key of one metric's values on one explanation (see the module docstring); ``timing``: the metric
+    reads the records' wall-clock times, so they are part of the key."""
     content = {"metric": metric_id, "params": params, "job": job,
-               "files": {f: _file_digest(Path(workdir) / f) for f in sorted(set(files))},
+               "files": {f: _file_digest(Path(workdir) / f, timing) for f in sorted(set(files))},
                "code": code_digest(modules)}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 

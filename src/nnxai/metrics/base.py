@@ -55,6 +55,8 @@ class Metric(Declared, ABC):
     description: ClassVar[str] = ""
     #: Re-runs the explanation method (many times): not computed on control models (see control_why_not).
     reexplains: ClassVar[bool] = False
+    #: Reads the records' wall-clock time (``meta["seconds"]``): its cached values are keyed on it too.
+    reads_timing: ClassVar[bool] = False
 
     @classmethod
     def owner_name(cls) -> str:

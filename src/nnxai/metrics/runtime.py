@@ -11,6 +11,7 @@ class Runtime(Metric):
     higher_is_better = False
     kinds = frozenset({"attribution", "concept_attribution", "rule", "hidden_semantics", "example"})
     universal = True
+    reads_timing = True
     description = "wall-clock seconds per explained input, measured in the explain stage"
 
     def __call__(self, record, ctx, method):

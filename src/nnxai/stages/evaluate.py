@@ -54,7 +54,8 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
         for metric_id in metric_ids:
             key = cell_key(metric_id, settings["metric_params"].get(metric_id, {}), job, Path(workdir),
                            cell_files + list(settings["inputs"].get(method_id, {}).get(metric_id, [])),
-                           [registered[metric_id].__module__, type(method).__module__, __name__])
+                           [registered[metric_id].__module__, type(method).__module__, __name__],
+                           timing=registered[metric_id].reads_timing)
             cached = cache.get(key)
             if cached is not None:
                 values.update(cached[0])
