@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_attribution.py                  # all three parts, default sizes
     .venv/bin/python benchmarks/bench_attribution.py --part captum    # ours vs plain Captum only
     .venv/bin/python benchmarks/bench_attribution.py --methods gradient lime --dataset digits
+    .venv/bin/python benchmarks/bench_attribution.py --repeat 7 --n-explain 80 --readme   # the README's figures
 
 Three parts, each printing one table (and ``--json PATH`` writes every figure):
 
@@ -29,7 +30,10 @@ does not depend on training.  Method parameters are the default profile's (``con
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -276,6 +280,42 @@ def part_scaling(cfg, dataset, method_ids, n_explain=None):
     return rows
 
 
+def readme_text(results: dict, command: str) -> str:
+    """The README block ``bench-attribution``: one table per part that ran."""
+    lines = [f"`{command}` on this machine ({platform.machine()}, {torch.get_num_threads()} threads, torch "
+             f"{results['torch']}; {datetime.date.today().isoformat()}; `{results['dataset']}`, the default "
+             "profile's ConvNet with seeded weights and its batch sizes):"]
+    if results.get("captum"):
+        lines += ["", "Ours vs the same Captum call (best of the repeats, timed alternately; target ratio ≤ 1.05; "
+                  "Shapley sampling and KernelSHAP against Captum's samplers run input by input):", "",
+                  "| method | batch | ours (s) | Captum (s) | ratio |", "|---|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['batch']} | {r['ours_s']:.3f} | {r['captum_s']:.3f} | {r['ratio']:.2f} |"
+                  for r in results["captum"]]
+    if results.get("floor"):
+        lines += ["", "Measured time against the floor, the same forward and backward passes replayed plainly "
+                  "(target ratio ≤ 1.15):", "",
+                  "| method | forward rows / calls | backward rows / calls | floor (s) | measured (s) | ratio |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['forward_rows']} / {r['forward_calls']} | {r['backward_rows']} / "
+                  f"{r['backward_calls']} | {r['floor_s']:.3f} | {r['measured_s']:.3f} | {r['ratio']:.2f} |"
+                  for r in results["floor"]]
+    if results.get("scaling"):
+        sizes = results["scaling"][0]["sizes"]
+        same = all(r["sizes"] == sizes for r in results["scaling"])
+        lines += ["", "Wall time of `explain` against the number of explained inputs:", ""]
+        if same:
+            lines += ["| method | " + " | ".join(f"n = {n} (s)" for n in sizes) + " |",
+                      "|---|" + "---|" * len(sizes)]
+            lines += [f"| {r['method']} | " + " | ".join(f"{t:.2f}" for t in r["seconds"]) + " |"
+                      for r in results["scaling"]]
+            totals = [sum(r["seconds"][i] for r in results["scaling"]) for i in range(len(sizes))]
+            lines.append("| **all** | " + " | ".join(f"**{t:.1f}**" for t in totals) + " |")
+        else:
+            lines += [f"- {r['method']}: " + ", ".join(f"n = {n}: {t:.2f} s" for n, t in zip(r["sizes"], r["seconds"]))
+                      for r in results["scaling"]]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,6 +327,8 @@ def main(argv=None):
     parser.add_argument("--n-explain", type=int, help="largest size of the scaling part (default: each method's "
                         "default-profile n_explain); the others are a half and a quarter of it")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--readme", action="store_true", help="write the tables into the README's block "
+                        "bench-attribution")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")   # Captum's per-call hook notices would drown the tables
     torch.set_num_threads(args.threads)
@@ -311,6 +353,12 @@ def main(argv=None):
         results["scaling"] = part_scaling(cfg, args.dataset, ids, args.n_explain)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if args.readme:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _readme import write_block
+
+        argv_shown = " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--readme")
+        write_block("bench-attribution", readme_text(results, f"bench_attribution.py {argv_shown}".strip()))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark: our attribution metrics against Quantus 0.6 on the same explanations (speed and values).
 
     NNXAI_EXTRAS=test,bench bash envs/setup.sh     # an environment with Quantus (plain `quantus`)
-    .venv/bin/python benchmarks/bench_metrics_quantus.py [--n 200] [--json out.json]
+    .venv/bin/python benchmarks/bench_metrics_quantus.py [--n 200] [--json out.json] [--readme]
 
 On the default profile's `shapes` test inputs (prepared in a temporary folder), a seeded ConvNet and its
 gradient saliency maps, each metric is computed by us and by the Quantus metric with the matching
@@ -18,7 +18,10 @@ the explained method, which both libraries call; for them the script also times 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -28,7 +31,6 @@ import numpy as np
 import torch
 
 from nnxai import data, registry
-from nnxai.explanations import AttributionMap
 from nnxai.ops.maps import saliency_map
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.base import metrics
@@ -221,6 +223,24 @@ COMPARISONS = {"localisation": compare_localisation, "pixel_flipping": compare_p
 VERDICT = {True: "equal", False: "DIFFERENT", None: "values not comparable (different random draws)"}
 
 
+def readme_text(rows: list[dict], command: str) -> str:
+    """The README block ``bench-quantus``: ours against Quantus, metric by metric."""
+    import quantus
+
+    lines = [f"`{command}` on this machine ({platform.machine()}, {torch.get_num_threads()} threads, Quantus "
+             f"{quantus.__version__}; {datetime.date.today().isoformat()}; target: ours ≥ 10× faster):", "",
+             "| metric | ours | Quantus | ours (ms) | Quantus (ms) | speed-up | values | own work speed-up |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        own = f"{row['overhead_speedup']:.1f}×" if "overhead_speedup" in row else ""
+        lines.append(f"| {row['metric']} | {row['ours']:.4f} | {row['quantus']:.4f} | {row['ours_s'] * 1e3:.1f} | "
+                     f"{row['quantus_s'] * 1e3:.1f} | {row['quantus_s'] / row['ours_s']:.1f}× | "
+                     f"{VERDICT[row['equal']]} | {own} |")
+    lines += ["", "Own work: the metric's time less the time spent in the explained method's `attribute`, "
+              "which both libraries call (re-explaining metrics only)."]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="explained inputs (default profile: 200)")
@@ -228,6 +248,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", choices=sorted(COMPARISONS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--readme", action="store_true", help="write the table into the README's block bench-quantus")
     args = parser.parse_args(argv)
     try:
         import quantus  # noqa: F401
@@ -255,6 +276,12 @@ def main(argv=None):
                           f"quantus {theirs * 1e3:8.1f} ms, speed-up {row['overhead_speedup']:6.1f}x", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.readme:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _readme import write_block
+
+        argv_shown = " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--readme")
+        write_block("bench-quantus", readme_text(rows, f"bench_metrics_quantus.py {argv_shown}".strip()))
 
 
 if __name__ == "__main__":

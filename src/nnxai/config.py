@@ -164,6 +164,15 @@ def validate(cfg: dict) -> dict:
                                                    owner=f"config.method_params.{method_id}")
         except ParamError as err:
             raise ConfigError(str(err)) from None
+    sizes = planned_sizes(cfg)
+    for method_id in selected_methods(cfg):
+        cls = registry.get(method_id)
+        for name in cfg["datasets"]:
+            if DATASETS[name].kind not in cls.modalities:
+                continue
+            reason = cls.check_run(method_params(cfg, method_id, name), DATASETS[name], sizes[name]["test"])
+            if reason:
+                raise ConfigError(f"config.method_params.{method_id} on {name}: {reason}")
     for metric_id, cls in metrics().items():
         try:
             cls.checked_params(cfg["metric_params"].get(metric_id, {}), owner=f"config.metric_params.{metric_id}")

@@ -158,6 +158,13 @@ class Method(Declared, ABC):
         return None
 
     @classmethod
+    def check_run(cls, params: dict[str, Any], info: Any, n_test: int) -> str | None:
+        """Why ``params`` cannot give a result on the data set ``info`` whose test split holds ``n_test``
+        inputs, or ``None``.  The config check calls it for every data set of the run the method applies
+        to, with the parameters as that data set gets them (thinned), before any job starts."""
+        return None
+
+    @classmethod
     def required_inputs(cls, params: dict[str, Any], dataset: str, model: str) -> list[str]:
         """Files (relative to the work directory) the method reads beyond the model's checkpoint and the
         prepared splits, e.g. the checkpoints of other seeds (DeepConsensus); the workflow makes them inputs."""

@@ -15,13 +15,16 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib
-import pandas as pd
-import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from nnxai.io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+# matplotlib and seaborn are imported where a figure is drawn, not with the module: the Snakefile loads
+# every report item to plan, and a no-op rerun should not pay for the plotting stack.
 
 DPI = 200
 FORMATS = ("pdf", "png", "html")
@@ -35,12 +38,18 @@ NOTE_STYLE = {"ha": "center", "va": "center", "fontsize": 9, "color": "#555555",
 @contextlib.contextmanager
 def figure_style() -> Iterator[None]:
     """Seaborn's white-grid style with fixed fonts, for drawing and saving (restored afterwards)."""
+    import matplotlib
+    import seaborn as sns
+
     with sns.axes_style("whitegrid"), matplotlib.rc_context(_STYLE):
         yield
 
 
 def new_figure(width: float, height: float) -> Figure:
     """A figure on the Agg canvas (no pyplot, no GUI backend, no global figure list)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig

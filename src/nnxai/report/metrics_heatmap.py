@@ -22,13 +22,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from seaborn.utils import relative_luminance
 
 from nnxai.metrics.base import metrics
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
@@ -136,6 +131,11 @@ def heatmap_panels(frame: pd.DataFrame, registered: dict | None = None) -> list[
 def _draw_panel(ax, panel: Panel) -> None:
     """Seaborn's heatmap look, drawn directly: ``sns.heatmap`` redraws the whole figure once per panel
     to place its tick labels, which makes a many-panel figure slow."""
+    import matplotlib
+    import seaborn as sns
+    from matplotlib.colors import Normalize
+    from seaborn.utils import relative_luminance
+
     known = panel.higher_is_better is not None
     cmap = matplotlib.colormaps[CMAP if known else CMAP_UNKNOWN]
     norm = Normalize(0.0 if known else -0.3, 1.0)   # unknown direction: its lowest grey is not blank
@@ -169,6 +169,9 @@ def write_metrics_heatmap(out_dir: Path, workdir: Path = Path(".")) -> list[Path
 
     A run without attribution metrics gives a figure that says so.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     panels = heatmap_panels(read_results(workdir))
     with figure_style():
         if not panels:

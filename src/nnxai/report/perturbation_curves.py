@@ -20,15 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import seaborn as sns
-from matplotlib.lines import Line2D
 
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
 from nnxai.report._items import report_item
 from nnxai.report._results import (first_seen, is_attribution_row_method, method_order, parse_key,
                                    read_results)
+
+if TYPE_CHECKING:
+    from matplotlib.lines import Line2D
 
 NAME = "perturbation_curves"
 #: The perturbation metrics of METHODS.md (Evaluation): always drawn, with a note while not measured.
@@ -108,6 +110,8 @@ def curve_rows(frame: pd.DataFrame) -> list[CurveRow]:
 
 
 def _draw_curves(ax, row: CurveRow, dataset: str, palette: dict) -> None:
+    import seaborn as sns
+
     values = row.values[row.values["dataset"] == dataset]
     sns.lineplot(values, x="step", y="value", hue="method", hue_order=[m for m in palette if m in
                  set(values["method"])], palette=palette, errorbar=None, marker="o", markersize=3,
@@ -118,6 +122,8 @@ def _draw_curves(ax, row: CurveRow, dataset: str, palette: dict) -> None:
 
 
 def _draw_bars(ax, row: CurveRow, dataset: str, palette: dict) -> None:
+    import seaborn as sns
+
     values = row.values[row.values["dataset"] == dataset]
     order = [m for m in palette if m in set(values["method"])]
     sns.barplot(values, x="value", y="method", order=order, hue="method", hue_order=order,
@@ -137,6 +143,8 @@ def _values_table(rows: list[CurveRow]) -> pd.DataFrame:
 @report_item("perturbation_curves", kind="figure")
 def write_perturbation_curves(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the perturbation metrics of ``<workdir>/data/metrics/all.csv`` as ``perturbation_curves.*``."""
+    import seaborn as sns
+
     rows = curve_rows(read_results(workdir))
     drawn = [r for r in rows if r.style != "empty"]
     datasets = first_seen(d for r in drawn for d in r.values["dataset"])
@@ -169,4 +177,6 @@ def write_perturbation_curves(out_dir: Path, workdir: Path = Path(".")) -> list[
 
 
 def _line(colour, label: str, ls: str = "-") -> Line2D:
+    from matplotlib.lines import Line2D
+
     return Line2D([], [], color=colour, ls=ls, marker="o" if ls == "-" else None, markersize=3, label=label)

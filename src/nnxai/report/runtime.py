@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import seaborn as sns
 
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
 from nnxai.report._items import report_item
@@ -39,6 +38,8 @@ def runtime_values(frame: pd.DataFrame) -> pd.DataFrame:
 @report_item("runtime", kind="figure")
 def write_runtime(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the ``runtime`` metric of ``<workdir>/data/metrics/all.csv`` as ``runtime.{pdf,png,html}``."""
+    import seaborn as sns
+
     values = runtime_values(read_results(workdir))
     methods, datasets = first_seen(values["method"]), first_seen(values["dataset"])
     with figure_style():

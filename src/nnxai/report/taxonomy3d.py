@@ -18,16 +18,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import plotly.graph_objects as go
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from nnxai import registry
 from nnxai.io import atomic_open, atomic_write_text
 from nnxai.report._items import report_item
 from nnxai.taxonomy import Engagement, ExplanationType, MethodSpec, Scope
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
 
 ELEVATION, AZIMUTH = 25.0, -40.0  #: camera of the static figure, degrees
 SPACING = (0.19, 0.16)  #: (horizontal, vertical) step between the points of one cell, in cell units
@@ -149,6 +151,9 @@ def _drop_lines(ax, pts: list[Point]) -> None:
 
 
 def _static_figure(pts: list[Point], n_done: int, n_all: int) -> Figure:
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
     fig = Figure(figsize=(10, 8.5))
     ax = fig.add_subplot(projection="3d", computed_zorder=False)
     ax.view_init(elev=ELEVATION, azim=AZIMUTH)
@@ -185,6 +190,8 @@ def _hover(p: Point) -> str:
 
 
 def _interactive_figure(pts: list[Point], n_done: int, n_all: int) -> go.Figure:
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for (done, companion), text, _ in _GROUPS:
         group = [p for p in pts if (p.implemented, p.companion) == (done, companion)]

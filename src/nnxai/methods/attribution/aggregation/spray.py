@@ -61,6 +61,17 @@ class SpRAy(LocalAggregation):
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
 
+    @classmethod
+    def check_run(cls, params, info, n_test):
+        n = min(params["local_params"]["n_explain"], n_test)
+        need = info.n_classes * (params["n_neighbors"] + 1)
+        if n < need:
+            return (f"{n} explained inputs over the {info.n_classes} classes of {info.name}: even if the predictions "
+                    f"were balanced, no class would have the {params['n_neighbors'] + 1} inputs its "
+                    f"{params['n_neighbors']}-nearest-neighbour graph needs; explain at least {need} "
+                    f"(n_explain of the local method, thin.{info.name}) or lower n_neighbors")
+        return None
+
     def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
         p = self.params
         indices, targets, attributions = local_maps(self.local, ctx)
