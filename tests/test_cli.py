@@ -1,7 +1,5 @@
 """The CLI: helpful --help, and clear errors (naming the bad value) before any expensive work."""
 
-import pytest
-
 from nnxai import registry
 from nnxai.cli import main
 

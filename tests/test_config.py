@@ -83,15 +83,16 @@ def test_thin_caps_every_test_count_of_its_data_set_only():
     method's n_explain of a composite) on its data set, and nothing else; the paper profile thins nothing."""
     from nnxai.workflow import stage_settings
 
-    cfg = load_config({"thin": {"digits": 7, "causal": None}})
+    others = [m for m in registry.implemented_ids() if m != "spray"]    # spray needs 110 on digits (below)
+    cfg = load_config({"thin": {"digits": 7, "causal": None, "shapes": 30}, "methods": others})
     explain = stage_settings(cfg, "explain", dataset="digits", model="baseline", method="integrated_gradients")
     assert explain["params"]["n_explain"] == 7
     assert explain["params"]["n_steps"] == cfg["method_params"]["integrated_gradients"]["n_steps"]
-    for dataset in ("shapes", "causal"):
-        same = stage_settings(cfg, "explain", dataset=dataset, model="baseline", method="integrated_gradients")
-        assert same["params"] == cfg["method_params"]["integrated_gradients"]
-    spray = stage_settings(cfg, "explain", dataset="digits", model="baseline", method="spray")["params"]
-    assert spray["local_params"]["n_explain"] == 7
+    same = stage_settings(cfg, "explain", dataset="causal", model="baseline", method="integrated_gradients")
+    assert same["params"] == cfg["method_params"]["integrated_gradients"]
+    spray = stage_settings(load_config({"thin": {"shapes": 30}}), "explain", dataset="shapes", model="baseline",
+                           method="spray")["params"]
+    assert spray["local_params"]["n_explain"] == 30
     evaluate = stage_settings(cfg, "evaluate", dataset="digits", model="baseline", method="gradient")
     assert evaluate["metric_params"]["continuity"]["n_inputs"] == min(7, cfg["metric_params"]["continuity"]["n_inputs"])
     assert evaluate["metric_params"]["continuity"]["radius"] == cfg["metric_params"]["continuity"]["radius"]
@@ -103,3 +104,22 @@ def test_thin_caps_every_test_count_of_its_data_set_only():
 def test_bad_thin_is_refused(thin, key):
     with pytest.raises(ConfigError, match=re.escape(f"config.{key}")):
         load_config({"thin": thin})
+
+
+def test_the_controls_explain_a_subset_and_methods_that_cannot_run_thinned_are_refused():
+    """control_n_explain caps the shuffled-label control only; SpRAy's per-class 10-NN graphs on digits need
+    10 x 11 inputs, so a thinner digits is refused before any job, naming the keys to change."""
+    from nnxai.workflow import stage_settings
+
+    cfg = load_config({"control_n_explain": 40, "thin": {"shapes": None}, "datasets": ["shapes", "causal"]})
+    control = stage_settings(cfg, "explain", dataset="shapes", model="baseline_shuffled_labels", method="lime")
+    baseline = stage_settings(cfg, "explain", dataset="shapes", model="baseline", method="lime")
+    assert control["params"]["n_explain"] == 40
+    assert baseline["params"]["n_explain"] == cfg["method_params"]["lime"]["n_explain"]
+    with pytest.raises(ConfigError, match=r"config.method_params.spray on digits/baseline: 50 explained inputs .* "
+                                          r"at least 110 .*on this model: test split 500, thin.digits=50\)"):
+        load_config({"thin": {"digits": 50}})
+    with pytest.raises(ConfigError, match=r"spray on digits/baseline_shuffled_labels: 60 explained .*"
+                                          r"control_n_explain=60\)"):
+        load_config({"control_n_explain": 60})
+

@@ -108,6 +108,9 @@ def config_parameters() -> dict[str, Param]:
                           "declared against the test split (n_explain, the metrics' n_inputs, n_images); "
                           "null: no cap.  The default profile thins the sets without ground truth",
                           values=Int("test inputs", low=1, nullable=True), keys=lambda: sorted(DATASETS)),
+        "control_n_explain": Int("the control models (trained on shuffled labels) explain and are scored on at most "
+                                 "this many test inputs, a subset of the baseline's (the data-randomisation check "
+                                 "compares the maps on it); null: as many as the baseline", low=1, nullable=True),
         "method_params": MappingOf("every hyperparameter of every method (checked by the method's class)",
                                    values=Overrides("a method's parameters"), keys=catalogue),
         "metric_params": MappingOf("every parameter of every metric (checked by the metric's class)",
@@ -164,22 +167,34 @@ def validate(cfg: dict) -> dict:
                                                    owner=f"config.method_params.{method_id}")
         except ParamError as err:
             raise ConfigError(str(err)) from None
-    sizes = planned_sizes(cfg)
-    for method_id in selected_methods(cfg):
-        cls = registry.get(method_id)
-        for name in cfg["datasets"]:
-            if DATASETS[name].kind not in cls.modalities:
-                continue
-            reason = cls.check_run(method_params(cfg, method_id, name), DATASETS[name], sizes[name]["test"])
-            if reason:
-                raise ConfigError(f"config.method_params.{method_id} on {name}: {reason}")
     for metric_id, cls in metrics().items():
         try:
             cls.checked_params(cfg["metric_params"].get(metric_id, {}), owner=f"config.metric_params.{metric_id}")
         except ParamError as err:
             raise ConfigError(str(err)) from None
     check_sizes(cfg)
+    check_methods_on_data(cfg)
     return cfg
+
+
+def check_methods_on_data(cfg: dict) -> None:
+    """Every selected method's parameters, as each data set and model of the run gets them (thinned),
+    against that data set (:meth:`nnxai.methods.base.Method.check_run`)."""
+    sizes = planned_sizes(cfg)
+    for method_id in selected_methods(cfg):
+        cls = registry.get(method_id)
+        for name in cfg["datasets"]:
+            if DATASETS[name].kind not in cls.modalities:
+                continue
+            for model in models_for(cfg, name):
+                reason = cls.check_run(method_params(cfg, method_id, name, model), DATASETS[name],
+                                       sizes[name]["test"])
+                if reason:
+                    caps = [f"test split {sizes[name]['test']}", f"thin.{name}={cfg.get('thin', {}).get(name)}"]
+                    if variant(model).shuffle_labels:
+                        caps.append(f"control_n_explain={cfg.get('control_n_explain')}")
+                    raise ConfigError(f"config.method_params.{method_id} on {name}/{model}: {reason} "
+                                      f"(on this model: {', '.join(caps)})")
 
 
 def planned_sizes(cfg: dict) -> dict[str, dict[str, int]]:
@@ -290,10 +305,21 @@ def load_config(overrides: dict | None = None, directory: str | Path | None = No
     return validate(cfg)
 
 
-def thinned(cfg: dict, dataset: str | None, declared: Mapping[str, Param], values: Mapping[str, Any]) -> dict:
+def count_cap(cfg: dict, dataset: str | None, model: str | None = None) -> int | None:
+    """The most test inputs a job on ``dataset``/``model`` explains or scores: ``thin.<dataset>``, and
+    ``control_n_explain`` on a control model (trained on shuffled labels); ``None``: no cap."""
+    caps = [cfg.get("thin", {}).get(dataset) if dataset is not None else None]
+    if model is not None and variant(model).shuffle_labels:
+        caps.append(cfg.get("control_n_explain"))
+    caps = [c for c in caps if c is not None]
+    return min(caps) if caps else None
+
+
+def thinned(cfg: dict, dataset: str | None, declared: Mapping[str, Param], values: Mapping[str, Any],
+            model: str | None = None) -> dict:
     """``values`` with every count declared against the test split (``Param.at_most == "test"``) capped at
-    ``cfg["thin"][dataset]``; unchanged where the data set has no cap (or ``dataset`` is ``None``)."""
-    cap = cfg.get("thin", {}).get(dataset) if dataset is not None else None
+    :func:`count_cap`; unchanged where there is no cap (or ``dataset`` is ``None``)."""
+    cap = count_cap(cfg, dataset, model)
     out = dict(values)
     if cap is None:
         return out
@@ -304,11 +330,11 @@ def thinned(cfg: dict, dataset: str | None, declared: Mapping[str, Param], value
     return out
 
 
-def method_params(cfg: dict, method_id: str, dataset: str | None = None) -> dict[str, Any]:
+def method_params(cfg: dict, method_id: str, dataset: str | None = None, model: str | None = None) -> dict[str, Any]:
     """The parameters ``method_id`` runs with: its block of ``method_params``.  A composite method (SpRAy,
     MAME, DeepConsensus: a ``local_method`` parameter) takes its local method's parameters from that
     method's own block, with the optional ``local_params`` of its block on top (overrides, not a copy).
-    With ``dataset``, the counts are :func:`thinned` for that data set."""
+    With ``dataset`` (and ``model``), the counts are :func:`thinned` for that data set (and model)."""
     cls = registry.get(method_id)
     given = copy.deepcopy(cfg["method_params"].get(method_id, {}))
     local = given.get("local_method")
@@ -318,14 +344,15 @@ def method_params(cfg: dict, method_id: str, dataset: str | None = None) -> dict
             raise ConfigError(f"config.method_params.{method_id}.local_method: {local!r} has no parameter block "
                               f"method_params.{local}; expected {allowed} (with its block)")
         given["local_params"] = thinned(cfg, dataset, registry.get(local).parameters,
-                                        deep_merge(cfg["method_params"][local], given.get("local_params") or {}))
-    return thinned(cfg, dataset, cls.parameters, given)
+                                        deep_merge(cfg["method_params"][local], given.get("local_params") or {}),
+                                        model)
+    return thinned(cfg, dataset, cls.parameters, given, model)
 
 
-def metric_params(cfg: dict, metric_id: str, dataset: str | None = None) -> dict[str, Any]:
+def metric_params(cfg: dict, metric_id: str, dataset: str | None = None, model: str | None = None) -> dict[str, Any]:
     """The parameters ``metric_id`` scores with: its block of ``metric_params``, :func:`thinned` for
-    ``dataset`` when one is given."""
-    return thinned(cfg, dataset, metrics()[metric_id].parameters, cfg["metric_params"].get(metric_id, {}))
+    ``dataset`` (and ``model``) when one is given."""
+    return thinned(cfg, dataset, metrics()[metric_id].parameters, cfg["metric_params"].get(metric_id, {}), model)
 
 
 def selected_methods(cfg: dict) -> list[str]:

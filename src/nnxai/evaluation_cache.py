@@ -32,8 +32,9 @@ import numpy as np
 
 from nnxai import codedeps
 from nnxai.io import atomic_write_json
+from nnxai.paths import CACHE_ROOT
 
-CACHE_DIR = ".nnxai-cache/metrics"
+CACHE_DIR = f"{CACHE_ROOT}/metrics"
 
 
 #: What an explanation record's ``meta`` says of the run that made it rather than of the explanation: the

@@ -12,6 +12,8 @@ from nnxai import registry
 
 #: The ``method`` part of the metric file that holds a model's own scores (accuracy), beside one per explanation.
 MODEL_ROW = "model"
+#: The run's caches (ignored by git and DVC): metric values, code manifests, what metrics share across jobs.
+CACHE_ROOT = ".nnxai-cache"
 
 
 def prepared_path(dataset: str, split: str) -> str:

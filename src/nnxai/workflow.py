@@ -19,7 +19,7 @@ from nnxai import codedeps, registry
 from nnxai.config import method_params, metric_params, models_for, selected_methods, train_settings
 from nnxai.data import DATASETS, SPLITS
 from nnxai.io import atomic_write_text
-from nnxai.paths import (MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401 (re-exported)
+from nnxai.paths import (CACHE_ROOT, MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401
                          prepared_path)
 from nnxai.metrics.base import applicable_metrics, metrics
 from nnxai.models.variants import variant
@@ -102,7 +102,7 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
 
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     """What one explain job reads: the checkpoint, the prepared splits and what the method asks for."""
-    extra = registry.get(method).required_inputs(method_params(cfg, method, dataset), dataset, model)
+    extra = registry.get(method).required_inputs(method_params(cfg, method, dataset, model), dataset, model)
     return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
 
 
@@ -161,7 +161,7 @@ def code_inputs(cfg: dict, stage: str, workdir: str | Path = ".", **wildcards: s
     return [_manifest(_module_set(cfg, stage, **wildcards), str(Path(workdir).resolve()))]
 
 
-CODE_MANIFESTS = ".nnxai-cache/code"   #: where :func:`code_inputs` keeps the manifests (ignored by git and DVC)
+CODE_MANIFESTS = f"{CACHE_ROOT}/code"   #: where :func:`code_inputs` keeps the manifests (ignored by git and DVC)
 
 
 def _module_set(cfg: dict, stage: str, **wildcards: str) -> tuple[str, ...]:
@@ -235,7 +235,8 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
         registry.get(m)  # unknown or unimplemented: a clear error before anything else
         if m not in cfg["method_params"]:
             raise ValueError(f"config key 'method_params.{m}' is missing")
-        return {"method": m, "params": method_params(cfg, m, wildcards["dataset"]), "seed": cfg["seed"], **common}
+        return {"method": m, "params": method_params(cfg, m, wildcards["dataset"], wildcards["model"]),
+                "seed": cfg["seed"], **common}
     if stage == "evaluate":
         # One job per explanation (and one for the model's accuracy: method MODEL_ROW); without a method,
         # the slice of every explanation of the model and its accuracy (one call by hand).
@@ -255,7 +256,7 @@ def stage_settings(cfg: dict, stage: str, **wildcards: str) -> dict:
         # what each metric reads besides the explanation, checkpoint and splits (part of its cache key)
         inputs = {meth: {m: registered[m].required_inputs(cfg, d, model, meth) for m in ids}
                   for meth, ids in methods.items()}
-        return {"methods": methods, "metric_params": {m: metric_params(cfg, m, d) for m in used},
+        return {"methods": methods, "metric_params": {m: metric_params(cfg, m, d, model) for m in used},
                 "inputs": inputs, "model_metrics": only is None, "seed": cfg["seed"], **common}
     raise ValueError(f"unknown stage {stage!r}")
 

@@ -107,6 +107,28 @@ def test_removing_the_planted_region_drops_retrained_accuracy_to_chance_and_rand
     assert result["roar.random.k25"] == result["roar.random"]
 
 
+def test_the_random_order_curve_is_shared_across_jobs_through_the_run_cache(one_thread, tmp_path, monkeypatch):
+    """One evaluate job per explanation: a second job (a fresh metric) on the same model and inputs reads the
+    random-order curve from the run's cache instead of retraining it, and reports the same values."""
+    import dataclasses
+
+    import nnxai.metrics.roar as roar
+
+    calls = []
+    real = roar.roar_curve
+    monkeypatch.setattr(roar, "roar_curve", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ctx = dataclasses.replace(planted_context(n_train=64, n_test=40), cache_dir=tmp_path)
+    method = PlantedRegion(n_explain=40, batch_size=64)
+    record = AttributionMap(REGION.expand(40, 1, SIDE, SIDE).numpy(), np.arange(40), np.zeros(40))
+    first = Roar(**params(n_train=64, epochs=2))(record, ctx, method)
+    assert len(calls) == 2 and len(list((tmp_path / "roar").glob("*.json"))) == 1
+    second = Roar(**params(n_train=64, epochs=2))(record, ctx, method)
+    assert len(calls) == 3                                     # the method's own curve only
+    assert second["roar.random"] == first["roar.random"] and second["roar"] == first["roar"]
+    Roar(**params(n_train=64, epochs=3))(record, ctx, method)  # other retraining: another entry
+    assert len(calls) == 5 and len(list((tmp_path / "roar").glob("*.json"))) == 2
+
+
 def test_cell_restriction_follows_the_config():
     cfg = {"methods": ["gradient", "integrated_gradients"], "models": {"image": ["baseline", "l1"]},
            "metric_params": {"roar": params(methods=["gradient"], models=["baseline"])}}

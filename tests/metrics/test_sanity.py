@@ -269,6 +269,12 @@ def test_data_randomisation_reads_the_shuffled_model_explanation(tmp_path):
         abs=1e-5)
     assert result["sanity_data_randomisation.same_target"] == 0.5
 
+    # a control that explains a subset of the baseline's inputs (config control_n_explain): compared on it
+    AttributionMap(theirs.attributions[[1, 3]], indices[[1, 3]], theirs.targets[[1, 3]]).save(tmp_path / path)
+    subset = SanityDataRandomisation()(ours, ctx, Gradient(n_explain=4, batch_size=4))
+    assert subset["sanity_data_randomisation"] == pytest.approx(
+        np.mean([spearmanr(a[i].ravel(), b[i].ravel()).statistic for i in (1, 3)]), abs=1e-9)
+    assert subset["sanity_data_randomisation.same_target"] == 0.0                 # targets 1, 2 against 2, 1
     AttributionMap(theirs.attributions, np.array([1, 3, 5, 8]), theirs.targets).save(tmp_path / path)
-    with pytest.raises(ValueError, match="other test inputs"):
+    with pytest.raises(ValueError, match="explains test inputs that the toy record does not"):
         SanityDataRandomisation()(ours, ctx, Gradient(n_explain=4, batch_size=4))

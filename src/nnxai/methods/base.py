@@ -54,6 +54,8 @@ class ExplainContext:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     workdir: Path = Path(".")
+    #: Where a metric may keep what several jobs of the run compute alike (``None``: nowhere, recompute).
+    cache_dir: Path | None = None
 
 
 def model_traits(model: nn.Module) -> dict[str, Any]:

@@ -36,14 +36,19 @@ on the shape); a ranking can then score above the unmodified model's accuracy.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from nnxai import registry
 from nnxai.data import DATASETS
+from nnxai.evaluation_cache import code_digest
 from nnxai.intervals import PerInput
+from nnxai.io import atomic_write_json
 from nnxai.methods.base import explained_indices
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs
 from nnxai.metrics.base import Metric, register_metric
@@ -225,12 +230,47 @@ class Roar(Metric):
         return out
 
     def _random_curve(self, ctx, record, retrain, train, test, fill) -> list[PerInput]:
-        """The curve of a uniformly random ranking, seeded by ``ctx.seed``; memoised per model and test inputs."""
+        """The curve of a uniformly random ranking, seeded by ``ctx.seed``: the same for every method scored on
+        one model and its explained inputs, so it is memoised in the process and, where the run has a cache
+        (``ctx.cache_dir``), on disk under a digest of everything it depends on (one evaluate job per
+        explanation would otherwise retrain it once per method)."""
         key = (ctx.dataset, ctx.model_id, int(ctx.seed), tuple(int(i) for i in record.indices))
-        if key not in self._random_curves:
+        if key in self._random_curves:
+            return self._random_curves[key]
+        path = self._random_curve_path(ctx, retrain, train, test, fill)
+        curve = _read_curve(path) if path is not None else None
+        if curve is None:
             generator = torch.Generator().manual_seed(int(ctx.seed))
             positions = ranking_relevance(train[0][:1]).shape[1]
             relevance = tuple(torch.rand(len(x), positions, generator=generator, dtype=torch.float64)
                               for x in (train[0], test[0]))
-            self._random_curves[key] = roar_curve(retrain, train, test, relevance, self.params["fractions"], fill)
-        return self._random_curves[key]
+            curve = roar_curve(retrain, train, test, relevance, self.params["fractions"], fill)
+            if path is not None:
+                atomic_write_json(path, {"fractions": list(self.params["fractions"]),
+                                         "correct": [point.values.tolist() for point in curve]})
+        self._random_curves[key] = curve
+        return curve
+
+    def _random_curve_path(self, ctx, retrain, train, test, fill) -> Path | None:
+        """``<cache_dir>/roar/<sha256>.json``: the digest of the retraining data, the test inputs, the fill, the
+        model's weights and settings, the seed, this metric's parameters and source, or ``None`` without a cache."""
+        if ctx.cache_dir is None:
+            return None
+        digest = hashlib.sha256()
+        for tensor in (*train, *test, fill, *ctx.model.state_dict().values()):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(str((t.dtype, tuple(t.shape))).encode() + t.numpy().tobytes())
+        settings = {"seed": int(ctx.seed), "retrain": [retrain.architecture, retrain.arch_kwargs, vars(retrain.config),
+                                                       retrain.seed], "params": self.params,
+                    "code": code_digest([__name__])}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        return Path(ctx.cache_dir) / "roar" / f"{digest.hexdigest()}.json"
+
+
+def _read_curve(path: Path) -> list[PerInput] | None:
+    """A cached random-order curve, or ``None`` (absent or unreadable: recomputed)."""
+    try:
+        entry = json.loads(path.read_text())
+        return [PerInput(values) for values in entry["correct"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

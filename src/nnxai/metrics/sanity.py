@@ -137,13 +137,18 @@ class SanityDataRandomisation(Metric):
         _, _, attributions = explained_inputs(record, ctx)
         path = ctx.workdir / shuffled_explanation_path(ctx.dataset, method.spec.id)
         shuffled = load_explanation(path)
-        if not np.array_equal(shuffled.indices, record.indices):
-            raise ValueError(f"{path} explains other test inputs than the {ctx.model_id} record "
-                             f"({len(shuffled.indices)} vs {len(record.indices)} indices, not the same); "
-                             "both must come from the same seed and n_explain: rerun their explain stages")
+        # The control may explain fewer inputs (config control_n_explain): a subset of the baseline's, as
+        # both are the same seeded sample; the maps are compared on the inputs both explain.
+        rows = np.searchsorted(record.indices, shuffled.indices)
+        if len(shuffled.indices) == 0 or not np.array_equal(record.indices[np.minimum(rows, len(record.indices) - 1)],
+                                                            shuffled.indices):
+            raise ValueError(f"{path} explains test inputs that the {ctx.model_id} record does not "
+                             f"({len(shuffled.indices)} vs {len(record.indices)} indices); both must come from "
+                             "the same seed, the control's n_explain at most the baseline's: rerun their explain "
+                             "stages")
         _, _, shuffled_attributions = explained_inputs(shuffled, ctx)
-        scores = map_similarity(attributions, shuffled_attributions)
+        scores = map_similarity(attributions[torch.as_tensor(rows, device=attributions.device)], shuffled_attributions)
         out = {self.id: scores.pop("spearman")}
         out.update({f"{self.id}.{score}": value for score, value in scores.items()})
-        out[f"{self.id}.same_target"] = PerInput(shuffled.targets == record.targets)
+        out[f"{self.id}.same_target"] = PerInput(shuffled.targets == record.targets[rows])
         return out

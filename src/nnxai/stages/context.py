@@ -9,7 +9,7 @@ import torch
 from nnxai import data
 from nnxai.methods.base import ExplainContext
 from nnxai.models import load_model
-from nnxai.paths import checkpoint_path
+from nnxai.paths import CACHE_ROOT, checkpoint_path
 
 
 def load_context(dataset: str, model_id: str, workdir: Path, seed: int, device: torch.device) -> ExplainContext:
@@ -20,4 +20,4 @@ def load_context(dataset: str, model_id: str, workdir: Path, seed: int, device: 
     return ExplainContext(model=model, dataset=dataset, model_id=model_id, info=data.DATASETS[dataset],
                           train=data.load_split(dataset, "train", workdir),
                           test=data.load_split(dataset, "test", workdir), seed=seed, device=device,
-                          workdir=Path(workdir))
+                          workdir=Path(workdir), cache_dir=Path(workdir) / CACHE_ROOT)

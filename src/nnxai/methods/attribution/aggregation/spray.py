@@ -69,7 +69,7 @@ class SpRAy(LocalAggregation):
             return (f"{n} explained inputs over the {info.n_classes} classes of {info.name}: even if the predictions "
                     f"were balanced, no class would have the {params['n_neighbors'] + 1} inputs its "
                     f"{params['n_neighbors']}-nearest-neighbour graph needs; explain at least {need} "
-                    f"(n_explain of the local method, thin.{info.name}) or lower n_neighbors")
+                    f"(n_explain of the local method) or lower n_neighbors")
         return None
 
     def _run(self, ctx: ExplainContext) -> tuple[AttributionMap, int]:
