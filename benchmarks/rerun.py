@@ -164,14 +164,20 @@ def jobs_that_ran(before: dict[str, int], after: dict[str, int]) -> dict[str, li
 
 
 def metric_cells(workdir: Path, metric_outputs: list[str]) -> Counter:
-    """``computed`` and ``cached`` metric values in the logs of these evaluate jobs (their latest run)."""
+    """``computed`` and ``cached`` metric values in the logs of these evaluate jobs (their latest run);
+    ``timed``: values of metrics that report the explain job's wall-clock time (``reads_timing``: runtime),
+    which a rerun measures afresh by design."""
+    from nnxai.metrics.base import metrics
+
+    timing = {m for m, cls in metrics().items() if cls.reads_timing}
     counts: Counter = Counter()
     for out in metric_outputs:
         log = workdir / "logs/evaluate" / Path(out).relative_to("data/metrics").with_suffix(".log")
         for line in log.read_text().splitlines() if log.is_file() else []:
             match = METRIC_LINE.search(line)
             if match:
-                counts["cached" if match.group(5) == "cached" else "computed"] += 1
+                counts["timed" if match.group(4) in timing else
+                       "cached" if match.group(5) == "cached" else "computed"] += 1
     return counts
 
 
@@ -419,6 +425,7 @@ def check_incremental(sm: Snakemake, run: Path, change: str) -> tuple[str, bool,
                         f"have other arrays than before the change")
     if back["computed"]:
         problems.append(f"back to {old}: {back['computed']} of {back['computed'] + back['cached']} metric values "
+                        "(besides the wall-clock runtime) "
                         f"were computed again, not read from the cache ({same_bytes} of {len(explanations)} "
                         f"explanation files are byte-identical to the first run's, {same_arrays} have the same "
                         f"arrays)")
@@ -433,13 +440,15 @@ def check_incremental(sm: Snakemake, run: Path, change: str) -> tuple[str, bool,
     lines = [f"Incremental evaluation on a finished `{sm.profile}` run (`snakemake --cores {sm.cores}`; "
              f"{machine()}): {scope}. Put back, {same_arrays} of its {len(explanations)} explanations have the "
              f"same arrays as before ({same_bytes} byte-identical files), {same_metrics} of {len(metric_files)} "
-             f"metric files are identical.", "",
-             "| rerun | wall | " + " | ".join(short.get(r, r) for r in rules) + " | metric values computed / cached |",
-             "|---|---|" + "---|" * len(rules) + "---|"]
+             f"metric files are identical (each holds the explain job's measured runtime, which a rerun "
+             f"measures afresh).", "",
+             "| rerun | wall | " + " | ".join(short.get(r, r) for r in rules)
+             + " | metric values computed / cached | runtime (re-measured) |",
+             "|---|---|" + "---|" * len(rules) + "---|---|"]
     for label, res in results:
         lines.append(f"| {label} | {res['seconds']:.1f} s | "
                      + " | ".join(str(len(res["ran"].get(r, ()))) for r in rules)
-                     + f" | {res['cells']['computed']} / {res['cells']['cached']} |")
+                     + f" | {res['cells']['computed']} / {res['cells']['cached']} | {res['cells']['timed']} |")
     return "\n".join(lines), not problems, problems
 
 
