@@ -28,6 +28,7 @@ SETTINGS = lambda stage: lambda w: shlex.quote(wf.settings_json(CFG, stage, **di
 # Code is a dependency: each job's own source files (nnxai.codedeps), so editing a method reruns its jobs.
 CODE = lambda stage: lambda w: wf.code_inputs(CFG, stage, **dict(w.items()))
 TARGETS = wf.targets(CFG)
+wf.write_code_manifests(CFG)   # before planning: Snakemake caches which inputs exist
 
 wildcard_constraints:
     dataset="|".join(sorted(DATASETS)),

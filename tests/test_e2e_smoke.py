@@ -64,7 +64,13 @@ def test_explanations_follow_the_record_contract(smoke_run):
 def test_metrics_are_finite_and_tidy(smoke_run):
     with open(smoke_run / "data/metrics/all.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert rows and list(rows[0]) == ["dataset", "model", "method", "metric", "value", "seed"]
+    assert rows and list(rows[0]) == ["dataset", "model", "method", "metric", "value", "seed", "ci_low", "ci_high", "n"]
+    # a mean over inputs carries its bootstrap interval over them (nnxai.intervals); other values none
+    spread = [r for r in rows if r["n"]]
+    assert {r["metric"] for r in spread} >= {"accuracy", "localisation.mass", "pixel_flipping", "fidelity"}
+    for r in spread:
+        low, high = float(r["ci_low"]), float(r["ci_high"])
+        assert int(r["n"]) >= 0 and (math.isnan(low) or low <= high), r
     # NaN only where the score is undefined: rank correlations and relative changes of an all-zero map
     # (e.g. meaningful perturbation deletes nothing on a randomised network, so its map is 0 everywhere).
     undefined_on_constant_maps = {"sanity_model_randomisation", "sanity_data_randomisation", "continuity",

@@ -128,6 +128,8 @@ def test_code_inputs_are_one_manifest_of_the_code_files_and_their_digests(tmp_pa
     other = code_inputs(cfg, "explain", workdir=tmp_path, dataset="shapes", model="baseline", method="maple")
     assert other != [relative]
     stamp = manifest.stat().st_mtime_ns
+    newest = max((root / path).stat().st_mtime_ns for _, path in lines)
+    assert stamp == newest            # the code's time, not the writing's: outputs made since stay newer
     workflow._manifest.cache_clear()
     assert code_inputs(cfg, "explain", workdir=tmp_path, **wild) == [relative]
     assert manifest.stat().st_mtime_ns == stamp                   # same digests: not rewritten

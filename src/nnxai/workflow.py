@@ -183,6 +183,9 @@ def _code_digests(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 @lru_cache(maxsize=None)
 def _manifest(modules: tuple[str, ...], workdir: str) -> str:
+    # Written with the newest mtime of the sources it lists, not the time of writing: Snakemake compares
+    # an input's mtime with its outputs', and outputs made (or pulled by DVC) after the code was last
+    # changed must not look older than the code.
     text = "".join(f"{digest}  {path}\n" for path, digest in _code_digests(modules))
     name = hashlib.sha256("\n".join(modules).encode()).hexdigest()[:20]
     relative = f"{CODE_MANIFESTS}/{name}.sha256"
@@ -193,6 +196,8 @@ def _manifest(modules: tuple[str, ...], workdir: str) -> str:
         unchanged = False
     if not unchanged:
         atomic_write_text(path, text)
+        newest = max((codedeps.SOURCE_ROOT.parent / p).stat().st_mtime_ns for p, _ in _code_digests(modules))
+        os.utime(path, ns=(newest, newest))
     return relative
 
 
@@ -215,6 +220,22 @@ def targets(cfg: dict) -> dict[str, list[str]]:
     out["tables"] = [f"paper/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
     out["figures"] = [f"paper/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
     return out
+
+
+def write_code_manifests(cfg: dict, workdir: str | Path = ".") -> int:
+    """Write the code manifest of every job the run described by ``cfg`` can have (:func:`code_inputs`)
+    before Snakemake plans: it checks inputs against a cache of what exists, so a file first written while
+    it builds the DAG can be reported missing.  Returns the number of module sets."""
+    jobs = [("prepare", {"dataset": d}) for d in cfg["datasets"]]
+    jobs += [("train", {"dataset": d, "model": m}) for d, m in model_cells(cfg)]
+    jobs += [("evaluate", {"dataset": d, "model": m, "method": MODEL_ROW}) for d, m in model_cells(cfg)]
+    for d, m, x in experiment_cells(cfg):
+        jobs += [("explain", {"dataset": d, "model": m, "method": x}), ("evaluate", {"dataset": d, "model": m, "method": x})]
+    jobs += [("aggregate", {})] + [("report", {"item": item}) for item in REPORT_ITEMS.names()]
+    sets = {_module_set(cfg, stage, **wildcards) for stage, wildcards in jobs}
+    for modules in sets:
+        _manifest(modules, str(Path(workdir).resolve()))
+    return len(sets)
 
 
 def all_targets(cfg: dict) -> list[str]:
