@@ -81,11 +81,8 @@ def code_digest(modules: Iterable[str]) -> str:
 @lru_cache(maxsize=None)
 def _code_digest(modules: tuple[str, ...]) -> str:
     # once per process and module set: a job scores many cells with the same metric and method code
-    digest = hashlib.sha256()
-    for path in codedeps.closure(modules):
-        digest.update(path.relative_to(codedeps.SOURCE_ROOT).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    listing = "".join(f"{sha}  {path}\n" for path, sha in codedeps.file_digests(modules))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def cell_key(metric_id: str, params: Mapping[str, Any], job: Mapping[str, Any], workdir: Path,

@@ -149,7 +149,7 @@ def code_modules(cfg: dict, stage: str, **wildcards: str) -> list[str]:
 def code_files(cfg: dict, stage: str, **wildcards: str) -> list[str]:
     """The source files of one job (:func:`code_modules` and their imports), relative to the repository
     (``src/nnxai/...``)."""
-    return [path for path, _ in _code_digests(_module_set(cfg, stage, **wildcards))]
+    return [path for path, _ in codedeps.file_digests(_module_set(cfg, stage, **wildcards))]
 
 
 def code_inputs(cfg: dict, stage: str, workdir: str | Path = ".", **wildcards: str) -> list[str]:
@@ -169,24 +169,11 @@ def _module_set(cfg: dict, stage: str, **wildcards: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@lru_cache(maxsize=None)
-def _code_digests(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    # Planning asks for thousands of jobs' code, from a few hundred module sets; a Snakemake process plans
-    # once, so the source files cannot change under these caches.
-    root = codedeps.SOURCE_ROOT.parent
-    return tuple((path.relative_to(root).as_posix(), _file_sha256(path)) for path in codedeps.closure(modules))
-
-
-@lru_cache(maxsize=None)
 def _manifest(modules: tuple[str, ...], workdir: str) -> str:
     # Written with the newest mtime of the sources it lists, not the time of writing: Snakemake compares
     # an input's mtime with its outputs', and outputs made (or pulled by DVC) after the code was last
     # changed must not look older than the code.
-    text = "".join(f"{digest}  {path}\n" for path, digest in _code_digests(modules))
+    text = "".join(f"{digest}  {path}\n" for path, digest in codedeps.file_digests(modules))
     name = hashlib.sha256("\n".join(modules).encode()).hexdigest()[:20]
     relative = f"{CODE_MANIFESTS}/{name}.sha256"
     path = Path(workdir) / relative
@@ -196,7 +183,7 @@ def _manifest(modules: tuple[str, ...], workdir: str) -> str:
         unchanged = False
     if not unchanged:
         atomic_write_text(path, text)
-        newest = max((codedeps.SOURCE_ROOT.parent / p).stat().st_mtime_ns for p, _ in _code_digests(modules))
+        newest = max((codedeps.SOURCE_ROOT.parent / p).stat().st_mtime_ns for p, _ in codedeps.file_digests(modules))
         os.utime(path, ns=(newest, newest))
     return relative
 
