@@ -1,9 +1,11 @@
 """The README's results, from a finished run's ``data/metrics/all.csv``: every number with its 95% bootstrap
 interval over the explained inputs (the ``ci_low``/``ci_high`` columns, :mod:`nnxai.intervals`).
 
-Writes three README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``):
-the test accuracy of every trained model, the attribution metrics of every method on ``shapes``/``baseline``
-(where the ground truth is known), and the per-input scores of the other explanation types.  Values
+Writes four README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``,
+``<profile>-active``): the test accuracy of every trained model, the attribution metrics of every method on
+``shapes``/``baseline`` (where the ground truth is known), the per-input scores of the other explanation
+types, and for each actively regularised network (survey Sec. IV) its accuracy beside the baseline's, the
+scores of its own explanation, and how the passive methods' scores on it compare with the baseline's.  Values
 that are not means over inputs (a TCAV p-value, a rule count) have no such interval and are left to the
 tables and ``all.csv``.
 
@@ -127,6 +129,42 @@ def structured_block(results: dict, dataset: str = "shapes", model: str = "basel
     return "\n".join(lines)
 
 
+OWN_EXCLUDED = ("runtime",)
+
+
+def active_block(results: dict, root: Path) -> str:
+    """Per active variant and data set: accuracy beside the baseline's, its own explanation's scores, and the
+    passive cells better / worse / indistinguishable than on the baseline (non-overlapping intervals)."""
+    from nnxai.active.base import ACTIVE
+    from nnxai.report._results import read_results
+    from nnxai.report.active_vs_baseline import summary
+
+    compared = {(r.dataset, r.variant): r for r in summary(read_results(root)).itertuples()}
+    lines = [f"Each actively regularised network (survey Sec. IV) and the sparsity baselines: test accuracy "
+             f"beside the baseline's ({LEVEL:.0%} interval over the test split), the scores of the network's own "
+             "explanation (its catalogue metrics, interval over what they average), and the passive methods' "
+             "scores on it against the same methods on the baseline (`paper/tables/active_summary.md`, "
+             "`paper/figures/active_vs_baseline.png`): cells better / worse where the two intervals do not overlap, "
+             "the rest indistinguishable.", "",
+             "| data set | variant | accuracy (baseline) | its own explanation | passive cells better / worse / "
+             "indistinguishable |", "|---|---|---|---|---|"]
+    variants = ["l1", "l2", *ACTIVE]
+    datasets = sorted({k[0] for k in results})
+    for variant in variants:
+        for dataset in datasets:
+            row = results.get((dataset, variant, "model", "accuracy"))
+            if row is None:
+                continue
+            base = results.get((dataset, "baseline", "model", "accuracy"))
+            own = [(k[3], r) for k, r in sorted(results.items())
+                   if k[:3] == (dataset, variant, variant) and k[3] not in OWN_EXCLUDED]
+            own_text = "; ".join(f"`{metric}` {cell(r, 3)}" for metric, r in own) or "—"
+            c = compared.get((dataset, variant))
+            passive = f"{c.better} / {c.worse} / {c.same}" if c is not None else "—"
+            lines.append(f"| {dataset} | {variant} | {cell(row, 3)} ({cell(base, 3)}) | {own_text} | {passive} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="a finished run's folder")
@@ -136,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     results = read(args.root)
     blocks = {f"{args.profile}-accuracy": accuracy_block(results),
               f"{args.profile}-attribution": attribution_block(results),
-              f"{args.profile}-structured": structured_block(results)}
+              f"{args.profile}-structured": structured_block(results),
+              f"{args.profile}-active": active_block(results, args.root)}
     for name, text in blocks.items():
         print(f"--- {name}\n{text}\n")
         if not args.print:

@@ -254,6 +254,130 @@ def test_active_method_recipe(toy_module, method_registry, tmp_path, capsys):
         PENALTIES.unregister("toy_logit_norm")
 
 
+# -- 2b. an active method with its own network, extra module and training hooks (nnxai.active) ------------
+
+ACTIVE_METHOD = '''
+"""Toy gate: an MLP whose inputs pass a learnt gate, trained with an L1 penalty on the gate and a
+companion network kept beside it (an active method with every part of nnxai.active.base)."""
+
+import torch
+from torch import nn
+
+from nnxai.active.base import ActiveMethod, register_active
+from nnxai.methods.base import AttributionMethod
+from nnxai.models.networks import MLP, NetworkSpec, build_network, register_network
+from nnxai.params import Float, Int
+from nnxai.registry import register
+from nnxai.taxonomy import Engagement, ExplanationType, MethodSpec, Scope
+
+EVENTS = []
+
+
+class GatedMLP(MLP):
+    def __init__(self, n_features, n_classes, hidden=(32, 16), activation="relu", gate_init=1.0):
+        super().__init__(n_features, n_classes, hidden, activation)
+        self.gate = nn.Parameter(torch.full((n_features,), float(gate_init)))
+
+    def embed(self, x):
+        return self.features(x.flatten(1) * self.gate)
+
+
+register_network("toy_gated_mlp", NetworkSpec(GatedMLP, base="mlp", extra={"gate_init": (0.0, 10.0)}))
+
+
+@register_active
+class ToyGate(ActiveMethod):
+    """L1 on the input gate."""
+
+    id = "toy_gate"
+    description = "an input gate with an L1 penalty (toy)"
+    architectures = frozenset({"mlp"})
+    parameters = {"weight": Float("weight of the gate's L1 norm", low=0.0), "companion": Int("units", low=1)}
+
+    def build(self, architecture, kwargs, info):
+        return "toy_gated_mlp", {**kwargs, "gate_init": 1.0}
+
+    def setup(self, model, train, info, device, seed):
+        self.companion = build_network("mlp", n_features=info.input_shape[0], n_classes=1,
+                                       hidden=[self.params["companion"]])
+        EVENTS.append("setup")
+
+    def penalty(self, model, inputs, targets, logits):
+        return self.params["weight"] * model.gate.abs().sum() + 0.0 * self.companion(inputs).sum()
+
+    def after_epoch(self, model, epoch):
+        return {"gate_l1": float(model.gate.detach().abs().sum())}
+
+    def finish(self, model, train, val, device):
+        EVENTS.append("finish")
+        return {"open_gates": int((model.gate.abs() > 0.1).sum())}
+
+    def extras(self):
+        return {"companion": self.companion}
+
+
+@register(MethodSpec(id="toy_gate", name="Toy gate", description="the learnt input gate",
+                     engagement=Engagement.ACTIVE, explanation_type=ExplanationType.ATTRIBUTION,
+                     scopes=(Scope.GLOBAL,)))
+class ToyGateMap(AttributionMethod):
+    only_models = frozenset({"toy_gate"})
+
+    def attribute(self, model, inputs, target, baselines=None):
+        return model.gate.detach().abs().expand_as(inputs).clone()
+'''
+
+
+def test_active_method_class_recipe(toy_module, method_registry, tmp_path, capsys):
+    """One file: the network, the loss, the hooks, the extra module and the self-explanation; one config
+    entry (active_params); the variant joins every tabular data set through the ``active`` token."""
+    from nnxai import load_model
+    from nnxai.active.base import ACTIVE
+    from nnxai.models.networks import NETWORKS
+    from nnxai.models.variants import VARIANTS, variant
+    from nnxai.stages.prepare import prepare
+    from nnxai.stages.train import train
+
+    try:
+        toy = toy_module("active_class", ACTIVE_METHOD)
+        assert variant("toy_gate").active == "toy_gate" and variant("toy_gate").architectures == ("mlp",)
+        record = next(r for r in methods_json(capsys) if r["id"] == "toy_gate")
+        assert record["engagement"] == "active" and record["implemented"]
+
+        # the config: without its active_params entry the variant is refused, naming the key
+        with pytest.raises(ConfigError, match=r"active_params\.toy_gate"):
+            smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"]})
+        cfg = smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"]},
+                    active_params={"toy_gate": {"weight": 0.01, "companion": 3}},
+                    methods=["gradient", "toy_gate"], method_params={"toy_gate": SMOKE_METHOD_PARAMS})
+        with pytest.raises(ConfigError, match=r"active_params\.toy_gate.*weight"):
+            smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"]},
+                  active_params={"toy_gate": {"weight": -1.0, "companion": 3}})
+        assert schema_rejects(cfg, ["active_params", "toy_gate", "weight"], "heavy")
+        groups = targets(cfg)
+        assert "data/checkpoints/causal/toy_gate.pt" in groups["checkpoints"]
+        assert "data/checkpoints/shapes/toy_gate.pt" not in groups["checkpoints"]   # an MLP design only
+        assert methods_for(cfg, "causal", "toy_gate") == ["gradient", "toy_gate"]
+        assert "toy_gate" not in methods_for(cfg, "causal", "baseline")
+
+        # the train stage builds the changed network, runs the hooks and saves the extra module
+        prepare(stage_settings(cfg, "prepare", dataset="causal"), tmp_path)
+        settings = stage_settings(cfg, "train", dataset="causal", model="toy_gate")
+        path = train({**settings, "training": {**settings["training"], "epochs": 2}}, tmp_path, progress=False)
+        assert toy.EVENTS == ["setup", "finish"]
+        model = load_model(path)
+        assert isinstance(model, toy.GatedMLP) and model.checkpoint["active"] == "toy_gate"
+        assert model.checkpoint["variant"] == "toy_gate" and model.checkpoint["architecture"] == "toy_gated_mlp"
+        assert set(model.extras) == {"companion"}
+        companion = model.extras["companion"]
+        assert companion.network_name == "mlp" and companion.network_kwargs["hidden"] == [3]
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        assert "gate_l1" in sidecar["history"][0] and "open_gates" in sidecar["history"][-1]["active"]
+    finally:
+        VARIANTS.unregister("toy_gate")
+        ACTIVE.unregister("toy_gate")
+        NETWORKS.unregister("toy_gated_mlp")
+
+
 # -- 3. a data set ---------------------------------------------------------------------------------------
 
 DATASET = '''

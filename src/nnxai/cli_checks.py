@@ -91,6 +91,7 @@ def _common() -> dict[str, Param]:
 
 def _declared(stage: str) -> dict[str, Param]:
     """The top-level keys of a stage's slice (see :func:`nnxai.workflow.stage_settings`)."""
+    from nnxai.active.base import ACTIVE
     from nnxai.training.penalties import NO_PENALTY, PENALTIES
 
     seed = Int("a seed", low=0)
@@ -98,12 +99,14 @@ def _declared(stage: str) -> dict[str, Param]:
         return {"dataset": Str("the data set"), "sizes": Param("mapping", "split sizes"), "seed": seed}
     if stage == "train":
         return {**_common(), "dataset": Str("the data set"), "model": Str("the model variant"),
-                "architecture": Choice("the network", ("cnn", "mlp")),
+                "architecture": Choice("the base network", ("cnn", "mlp")),
                 "arch_config": Param("mapping", "network widths"), "activation": Str("unit activation"),
                 "training": Param("mapping", "the training block"),
                 "penalty": Choice("the variant's penalty", lambda: [NO_PENALTY, *PENALTIES]),
                 "penalty_weight": Float("the penalty's weight", low=0.0), "shuffle_labels": Bool("shuffled labels"),
-                "data_seed": seed}
+                "data_seed": seed,
+                "active": Choice("the active method training it (null: none)", lambda: list(ACTIVE), nullable=True),
+                "active_params": Param("mapping", "the active method's training parameters")}
     if stage == "explain":
         return {**_common(), "method": Str("the method id"), "params": Param("mapping", "the method's parameters")}
     if stage == "evaluate":

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from nnxai import registry, resources
+from nnxai.active.base import ACTIVE
 from nnxai.data import DATASETS
 from nnxai.data.splits import SPLITS
 from nnxai.metrics import metrics
@@ -62,9 +63,24 @@ MAX_HIDDEN_LAYERS = 32
 MODEL_KINDS = ("image", "tabular")
 
 
+#: In a ``models`` list: every registered active method's variant that fits the data set (nnxai.active).
+ALL_ACTIVE = "active"
+
+
 def _variant_ids() -> Param:
-    return List("model variant ids (nnxai.models.variants; baseline_seed<k> for seed k)",
-                item=Str("a model variant id", pattern=variant_pattern().strip("^$")), min_items=0, unique=True)
+    return List(f"model variant ids (nnxai.models.variants; baseline_seed<k> for seed k; {ALL_ACTIVE!r}: every "
+                "registered active method whose design fits the data set)",
+                item=Str("a model variant id", pattern=f"{variant_pattern().strip('^$')}|{ALL_ACTIVE}"),
+                min_items=0, unique=True)
+
+
+def listed_models(cfg: dict, key: str) -> list[str]:
+    """The ``models`` list under ``key`` (a kind or a data set), with :data:`ALL_ACTIVE` expanded to the
+    registered active variants (registry order), each once."""
+    out = []
+    for model in cfg["models"].get(key, []):
+        out += list(ACTIVE) if model == ALL_ACTIVE else [model]
+    return list(dict.fromkeys(out))
 
 
 def _training_block(arch: str) -> Param:
@@ -87,8 +103,12 @@ def config_parameters() -> dict[str, Param]:
         "threads": Int("torch threads per job (Snakemake rules declare the same)", low=1, high=MAX_THREADS),
         "datasets": List("data sets of the run", item=Choice("a data set id", lambda: sorted(DATASETS)),
                          unique=True),
-        "models": MappingOf("model variants trained on every data set of a kind", values=_variant_ids(),
-                            keys=MODEL_KINDS),
+        "models": MappingOf("model variants trained on every data set of a kind (image, tabular) that fits "
+                            "them; a data set's own list (key: its id) replaces its kind's",
+                            values=_variant_ids(), keys=lambda: [*MODEL_KINDS, *sorted(DATASETS)]),
+        "active_params": MappingOf("training hyperparameters of each active method's variant (checked by its "
+                                   "class, nnxai.active)", values=Overrides("an active method's parameters"),
+                                   keys=lambda: list(ACTIVE)),
         "methods": OneOf("every implemented method, or a list of method ids",
                          Choice("every implemented method", ("all",)),
                          List("method ids", item=Choice("a method id", catalogue), unique=True)),
@@ -111,6 +131,10 @@ def config_parameters() -> dict[str, Param]:
         "control_n_explain": Int("the control models (trained on shuffled labels) explain and are scored on at most "
                                  "this many test inputs, a subset of the baseline's (the data-randomisation check "
                                  "compares the maps on it); null: as many as the baseline", low=1, nullable=True),
+        "variant_n_explain": Int("every other variant but the baseline (l1, l2, the active methods' networks) "
+                                 "explains and is scored on at most this many test inputs, a subset of the "
+                                 "baseline's (paired comparisons); null: as many as the baseline", low=1,
+                                 nullable=True),
         "method_params": MappingOf("every hyperparameter of every method (checked by the method's class)",
                                    values=Overrides("a method's parameters"), keys=catalogue),
         "metric_params": MappingOf("every parameter of every metric (checked by the metric's class)",
@@ -125,6 +149,7 @@ def schema() -> dict:
     properties["method_params"]["properties"] = {m: params_schema(registry.get(m).parameters)
                                                  for m in registry.implemented_ids()}
     properties["metric_params"]["properties"] = {m: params_schema(cls.parameters) for m, cls in metrics().items()}
+    properties["active_params"]["properties"] = {a: params_schema(cls.parameters) for a, cls in ACTIVE.items()}
     return out
 
 
@@ -147,9 +172,25 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(f"config.datasets: {name!r} is for the {'/'.join(DATASETS[name].profiles)} "
                               f"profile(s), not {cfg['profile']!r}")
         kind = DATASETS[name].kind
-        if not cfg["models"].get(kind):
-            raise ConfigError(f"config.models.{kind}: no model variants for the {kind} data set {name!r}; "
+        key = name if name in cfg["models"] else kind
+        if not cfg["models"].get(key):
+            raise ConfigError(f"config.models.{key}: no model variants for the {kind} data set {name!r}; "
                               f"list at least one (e.g. [baseline])")
+        for model in cfg["models"][key]:   # named explicitly (the ``active`` token takes those that fit)
+            reason = None if model == ALL_ACTIVE else variant_why_not(model, name)
+            if reason and key == name:
+                raise ConfigError(f"config.models.{name}: {model!r} cannot be trained on {name}: {reason}")
+            if reason and arch_of(name) not in variant(model).architectures:
+                raise ConfigError(f"config.models.{kind}: {model!r} cannot be trained on {kind} data: {reason}")
+    for model in sorted({m for key in cfg["models"] for m in listed_models(cfg, key)}):
+        if variant(model).active is not None and variant(model).active not in cfg.get("active_params", {}):
+            raise ConfigError(f"config.active_params.{model}: missing; the variant {model!r} needs "
+                              f"{sorted(ACTIVE[variant(model).active].param_names)}")
+    for active_id, given in cfg.get("active_params", {}).items():
+        try:
+            ACTIVE[active_id].checked_params(given, owner=f"config.active_params.{active_id}")
+        except ParamError as err:
+            raise ConfigError(str(err)) from None
     if cfg["methods"] != "all":
         for method_id in cfg["methods"]:
             if not registry.is_implemented(method_id):
@@ -193,6 +234,8 @@ def check_methods_on_data(cfg: dict) -> None:
                     caps = [f"test split {sizes[name]['test']}", f"thin.{name}={cfg.get('thin', {}).get(name)}"]
                     if variant(model).shuffle_labels:
                         caps.append(f"control_n_explain={cfg.get('control_n_explain')}")
+                    elif model != "baseline" and variant(model).seed_offset == 0 and cls.variant_cap:
+                        caps.append(f"variant_n_explain={cfg.get('variant_n_explain')}")
                     raise ConfigError(f"config.method_params.{method_id} on {name}/{model}: {reason} "
                                       f"(on this model: {', '.join(caps)})")
 
@@ -302,24 +345,30 @@ def load_config(overrides: dict | None = None, directory: str | Path | None = No
     profile_cfg = _read_yaml(directory / "profiles" / f"{profile}.yaml")
     cfg = deep_merge(deep_merge(base, profile_cfg), overrides)
     cfg["profile"] = profile
+    if "active_params" in cfg and cfg["active_params"] is None:   # a block of comments only: no entry yet
+        cfg["active_params"] = {}
     return validate(cfg)
 
 
-def count_cap(cfg: dict, dataset: str | None, model: str | None = None) -> int | None:
+def count_cap(cfg: dict, dataset: str | None, model: str | None = None, variant_cap: bool = True) -> int | None:
     """The most test inputs a job on ``dataset``/``model`` explains or scores: ``thin.<dataset>``, and
-    ``control_n_explain`` on a control model (trained on shuffled labels); ``None``: no cap."""
+    ``control_n_explain`` on a control model (trained on shuffled labels), ``variant_n_explain`` on every
+    other model but the baseline (and its seeds) unless ``variant_cap`` is false (a method that analyses a
+    population of maps: ``Method.variant_cap``); ``None``: no cap."""
     caps = [cfg.get("thin", {}).get(dataset) if dataset is not None else None]
     if model is not None and variant(model).shuffle_labels:
         caps.append(cfg.get("control_n_explain"))
+    elif variant_cap and model is not None and variant(model).seed_offset == 0 and model != "baseline":
+        caps.append(cfg.get("variant_n_explain"))
     caps = [c for c in caps if c is not None]
     return min(caps) if caps else None
 
 
 def thinned(cfg: dict, dataset: str | None, declared: Mapping[str, Param], values: Mapping[str, Any],
-            model: str | None = None) -> dict:
+            model: str | None = None, variant_cap: bool = True) -> dict:
     """``values`` with every count declared against the test split (``Param.at_most == "test"``) capped at
     :func:`count_cap`; unchanged where there is no cap (or ``dataset`` is ``None``)."""
-    cap = count_cap(cfg, dataset, model)
+    cap = count_cap(cfg, dataset, model, variant_cap)
     out = dict(values)
     if cap is None:
         return out
@@ -345,8 +394,8 @@ def method_params(cfg: dict, method_id: str, dataset: str | None = None, model: 
                               f"method_params.{local}; expected {allowed} (with its block)")
         given["local_params"] = thinned(cfg, dataset, registry.get(local).parameters,
                                         deep_merge(cfg["method_params"][local], given.get("local_params") or {}),
-                                        model)
-    return thinned(cfg, dataset, cls.parameters, given, model)
+                                        model, cls.variant_cap)
+    return thinned(cfg, dataset, cls.parameters, given, model, cls.variant_cap)
 
 
 def metric_params(cfg: dict, metric_id: str, dataset: str | None = None, model: str | None = None) -> dict[str, Any]:
@@ -363,17 +412,35 @@ def selected_methods(cfg: dict) -> list[str]:
     return [m for m in registry.implemented_ids() if m in wanted]
 
 
+def arch_of(dataset: str) -> str:
+    """The base network trained on a data set: ``cnn`` on images, ``mlp`` on tables."""
+    return "cnn" if DATASETS[dataset].kind == "image" else "mlp"
+
+
+def variant_why_not(model: str, dataset: str) -> str | None:
+    """Why the variant ``model`` is not trained on ``dataset`` (its design does not fit), or ``None``."""
+    var = variant(model)
+    if arch_of(dataset) not in var.architectures:
+        return f"it trains a {'/'.join(var.architectures)}, {dataset} takes a {arch_of(dataset)}"
+    if var.active is not None:
+        return ACTIVE[var.active].why_not(DATASETS[dataset])
+    return None
+
+
 def models_for(cfg: dict, dataset: str) -> list[str]:
-    return list(cfg["models"].get(DATASETS[dataset].kind, []))
+    """The variants trained on ``dataset``: its own list under ``models``, else its kind's, without the
+    variants whose design does not fit it (:func:`variant_why_not`)."""
+    key = dataset if dataset in cfg["models"] else DATASETS[dataset].kind
+    return [m for m in listed_models(cfg, key) if variant_why_not(m, dataset) is None]
 
 
 def train_settings(cfg: dict, dataset: str, model_id: str) -> dict[str, Any]:
     """Everything that determines one checkpoint (its config hash is computed from this)."""
 
-    info = DATASETS[dataset]
-    arch = "cnn" if info.kind == "image" else "mlp"
+    arch = arch_of(dataset)
     var = variant(model_id)
-    return {"dataset": dataset, "model": model_id, "architecture": arch,
+    active = {"active": var.active, "active_params": cfg["active_params"][var.active] if var.active else {}}
+    return {**active, "dataset": dataset, "model": model_id, "architecture": arch,
             "arch_config": cfg["architecture"][arch], "activation": var.activation,
             "training": cfg["training"][arch], "penalty": var.penalty,
             "penalty_weight": cfg["training"].get("penalty_weight", {}).get(var.penalty, 0.0),

@@ -24,7 +24,8 @@ from nnxai.taxonomy import MethodSpec
 #: Every method's taxonomy entry: the catalogue's ids first, then methods registered with a new spec.
 _SPECS: dict[str, MethodSpec] = {spec.id: spec for spec in CATALOGUE}
 #: The classes implementing them, registered where they are defined (every module under nnxai.methods).
-IMPLEMENTATIONS: Registry[type] = Registry("method", packages=("nnxai.methods",))
+#: (Active methods' own explanations are registered beside their training code, under nnxai.active.)
+IMPLEMENTATIONS: Registry[type] = Registry("method", packages=("nnxai.methods", "nnxai.active"))
 
 
 class UnknownMethodError(UnknownEntryError):

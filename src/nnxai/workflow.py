@@ -22,6 +22,7 @@ from nnxai.io import atomic_write_text
 from nnxai.paths import (CACHE_ROOT, MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401
                          prepared_path)
 from nnxai.metrics.base import applicable_metrics, metrics
+from nnxai.active.base import active_method
 from nnxai.models.variants import variant
 from nnxai.report._items import FIGURE_FORMATS, REPORT_ITEMS, items_of
 from nnxai.training.penalties import PENALTIES
@@ -55,10 +56,13 @@ FIGURES = _ReportNames("figure")
 
 
 def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
-    """The traits :func:`nnxai.methods.base.model_traits` will find in the trained model, from config alone."""
+    """The traits :func:`nnxai.methods.base.model_traits` will find in the trained model, from config alone
+    (an active method's network declares where it differs from the base network: ``ActiveMethod.traits``)."""
     arch = "cnn" if DATASETS[dataset].kind == "image" else "mlp"
-    return {"architecture": arch, "activation": variant(model).activation, "gap_head": arch == "cnn",
-            "linear_head": True}
+    traits = {"architecture": arch, "activation": variant(model).activation, "gap_head": arch == "cnn",
+              "linear_head": True, "standard_layers": True}
+    active = active_method(model)
+    return {**traits, **(active.traits if active is not None else {})}
 
 
 def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
@@ -67,8 +71,12 @@ def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
     out = []
     for m in selected_methods(cfg):
         cls = registry.get(m)
-        if cls.why_not(info, traits) is None and (cls.only_models is None or model in cls.only_models):
-            out.append(m)
+        if cls.why_not(info, traits) is not None or (cls.only_models is not None and model not in cls.only_models):
+            continue
+        local = cfg["method_params"].get(m, {}).get("local_method") if "local_method" in cls.parameters else None
+        if local is not None and registry.get(local).why_not(info, traits) is not None:
+            continue   # a composite (SpRAy, MAME, DeepConsensus) runs where its local method does
+        out.append(m)
     return out
 
 
@@ -89,6 +97,9 @@ class RunPlan:
 
     def methods_for(self, dataset: str, model: str) -> list[str]:
         return methods_for(self.cfg, dataset, model)
+
+    def model_traits(self, dataset: str, model: str) -> dict:
+        return model_traits_for(self.cfg, dataset, model)
 
 
 def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
@@ -131,9 +142,12 @@ def code_modules(cfg: dict, stage: str, **wildcards: str) -> list[str]:
         modules.append(type(DATASETS[wildcards["dataset"]]).__module__)
     elif stage == "train":
         penalty = variant(wildcards["model"]).penalty
-        modules.append("nnxai.training.penalties")
+        modules += ["nnxai.training.penalties", "nnxai.training.trainer"]
         if penalty in PENALTIES:
             modules.append(PENALTIES[penalty].__module__)
+        active = active_method(wildcards["model"])
+        if active is not None:
+            modules.append(active.__module__)
     elif stage == "explain":
         modules.append(registry.get(wildcards["method"]).__module__)
     elif stage == "evaluate" and wildcards.get("method", MODEL_ROW) != MODEL_ROW:

@@ -25,7 +25,7 @@ def _files(directory):
 # --- registry -------------------------------------------------------------------------------------
 
 def test_registry_entries():
-    assert set(nd.DATASETS) == {"shapes", "digits", "iris", "wine", "breast_cancer", "causal",
+    assert set(nd.DATASETS) == {"shapes", "digits", "iris", "wine", "breast_cancer", "causal", "planted",
                                 "mnist", "fashion_mnist", "cifar10"}
     for name, info in nd.DATASETS.items():
         assert info.name == name and info.kind in ("image", "tabular")

@@ -106,15 +106,41 @@ def arch_kwargs(dataset: str, model_id: str) -> tuple[str, dict]:
 
 def network(dataset: str, model_id: str, train) -> nn.Module:
     """A seeded toy network of the variant, 150 full-batch Adam steps on the train split (confident enough
-    that every method has something to show, e.g. a meaningful-perturbation mask), in eval mode."""
+    that every method has something to show, e.g. a meaningful-perturbation mask), in eval mode.  An active
+    method's variant is its own network trained by the trainer with its hooks and the smoke profile's
+    ``active_params`` (its extra modules and its record, as ``load_model`` gives them)."""
     arch, kwargs = arch_kwargs(dataset, model_id)
     torch.manual_seed(SEED + variant(model_id).seed_offset)
+    active_id = variant(model_id).active
+    if active_id is not None:
+        return active_network(dataset, active_id, arch, kwargs, train)
     net = build_network(arch, **kwargs)
     opt = torch.optim.Adam(net.parameters(), lr=0.03)
     for _ in range(150):
         opt.zero_grad()
         nn.functional.cross_entropy(net(train.x), train.y).backward()
         opt.step()
+    net.zero_grad(set_to_none=True)
+    for p in net.parameters():
+        p.requires_grad_(True)                        # as pipeline._context leaves a loaded model
+    return net.eval()
+
+
+def active_network(dataset: str, active_id: str, arch: str, kwargs: dict, train) -> nn.Module:
+    from nnxai.active.base import ACTIVE
+    from nnxai.training.trainer import TrainConfig, train_model
+
+    info = data.DATASETS[dataset]
+    active = ACTIVE[active_id](**CFG["active_params"][active_id])
+    name, kwargs = active.build(arch, kwargs, info)
+    active.prepared = {"train": train, "val": train}
+    net = build_network(name, **kwargs)
+    train_model(net, (train.x, train.y), (train.x[:0], train.y[:0]),
+                TrainConfig(epochs=12, batch_size=16, lr=0.01), SEED, progress=False, active=active, info=info)
+    net.cpu()
+    net.extras = {k: m.cpu().eval() for k, m in active.extras().items()}
+    net.checkpoint = {"active": active_id, "variant": active_id, "architecture": name, "arch_kwargs": kwargs,
+                      "config": {"active": active_id, "active_params": CFG["active_params"][active_id]}}
     net.zero_grad(set_to_none=True)
     for p in net.parameters():
         p.requires_grad_(True)                        # as pipeline._context leaves a loaded model

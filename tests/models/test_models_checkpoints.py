@@ -49,9 +49,13 @@ def test_variants_are_a_registry():
     from nnxai.models import VARIANTS
     from nnxai.models.variants import variant_pattern
 
-    assert list(VARIANTS) == ["baseline", "baseline_sigmoid", "l1", "l2", "baseline_shuffled_labels"]
+    from nnxai.active.base import ACTIVE
+
+    assert list(VARIANTS)[:5] == ["baseline", "baseline_sigmoid", "l1", "l2", "baseline_shuffled_labels"]
+    assert set(list(VARIANTS)[5:]) == set(ACTIVE)    # one variant per active method (nnxai.active)
     assert variant("baseline_seed2").activation == "relu" and "baseline_seed2" not in VARIANTS
-    assert variant_pattern() == (r"^(baseline|baseline_shuffled_labels|baseline_sigmoid|l1|l2|baseline_seed\d+)$")
+    names = "|".join(sorted(["baseline", "baseline_shuffled_labels", "baseline_sigmoid", "l1", "l2", *ACTIVE]))
+    assert variant_pattern() == rf"^({names}|baseline_seed\d+)$"
 
 
 @pytest.fixture
@@ -173,3 +177,47 @@ def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
             raise Boom
     assert json.loads(target.read_text()) == {"ok": 1}
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _with_extras(tmp_path):
+    model = build_network("mlp", n_features=4, n_classes=2, hidden=[5])
+    surrogate = build_network("mlp", n_features=7, n_classes=1, hidden=[3])
+    record = {"architecture": "mlp", "arch_kwargs": model.network_kwargs, "active": None}
+    path = save_checkpoint(tmp_path / "m.pt", model, record, sidecar=record, extras={"surrogate": surrogate})
+    return path, model, surrogate
+
+
+def test_extra_modules_round_trip(tmp_path):
+    """An active method's extra module (an APL surrogate, a prior network) is saved with the network and
+    rebuilt by load_model as model.extras, weights equal; the network loads without it."""
+    path, model, surrogate = _with_extras(tmp_path)
+    loaded = load_model(path, require_sidecar=True)
+    assert set(loaded.extras) == {"surrogate"}
+    rebuilt = loaded.extras["surrogate"]
+    assert rebuilt.network_name == "mlp" and rebuilt.network_kwargs == surrogate.network_kwargs
+    for (name, a), (_, b) in zip(surrogate.state_dict().items(), rebuilt.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not any(name.startswith("extras") for name in loaded.state_dict())
+    x = torch.randn(3, 4)
+    assert torch.equal(loaded(x), model.eval()(x))
+    assert loaded.checkpoint["extras"] == {"surrogate": {"architecture": "mlp", "arch_kwargs": surrogate.network_kwargs}}
+
+
+def test_checkpoints_without_extras_load_with_none(tmp_path):
+    model = build_network("mlp", n_features=4, n_classes=2, hidden=[5])
+    path = save_checkpoint(tmp_path / "plain.pt", model, {"architecture": "mlp", "arch_kwargs": model.network_kwargs})
+    assert load_model(path).extras == {}
+
+
+def test_extra_module_described_badly_is_refused(tmp_path):
+    path, _, _ = _with_extras(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["extras"]["surrogate"]["arch_kwargs"]["hidden"] = [10 ** 6] * 20   # a crafted, huge description
+    from nnxai.models.checkpoint import payload_digest
+    record = {k: v for k, v in payload.items() if k not in ("state_dict", "payload_sha256")}
+    payload["payload_sha256"] = payload_digest(record, payload["state_dict"])
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    (tmp_path / "bad.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(CheckpointError, match="extra module 'surrogate' refused"):
+        load_model(tmp_path / "bad.pt")

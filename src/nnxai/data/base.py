@@ -67,6 +67,10 @@ class Dataset:
     packages: ClassVar[tuple[str, ...]] = ()
     #: The structural causal model the data were drawn from, where one is known (causal Shapley [107]).
     causal_graph: ClassVar[Any] = None
+    #: ``(n_features, n_meta)`` meta-features describing each input feature, where known (DAPr [121]).
+    meta_features: ClassVar[Any] = None
+    #: True importance of each input feature (0: irrelevant), where it is planted (DAPr, dual-net [122]).
+    feature_importance: ClassVar[Any] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))

@@ -59,11 +59,19 @@ class ExplainContext:
 
 
 def model_traits(model: nn.Module) -> dict[str, Any]:
-    """Architecture facts that decide applicability: architecture, activation, GAP head, linear head."""
+    """Architecture facts that decide applicability: architecture, activation, GAP head, linear head, and
+    ``standard_layers``: the module layout of the base ConvNet/MLP (false for an active method's network that
+    adds layers, which the network-rewriting metrics cannot transform)."""
     kinds = {type(m).__name__ for m in model.modules()}
     activation = "sigmoid" if "Sigmoid" in kinds else "relu"
-    return {"architecture": getattr(model, "architecture", "unknown"), "activation": activation,
-            "gap_head": hasattr(model, "gap"), "linear_head": isinstance(getattr(model, "classifier", None), nn.Linear)}
+    traits = {"architecture": getattr(model, "architecture", "unknown"), "activation": activation,
+              "gap_head": hasattr(model, "gap"), "linear_head": isinstance(getattr(model, "classifier", None), nn.Linear),
+              "standard_layers": True}
+    active = (getattr(model, "checkpoint", None) or {}).get("active")
+    if active:   # an active method's network declares where it differs (nnxai.active.base.ActiveMethod.traits)
+        from nnxai.active.base import ACTIVE
+        traits.update(ACTIVE[active].traits)
+    return traits
 
 
 class Method(Declared, ABC):
@@ -80,9 +88,15 @@ class Method(Declared, ABC):
     needs_concepts: ClassVar[bool] = False
     needs_linear_head: ClassVar[bool] = False
     needs_gap_head: ClassVar[bool] = False
+    #: Walks the network layer by layer with rules for the base ConvNet/MLP modules only (LRP, DASP's
+    #: LPDN, bias attribution): not for an active method's network with other layers (``standard_layers``).
+    needs_standard_layers: ClassVar[bool] = False
     # Model variants the method is run on (None: every variant it applies to); e.g. DeepConsensus compares
     # the baseline with its other seeds, which is meaningless for the shuffled-label control.
     only_models: ClassVar[frozenset[str] | None] = None
+    #: Whether ``variant_n_explain`` caps its counts on l1/l2 and the active networks: not for a method whose
+    #: result is a population of maps (SpRAy's clusters need ~n_neighbors inputs per class).
+    variant_cap: ClassVar[bool] = True
     #: Fits a model on a data set before it explains (an explainer, a surrogate, a density or a classifier
     #: trained once and used for many inputs: L2X's selector, MAPLE's forest, TCAV/ACE's concept
     #: classifiers). The "Training" column of the companion survey's Table 1 ("whether a method requires
@@ -157,6 +171,8 @@ class Method(Declared, ABC):
             return "needs a linear output layer"
         if cls.needs_gap_head and not traits["gap_head"]:
             return "needs a global-average-pool head"
+        if cls.needs_standard_layers and not traits.get("standard_layers", True):
+            return "walks the base ConvNet/MLP layer by layer; this network adds other layers"
         return None
 
     @classmethod

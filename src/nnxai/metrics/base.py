@@ -43,6 +43,9 @@ class RunPlan(Protocol):
     def methods_for(self, dataset: str, model: str) -> list[str]:
         """Methods the run explains ``dataset``/``model`` with."""
 
+    def model_traits(self, dataset: str, model: str) -> dict:
+        """What the trained model offers (:func:`nnxai.methods.base.model_traits`), from the config."""
+
 
 class Metric(Declared, ABC):
     id: ClassVar[str]

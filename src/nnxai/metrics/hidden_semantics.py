@@ -45,6 +45,7 @@ class DissectionIoU(Metric):
     id = "dissection_iou"
     higher_is_better = True
     kinds = frozenset({"hidden_semantics"})
+    needs_masks = True
     description = "mean best unit/concept IoU over units, per layer, and the fraction of detector units [21]"
 
     def __call__(self, record, ctx, method):
@@ -61,6 +62,7 @@ class UniqueDetectors(Metric):
     id = "n_unique_detectors"
     higher_is_better = True
     kinds = frozenset({"hidden_semantics"})
+    needs_masks = True
     description = "number of distinct concepts with at least one detector unit [21]"
 
     def __call__(self, record, ctx, method):

@@ -227,6 +227,14 @@ class ImplementationInvariance(Metric):
     }
     description = "largest mean normalised difference of the maps of functionally equivalent rebuilt networks"
 
+    @classmethod
+    def cell_why_not(cls, run, dataset, model, method):
+        traits = run.model_traits(dataset, model) if hasattr(run, "model_traits") else {}
+        if not traits.get("standard_layers", True):
+            return (f"{model}'s network adds layers to the base ConvNet/MLP (an active method's design); the "
+                    "rebuilds rewrite the base layout only")
+        return None
+
     def __call__(self, record, ctx, method):
         inputs, targets = scored_inputs(record, ctx, self.params["n_inputs"])
         twins = {}

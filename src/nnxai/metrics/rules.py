@@ -33,7 +33,8 @@ class Fidelity(Metric):
     The rules read the test split in their own feature space (``RuleSet.feature_space``: the inputs, or the
     concept table); the network reads the test inputs.  ``n_queries`` fresh instances, drawn from the
     product-of-marginals kernel density model of the training features (TREPAN's query distribution [89];
-    for concepts: rendered images), give ``fidelity.queries``; 0 skips it.
+    for concepts: rendered images), give ``fidelity.queries``; 0 skips it, and so does a set of images
+    without a concept table (there is no query model of its pixels).
 
     An attribution record (MAME's tree [68], the only attribution method judged by ``fidelity``) gets the
     fidelity of each tree level instead: :func:`~nnxai.metrics.multilevel.level_fidelity`, with
@@ -56,7 +57,8 @@ class Fidelity(Metric):
         predicted = rules.predict(split_features(ctx.test, rules.feature_space))
         out = {"fidelity": PerInput(predicted == network),
                "fidelity.label_accuracy": PerInput(predicted == ctx.test.y.numpy())}
-        if self.params["n_queries"]:
+        queryable = ctx.info.kind == "tabular" or (ctx.info.has_concepts and hasattr(ctx.info, "render"))
+        if self.params["n_queries"] and queryable:   # pixels of a set without a concept table: no query model
             space = feature_space(ctx.model, ctx)
             if space.kind != rules.feature_space:
                 raise ValueError(f"rules over {rules.feature_space!r} cannot be queried in the {space.kind!r} "

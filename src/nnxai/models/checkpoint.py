@@ -13,6 +13,13 @@ Integrity, checked on every load:
 - the ``.json`` sidecar, when there is one, carries ``sha256``, the sha256 of the ``.pt`` file's bytes;
 - the architecture (:func:`~nnxai.models.networks.check_arch`: sizes bounded) is checked before the
   network is built, and the weights must be finite float32 tensors.
+
+A model of an active method (survey Sec. IV) is a registered network (:data:`~nnxai.models.networks.NETWORKS`:
+a prototype layer, filter templates, a selector) named by ``architecture``, and may carry extra modules
+that are not part of its forward pass (an APL surrogate, a prior network): the record lists them under
+``extras`` (network name and arguments each) and their tensors are stored as ``extras/<name>/<tensor>``.
+:func:`load_model` rebuilds them as ``model.extras``; a checkpoint without them (every one written before
+active methods existed) loads with ``model.extras == {}``.
 """
 
 from __future__ import annotations
@@ -54,23 +61,34 @@ def payload_digest(record: dict[str, Any], state_dict: dict[str, torch.Tensor]) 
     return sha256_bytes(b"\0".join(parts))
 
 
+EXTRAS_PREFIX = "extras/"
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, record: dict[str, Any],
-                    sidecar: dict[str, Any] | None = None) -> Path:
+                    sidecar: dict[str, Any] | None = None, extras: dict[str, nn.Module] | None = None) -> Path:
     """Write ``model``'s weights with ``record`` (must contain ``architecture`` and ``arch_kwargs``).
 
-    With ``sidecar``, the ``.json`` record is written too, after the ``.pt``, with the ``.pt``'s sha256
-    added (an older sidecar is removed first, so a stale one never vouches for new weights).
+    ``extras``: modules saved beside the network (each built by ``build_network``: it knows its
+    ``network_name`` and ``network_kwargs``).  With ``sidecar``, the ``.json`` record is written too, after
+    the ``.pt``, with the ``.pt``'s sha256 added (an older sidecar is removed first, so a stale one never
+    vouches for new weights).
     """
     for key in ("architecture", "arch_kwargs"):
         if key not in record:
             raise ValueError(f"checkpoint record needs {key!r}")
     check_arch(record["architecture"], dict(record["arch_kwargs"]))
+    extras = dict(extras or {})
+    if extras:
+        record = {**record, "extras": {name: {"architecture": m.network_name, "arch_kwargs": m.network_kwargs}
+                                       for name, m in sorted(extras.items())}}
     # Through JSON: sorted keys, and fresh objects, so pickle's memo (which refers back to an object seen
     # twice, e.g. one string shared by two keys) depends on the record's text, not on how it was built.
     clean = json.loads(canonical_json(record))
     for key in ("state_dict", "payload_sha256"):
         clean.pop(key, None)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    for name, module in extras.items():
+        state.update({f"{EXTRAS_PREFIX}{name}/{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()})
     payload = {**clean, "payload_sha256": payload_digest(clean, state), "state_dict": state}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -176,11 +194,37 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", require_sid
     """
     path = Path(path)
     payload = read_checkpoint(path, require_sidecar)
-    model = build_network(payload["architecture"], **payload["arch_kwargs"])
-    try:
-        model.load_state_dict(payload["state_dict"])   # copies out of the memory map
-    except RuntimeError as err:
-        raise _fail(path, f"weights do not fit architecture {payload['architecture']} "
-                          f"({str(err).splitlines()[-1].strip()})") from None
+    state = payload["state_dict"]
+    own = {k: v for k, v in state.items() if not k.startswith(EXTRAS_PREFIX)}
+    model = _built(path, payload["architecture"], payload["arch_kwargs"], own, "architecture")
+    described = payload.get("extras") or {}
+    if not isinstance(described, dict):
+        raise _fail(path, f"'extras' must map names to networks, got {described!r}")
+    extras = {}
+    for name, spec in sorted(described.items()):
+        if not isinstance(spec, dict) or not {"architecture", "arch_kwargs"} <= set(spec):
+            raise _fail(path, f"extra module {name!r} must name its architecture and arch_kwargs, got {spec!r}")
+        prefix = f"{EXTRAS_PREFIX}{name}/"
+        tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            check_arch(spec["architecture"], spec["arch_kwargs"])
+        except ValueError as err:
+            raise _fail(path, f"extra module {name!r} refused: {err}") from None
+        extras[name] = _built(path, spec["architecture"], spec["arch_kwargs"], tensors,
+                              f"extra module {name!r}").to(device).eval()
+    stray = sorted(k for k in state if k.startswith(EXTRAS_PREFIX) and k.split("/")[1] not in described)
+    if stray:
+        raise _fail(path, f"tensors {stray[:3]} belong to no extra module of the record")
     model.checkpoint = {k: v for k, v in payload.items() if k != "state_dict"}
+    model.extras = extras
     return model.to(device).eval()
+
+
+def _built(path: Path, architecture: str, kwargs: dict, state: dict, what: str) -> nn.Module:
+    module = build_network(architecture, **kwargs)
+    try:
+        module.load_state_dict(state)   # copies out of the memory map
+    except RuntimeError as err:
+        raise _fail(path, f"weights do not fit {what} {architecture} "
+                          f"({str(err).splitlines()[-1].strip()})") from None
+    return module

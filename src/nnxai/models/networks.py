@@ -12,9 +12,13 @@ Design constraints come from the methods that must run on them (survey Sections 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from nnxai.registration import Registry
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
@@ -142,19 +146,89 @@ def parameter_count(architecture: str, kwargs: dict) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network an active method trains (survey Sec. IV), built on one of the base networks.
+
+    Parameters
+    ----------
+    cls : type
+        The module class; its constructor takes the base network's arguments and ``extra``.
+    base : {"cnn", "mlp"}
+        Whose arguments it takes (checked as that network's) and whose interface it keeps.
+    extra : mapping of str to (low, high)
+        Further constructor arguments, each an integer or float within its bounds (a list of them: each item).
+    parameter_count : callable, optional
+        ``kwargs -> int``: the weights it holds, computed without building it (checked against
+        :data:`MAX_PARAMETERS`); default: the base network's count.
+    """
+
+    cls: type
+    base: str
+    extra: dict[str, tuple[float, float]] = field(default_factory=dict)
+    parameter_count: Callable[[dict], int] | None = None
+
+
+#: Networks active methods register (``register_network``), beside the two base ones; checkpoints name them.
+NETWORKS: Registry[NetworkSpec] = Registry("network", packages=("nnxai.active",))
+
+
+def register_network(name: str, spec: NetworkSpec) -> NetworkSpec:
+    """Register a network an active method trains; its class gets ``network_name``."""
+    if spec.base not in ARCHITECTURES:
+        raise ValueError(f"network {name!r}: base {spec.base!r} is not one of {sorted(ARCHITECTURES)}")
+    spec.cls.network_name = name
+    return NETWORKS.register(name, spec)
+
+
+def _check_extra(name: str, spec: NetworkSpec, kwargs: dict) -> None:
+    for key, (low, high) in spec.extra.items():
+        value = kwargs.get(key)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+                                for v in items):
+            raise ValueError(f"{key} of network {name!r} must be a number (or list of numbers) in {low}..{high}, "
+                             f"got {value!r}")
+
+
+def network_names() -> list[str]:
+    """Every network a checkpoint may name: the base ones and those registered by active methods."""
+    return sorted([*ARCHITECTURES, *NETWORKS.names()])
+
+
 def check_arch(architecture: object, kwargs: object) -> dict:
     """Validate a network description (as stored in checkpoints) without building it.
 
     Every key is one of the constructor's, every size an integer within :data:`BOUNDS`, the activation
-    known, and the whole network at most :data:`MAX_PARAMETERS` weights.
+    known, and the whole network at most :data:`MAX_PARAMETERS` weights.  A network of an active method
+    (:data:`NETWORKS`) is checked as its base network plus its declared extra arguments.
 
     Raises
     ------
     ValueError
         Naming the key, the bad value and what is allowed.
     """
+    if isinstance(architecture, str) and architecture not in ARCHITECTURES and architecture in NETWORKS:
+        spec = NETWORKS[architecture]
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"arch_kwargs must be a mapping, got {kwargs!r}")
+        missing = sorted(set(spec.extra) - set(kwargs))
+        if missing:
+            raise ValueError(f"arch_kwargs of network {architecture!r} miss {missing}")
+        _check_extra(architecture, spec, kwargs)
+        base = {k: v for k, v in kwargs.items() if k not in spec.extra}
+        _check_base(spec.base, base)
+        count = spec.parameter_count(kwargs) if spec.parameter_count else parameter_count(spec.base, base)
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"network {architecture!r} with {dict(kwargs)} has {count:,} parameters, more than "
+                             f"the {MAX_PARAMETERS:,} allowed")
+        return kwargs
     if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture {architecture!r} is unknown; choose one of {sorted(ARCHITECTURES)}")
+        raise ValueError(f"architecture {architecture!r} is unknown; choose one of {network_names()}")
+    return _check_base(architecture, kwargs)
+
+
+def _check_base(architecture: str, kwargs: object) -> dict:
     if not isinstance(kwargs, dict):
         raise ValueError(f"arch_kwargs must be a mapping, got {kwargs!r}")
     allowed = _REQUIRED[architecture] + _OPTIONAL[architecture]
@@ -190,7 +264,11 @@ def network_kwargs(architecture: str, arch_config: dict, activation: str, input_
 
 
 def build_network(architecture: str, **kwargs) -> nn.Module:
-    """Instantiate a network from its architecture name and constructor arguments (as stored in checkpoints);
-    the description is checked first (:func:`check_arch`)."""
+    """Instantiate a network from its name (a base architecture or a registered :data:`NETWORKS` entry) and
+    constructor arguments (as stored in checkpoints); the description is checked first (:func:`check_arch`).
+    The network remembers both (``network_name``, ``network_kwargs``), so a checkpoint can record it."""
     check_arch(architecture, kwargs)
-    return ARCHITECTURES[architecture](**kwargs)
+    cls = ARCHITECTURES[architecture] if architecture in ARCHITECTURES else NETWORKS[architecture].cls
+    model = cls(**kwargs)
+    model.network_name, model.network_kwargs = architecture, dict(kwargs)
+    return model

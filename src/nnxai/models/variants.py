@@ -5,8 +5,8 @@
 data-randomisation sanity check of Adebayo et al. [75]; ``baseline_seed{k}`` retrains the baseline with
 another seed (seed variance, DeepConsensus [116]); ``baseline_sigmoid`` uses sigmoid units, as the classic
 rule extractors [81]-[83] assume.  Active methods of the survey (Section IV) register further variants
-(``VARIANTS.register(id, Variant(...))``), with their own training loss as a penalty of
-:data:`nnxai.training.penalties.PENALTIES`.
+through :func:`nnxai.active.base.register_active`, which adds one variant per active method (its network
+changes, loss and training hooks live on the :class:`~nnxai.active.base.ActiveMethod` class).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class Variant:
         Train on permuted labels.
     seed_offset : int
         Added to the run's seed for this model.
+    active : str or None
+        The active method (:data:`nnxai.active.base.ACTIVE`) that trains it, ``None`` for a passive variant.
+    architectures : tuple of str
+        Base networks the variant can be trained as (``cnn`` on images, ``mlp`` on tables).
     """
 
     id: str
@@ -45,11 +49,18 @@ class Variant:
     penalty: str = "none"
     shuffle_labels: bool = False
     seed_offset: int = 0
+    active: str | None = None
+    architectures: tuple[str, ...] = ("cnn", "mlp")
+
+    @property
+    def controls(self) -> bool:
+        """A control model (its explanations are only compared against, not scored for robustness)."""
+        return self.shuffle_labels
 
 
 #: Every model variant by id; each is registered where it is defined (active methods add their own).
-#: Active methods (survey Sec. IV) register their variants in their own modules under nnxai.methods.active.
-VARIANTS: Registry[Variant] = Registry("model variant", packages=("nnxai.methods.active",))
+#: Active methods (survey Sec. IV) register their variants in their own modules under nnxai.active.
+VARIANTS: Registry[Variant] = Registry("model variant", packages=("nnxai.active",))
 
 VARIANTS.register("baseline", Variant("baseline", "plain network, no intervention"))
 VARIANTS.register("baseline_sigmoid", Variant(

@@ -2,7 +2,8 @@
 
 The survey's Table II (Section II) illustrates each cell of explanation type × scope with a typical
 explanation.  Here every cell instead shows what the implemented methods of that cell actually produced
-on the first dataset/model of the run that they were applied to (``shapes``/``baseline`` by default):
+on the first dataset/model of the run that they were applied to (``shapes``/``baseline`` by default; an
+active method's own explanation on ``shapes`` and its own network, e.g. the survey's exemplars [70], [76]):
 the extracted rules, the units labelled with concepts, the attribution maps' measured scores, the concepts
 with the largest significant TCAV scores and the selected training examples.  Cells whose methods are not implemented yet say so, naming them.
 """
@@ -23,15 +24,21 @@ from nnxai.taxonomy import Engagement, ExplanationType, Scope
 COLUMNS = {"Local and semi-local": (Scope.LOCAL, Scope.SEMI_LOCAL), "Global": (Scope.GLOBAL,)}
 PREFERRED = ("shapes", "baseline")
 CAPTION = ("Example explanations produced by this run (the survey's Table II, with real outputs): "
-           "for each explanation type and scope, an excerpt of every implemented passive method's output.")
+           "for each explanation type and scope, an excerpt of every implemented passive method's output "
+           "and of each actively trained network's explanation of itself (e.g. the interpretable CNN's "
+           "filters [70] and the prototype network's prototypes [76]).")
 
 
 def _find(workdir: Path, method_id: str) -> Path | None:
-    """The method's explanation for shapes/baseline if it exists, else its first one in the work dir."""
-    suffix = registry.get(method_id).record_type.suffix
-    preferred = workdir / "data/explanations" / PREFERRED[0] / PREFERRED[1] / f"{method_id}{suffix}"
-    if preferred.is_file():
-        return preferred
+    """The method's explanation for shapes/baseline if it exists (for an active method: shapes and its own
+    network), else its first one in the work dir."""
+    cls = registry.get(method_id)
+    suffix = cls.record_type.suffix
+    models = sorted(cls.only_models) if cls.only_models else [PREFERRED[1]]
+    for model in models:
+        preferred = workdir / "data/explanations" / PREFERRED[0] / model / f"{method_id}{suffix}"
+        if preferred.is_file():
+            return preferred
     found = sorted((workdir / "data/explanations").glob(f"*/*/{method_id}{suffix}"))
     return found[0] if found else None
 
@@ -49,8 +56,9 @@ def _excerpt(record, metrics: dict) -> str:
         text = "; ".join(lines[:3]) + (f"; … ({len(lines) - 1} rules)" if len(lines) > 3 else "")
         return text + (f" — fidelity {metrics['fidelity']:.2f}" if "fidelity" in metrics else "")
     if record.kind == "hidden_semantics":
-        best = sorted(record.units, key=lambda u: -u.get("iou", 0.0))[:3]
-        text = "; ".join(f"{u['layer']}:{u['unit']} → {u['concept']} (IoU {u['iou']:.2f})" for u in best)
+        score = lambda u: u.get("iou", u.get("score", 0.0))
+        best = sorted(record.units, key=lambda u: -score(u))[:3]
+        text = "; ".join(f"{u['layer']}:{u['unit']} → {u['concept']} (IoU {score(u):.2f})" for u in best)
         detectors = sum(bool(u.get("detector")) for u in record.units)
         return f"{text}; {detectors} of {len(record.units)} units are detectors"
     if record.kind == "attribution":
@@ -81,17 +89,19 @@ def rows(workdir: Path) -> list[tuple[str, dict[str, list[tuple[str, str]]]]]:
         row: dict[str, list[tuple[str, str]]] = {}
         for column, scopes in COLUMNS.items():
             entries, seen = [], set()
-            for scope in scopes:
-                for spec in grid[(Engagement.PASSIVE, etype, scope)]:
-                    if spec.id in seen:
-                        continue
-                    seen.add(spec.id)
-                    path = _find(workdir, spec.id) if registry.is_implemented(spec.id) else None
-                    if path is not None:
-                        where = "/".join(path.relative_to(workdir / "data/explanations").parts[:2])
-                        entries.append((f"{spec.name} ({where})", _excerpt(load_explanation(path),
-                                                                           _metrics(workdir, path))))
-            missing = [s.name for sc in scopes for s in grid[(Engagement.PASSIVE, etype, sc)]
+            for engagement in Engagement:
+                for scope in scopes:
+                    for spec in grid[(engagement, etype, scope)]:
+                        if spec.id in seen:
+                            continue
+                        seen.add(spec.id)
+                        path = _find(workdir, spec.id) if registry.is_implemented(spec.id) else None
+                        if path is not None:
+                            where = "/".join(path.relative_to(workdir / "data/explanations").parts[:2])
+                            tag = ", the network's own explanation" if engagement is Engagement.ACTIVE else ""
+                            entries.append((f"{spec.name} ({where}{tag})",
+                                            _excerpt(load_explanation(path), _metrics(workdir, path))))
+            missing = [s.name for e in Engagement for sc in scopes for s in grid[(e, etype, sc)]
                        if not registry.is_implemented(s.id)]
             if missing:
                 entries.append(("not yet run", ", ".join(dict.fromkeys(missing))))

@@ -1,4 +1,7 @@
-"""Stage ``train``: train one model variant on one data set; write the checkpoint and its ``.json`` record."""
+"""Stage ``train``: train one model variant on one data set; write the checkpoint and its ``.json`` record.
+
+An active method's variant (:mod:`nnxai.active`) trains the network its class builds, with its hooks in the
+loop, and the checkpoint keeps that network's name and arguments, the variant and the extra modules."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 import torch
 
 from nnxai import data
+from nnxai.active.base import ACTIVE
 from nnxai.models import build_network, save_checkpoint
 from nnxai.models.networks import network_kwargs
 from nnxai.paths import checkpoint_path
@@ -45,17 +49,28 @@ def train(settings: dict, workdir: Path, progress: bool = True) -> Path:
     cfg = TrainConfig(**settings["training"], penalty=settings["penalty"],
                       penalty_weight=settings["penalty_weight"])
     kwargs = _arch_kwargs(settings, info)
+    active = ACTIVE[settings["active"]](**settings["active_params"]) if settings.get("active") else None
+    network = settings["architecture"]
+    if active is not None:
+        reason = active.why_not(info)
+        if reason:
+            raise ValueError(f"active method {settings['active']!r} cannot be trained on {dataset}: {reason}")
+        network, kwargs = active.build(network, kwargs, info)
+        active.prepared = {"train": train_split, "val": val_split}
     seed_everything(settings["seed"])
-    model = build_network(settings["architecture"], **kwargs)
+    model = build_network(network, **kwargs)
     start = time.perf_counter()
     history = train_model(model, (train_split.x, y_train), (val_split.x, val_split.y), cfg, settings["seed"],
-                          device, progress=progress, desc=f"train {dataset}/{model_id}")
+                          device, progress=progress, desc=f"train {dataset}/{model_id}", active=active, info=info)
     log.info("trained %s/%s in %.1f s", dataset, model_id, time.perf_counter() - start)
     model.cpu()
     test_acc = accuracy(model, test_split.x, test_split.y)
     record = {"dataset": dataset, "model": model_id, "seed": settings["seed"], "config": settings,
               "config_hash": config_hash(settings), "code_version": code_version(),
-              "architecture": settings["architecture"], "arch_kwargs": kwargs}
+              "architecture": network, "arch_kwargs": kwargs, "variant": model_id,
+              "active": settings.get("active")}
+    extras = {name: m.cpu() for name, m in active.extras().items()} if active is not None else {}
     path = Path(workdir) / checkpoint_path(dataset, model_id)
     return save_checkpoint(path, model, record, sidecar={**record, "history": history, "test_accuracy": test_acc,
-                                                         "val_accuracy": history[-1]["val_accuracy"]})
+                                                         "val_accuracy": history[-1]["val_accuracy"]},
+                           extras=extras)

@@ -1,14 +1,10 @@
 """Training penalties: terms a model variant adds to the cross-entropy loss.
 
 A variant names its penalty (:attr:`nnxai.models.variants.Variant.penalty`); the trainer adds
-``penalty_weight * PENALTIES[name](model, inputs, targets, logits)`` to each batch's loss. An active
-method of the survey (Section IV) brings its own training loss in one file by registering a penalty
-and the variant that uses it::
-
-    @PENALTIES.register("tree")
-    def tree_penalty(model, inputs, targets, logits): ...
-
-    VARIANTS.register("tree_regularized", Variant("tree_regularized", "...", penalty="tree"))
+``penalty_weight * PENALTIES[name](model, inputs, targets, logits)`` to each batch's loss.  A new weight
+penalty is one function here (or in any module) registered with ``@PENALTIES.register(name)`` plus a
+:class:`~nnxai.models.variants.Variant` that names it.  An active method of the survey (Section IV), whose
+loss needs state, network changes or hooks, is an :class:`nnxai.active.base.ActiveMethod` instead.
 """
 
 from __future__ import annotations
@@ -26,8 +22,8 @@ NO_PENALTY = "none"
 #: ``(model, inputs, targets, logits) -> scalar tensor``; ``logits`` is ``model(inputs)`` of this batch.
 Penalty = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-#: Active methods (survey Sec. IV) register their training losses in their modules under nnxai.methods.active.
-PENALTIES: Registry[Penalty] = Registry("training penalty", packages=("nnxai.methods.active",))
+#: Weight penalties by name (modules under nnxai.active may add theirs).
+PENALTIES: Registry[Penalty] = Registry("training penalty", packages=("nnxai.active",))
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:

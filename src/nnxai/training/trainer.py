@@ -1,5 +1,6 @@
-"""The training loop: Adam on cross-entropy plus the variant's penalty (:mod:`~nnxai.training.penalties`),
-seeded data order.
+"""The training loop: Adam on cross-entropy plus the variant's penalty (:mod:`~nnxai.training.penalties`)
+and, for an active method of the survey (Sec. IV), the hooks of its :class:`~nnxai.active.base.ActiveMethod`
+(its loss term, per-step and per-epoch work, a final step), seeded data order.
 
 Deterministic on CPU: the same data, config and seed give the same weights bit for bit
 (``tests/training/test_trainer.py`` checks it).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,13 +63,22 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                 val: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, seed: int,
-                device: torch.device | str = "cpu", progress: bool = True, desc: str = "train") -> list[dict]:
-    """Train ``model`` in place; return the per-epoch history (loss, train and validation accuracy)."""
+                device: torch.device | str = "cpu", progress: bool = True, desc: str = "train",
+                active: Any = None, info: Any = None) -> list[dict]:
+    """Train ``model`` in place; return the per-epoch history (loss, train and validation accuracy).
+
+    ``active``: an :class:`~nnxai.active.base.ActiveMethod` instance whose hooks run in the loop (``setup``
+    before the first step, ``penalty`` added to each batch's loss, ``after_step``, ``after_epoch``, whose
+    values join the history, and ``finish`` after the last epoch, recorded as ``history[-1]["active"]``).
+    """
     generator = seed_everything(seed)
     device = torch.device(device)
     model.to(device)
     x_train, y_train = train
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if active is not None:
+        active.setup(model, train, info, device, seed)
+    params = active.parameters_to_train(model) if active is not None else list(model.parameters())
+    optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     penalty = config.penalty_term()
     history = []
@@ -84,6 +95,10 @@ def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
             loss = loss_fn(logits, yb)
             if penalty is not None:
                 loss = loss + config.penalty_weight * penalty(model, xb, yb, logits)
+            if active is not None:
+                term = active.penalty(model, xb, yb, logits)
+                if term is not None:
+                    loss = term if active.replaces_loss() else loss + term
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             value = loss.item()
@@ -93,12 +108,21 @@ def train_model(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                                        f"{config.weight_decay:g}, penalty weight {config.penalty_weight:g}); "
                                        "no checkpoint written: lower training.<arch>.lr")
             optimiser.step()
+            if active is not None:
+                active.after_step(model)
             total += value * len(idx)
             seen += len(idx)
         record = {"epoch": epoch, "loss": total / seen,
                   "train_accuracy": accuracy(model, x_train, y_train),
                   "val_accuracy": accuracy(model, *val) if len(val[0]) else float("nan")}
+        if active is not None:
+            record.update(active.after_epoch(model, epoch))
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{record['val_accuracy']:.3f}")
+    if active is not None:
+        final = active.finish(model, train, val, device)
+        if history and final:   # the final step may change the network (ProtoPNet's push, last layer)
+            history[-1]["active"] = final
+            history[-1]["val_accuracy"] = accuracy(model, *val) if len(val[0]) else float("nan")
     model.eval()
     return history

@@ -60,6 +60,7 @@ class SpRAy(LocalAggregation):
     }
     modalities = frozenset({"image"})
     architectures = frozenset({"cnn"})
+    variant_cap = False   # clusters of maps per class: the variants explain as many inputs as the baseline
 
     @classmethod
     def check_run(cls, params, info, n_test):

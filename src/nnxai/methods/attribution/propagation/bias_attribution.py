@@ -119,6 +119,7 @@ class BiasAttribution(AttributionMethod):
                   "rule": Choice("how a unit splits the bias it holds among its inputs, weights α_ui of [111] "
                                  "Sec. 3: in proportion to |W_ui a_i|, or evenly", RULES)}
     activations = frozenset({"relu"})
+    needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
     claims_completeness = True
     #: Σ attributions = f_c(x) − ∇f_c(x)·x (the local bias), not f_c(x) − f_c(x_ref): read by the
     #: completeness metric.

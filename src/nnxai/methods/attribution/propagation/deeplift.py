@@ -131,6 +131,7 @@ class DeepLift(ReferenceAttribution):
                   "rule": Choice("multiplier rule at the ReLUs: rescale ([112] Sec. 3.5.2) or RevealCancel "
                                  "([112] Sec. 3.5.3)", RULES)}
     activations = frozenset({"relu"})
+    needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
     claims_completeness = True
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,

@@ -58,6 +58,7 @@ class LRP(AttributionMethod):
                   "input_rule": Choice("rule of the first weighted layer: z^B (Montavon et al. 2017 Eq. 12) "
                                        "or ε", INPUT_RULES)}
     activations = frozenset({"relu"})
+    needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
 
     def _fit(self, model: nn.Module, train) -> None:
         image = self.info_.kind == "image" if self.info_ is not None else train.x.dim() == 4

@@ -120,6 +120,8 @@ class Dasp(PlayerAttribution):
     ``Flatten`` (:mod:`._lpdn`): the project's MLPs and ConvNets; anything else is a ``ValueError``.
     """
 
+    needs_standard_layers = True   # LPDN rules for the base layers only (nnxai.methods.base.Method)
+
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
         chain = probabilistic_chain(model, inputs.detach(), f"method {self.spec.id!r}")

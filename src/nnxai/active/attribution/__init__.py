@@ -1,0 +1,1 @@
+"""Active methods whose own explanation is of type `attribution` (survey Table III, active rows)."""
