@@ -7,13 +7,15 @@ For every regulariser and strength it trains the config's planted MLP (``archite
 ``training.mlp``'s learning rate and batch size, fewer epochs), fits CART (``min_samples_leaf`` of
 ``active_params.tree_regularization``) to the network's predictions on the training inputs and reports the
 tree's APL on the test inputs (the ``apl`` metric), with the network's validation and test accuracy.
-Writes ``benchmarks/results/apl_sweep.csv`` and ``paper/figures/apl_sweep.png``.
+Writes ``benchmarks/results/apl_sweep.csv`` and ``paper/figures/apl_sweep.png``; with ``--readme``, the
+table into the README's ``apl-sweep`` block.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from nnxai.models import build_network
 from nnxai.training.trainer import TrainConfig, accuracy, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 SWEEP = {"tree_regularization": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0],
          "l1": [1e-4, 1e-3, 1e-2, 1e-1],
          "l2": [1e-4, 1e-3, 1e-2, 1e-1]}
@@ -84,6 +87,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--csv", type=Path, default=ROOT / "benchmarks/results/apl_sweep.csv")
     parser.add_argument("--figure", type=Path, default=ROOT / "paper/figures/apl_sweep.png")
+    parser.add_argument("--readme", action="store_true", help="write the table into the README's apl-sweep block")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = load_config(directory=ROOT / "configs")
@@ -103,6 +107,21 @@ def main(argv=None):
         writer.writerows(rows)
     plot(rows, args.figure)
     print(f"wrote {args.csv} and {args.figure}")
+    if args.readme:
+        from _readme import write_block
+
+        write_block("apl-sweep", readme_table(rows, args))
+
+
+def readme_table(rows, args) -> str:
+    """The sweep as a markdown table, with the setting that produced it."""
+    lines = [f"`planted`, {args.n_train} training rows, {args.epochs} epochs, seed {args.seed}; APL of CART "
+             "(min_samples_leaf of `active_params.tree_regularization`) fitted to the network's training "
+             f"predictions, on {args.n_test} test rows (`benchmarks/results/apl_sweep.csv`, "
+             "`paper/figures/apl_sweep.png`):", "",
+             "| regulariser | strength | APL | test accuracy |", "|---|---|---|---|"]
+    lines += [f"| {r['regulariser']} | {r['strength']:g} | {r['apl']:.2f} | {r['test_accuracy']:.3f} |" for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,11 @@ def test_profiles_load_and_change_sizes():
     from nnxai.data import DATASETS
 
     assert {DATASETS[d].kind for d in smoke["datasets"]} == {DATASETS[d].kind for d in default["datasets"]}
-    assert smoke["models"] == default["models"] and smoke["methods"] == default["methods"]
+    assert smoke["methods"] == default["methods"]
+    # ... and every model variant of the default run, each trained on at least one of its data sets
+    from nnxai.workflow import model_cells
+
+    assert {m for _, m in model_cells(smoke)} == {m for _, m in model_cells(default)}
     paper = load_config({"profile": "paper"})
     assert {"mnist", "fashion_mnist", "cifar10"} <= set(paper["datasets"])
 
@@ -123,3 +127,25 @@ def test_the_controls_explain_a_subset_and_methods_that_cannot_run_thinned_are_r
                                           r"control_n_explain=60\)"):
         load_config({"control_n_explain": 60})
 
+
+
+def test_regularised_variants_explain_a_paired_subset_within_the_budget():
+    """l1, l2 and the active networks explain variant_n_explain inputs (the baseline's first ones), the
+    re-running metrics score variant_n_reexplain of them, on variant_reexplain_datasets only; SpRAy, whose
+    result is a population of maps, keeps the baseline's count; controls and the sigmoid twin are not capped."""
+    from nnxai.config import method_params, metric_params
+    from nnxai.workflow import metrics_for
+
+    cfg = load_config({})
+    assert method_params(cfg, "lime", "shapes", "expo")["n_explain"] == cfg["variant_n_explain"] < \
+        method_params(cfg, "lime", "shapes", "baseline")["n_explain"]
+    assert metric_params(cfg, "continuity", "shapes", "l1")["n_inputs"] == cfg["variant_n_reexplain"]
+    assert metric_params(cfg, "pixel_flipping", "shapes", "l1") == metric_params(cfg, "pixel_flipping", "shapes", "baseline")
+    assert method_params(cfg, "spray", "digits", "l1")["local_params"]["n_explain"] == cfg["thin"]["digits"]
+    assert method_params(cfg, "lime", "iris", "baseline_sigmoid") == method_params(cfg, "lime", "iris", "baseline")
+    assert cfg["variant_reexplain_datasets"] == ["shapes"]
+    assert "continuity" in metrics_for(cfg, "shapes", "l1", "gradient")
+    assert "continuity" not in metrics_for(cfg, "digits", "l1", "gradient")
+    assert "continuity" in metrics_for(cfg, "digits", "baseline", "gradient")
+    paper = load_config({"profile": "paper"})
+    assert "continuity" in metrics_for(paper, "digits", "l1", "gradient")

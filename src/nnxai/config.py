@@ -131,6 +131,13 @@ def config_parameters() -> dict[str, Param]:
         "control_n_explain": Int("the control models (trained on shuffled labels) explain and are scored on at most "
                                  "this many test inputs, a subset of the baseline's (the data-randomisation check "
                                  "compares the maps on it); null: as many as the baseline", low=1, nullable=True),
+        "variant_n_reexplain": Int("on l1, l2 and the active networks, the metrics that re-run the method (continuity, "
+                                   "fragility, stability, the invariances, model randomisation) score at most this "
+                                   "many inputs; null: as many as variant_n_explain allows", low=1, nullable=True),
+        "variant_reexplain_datasets": List("data sets on which those re-running metrics score l1, l2 and the active "
+                                           "networks (elsewhere they score the baseline only); null: every data set",
+                                           item=Choice("a data set id", lambda: sorted(DATASETS)), unique=True,
+                                           nullable=True),
         "variant_n_explain": Int("every other variant but the baseline (l1, l2, the active methods' networks) "
                                  "explains and is scored on at most this many test inputs, a subset of the "
                                  "baseline's (paired comparisons); null: as many as the baseline", low=1,
@@ -234,7 +241,7 @@ def check_methods_on_data(cfg: dict) -> None:
                     caps = [f"test split {sizes[name]['test']}", f"thin.{name}={cfg.get('thin', {}).get(name)}"]
                     if variant(model).shuffle_labels:
                         caps.append(f"control_n_explain={cfg.get('control_n_explain')}")
-                    elif model != "baseline" and variant(model).seed_offset == 0 and cls.variant_cap:
+                    elif is_variant(model) and cls.variant_cap:
                         caps.append(f"variant_n_explain={cfg.get('variant_n_explain')}")
                     raise ConfigError(f"config.method_params.{method_id} on {name}/{model}: {reason} "
                                       f"(on this model: {', '.join(caps)})")
@@ -350,25 +357,38 @@ def load_config(overrides: dict | None = None, directory: str | Path | None = No
     return validate(cfg)
 
 
-def count_cap(cfg: dict, dataset: str | None, model: str | None = None, variant_cap: bool = True) -> int | None:
+def is_variant(model: str | None) -> bool:
+    """A regularised network compared with the baseline: a weight penalty (l1, l2) or an active method's
+    variant; not the baseline, its seeds, the shuffled-label control or the sigmoid twin."""
+    if model is None:
+        return False
+    var = variant(model)
+    return var.penalty != "none" or var.active is not None
+
+
+def count_cap(cfg: dict, dataset: str | None, model: str | None = None, variant_cap: bool = True,
+              reexplain: bool = False) -> int | None:
     """The most test inputs a job on ``dataset``/``model`` explains or scores: ``thin.<dataset>``, and
     ``control_n_explain`` on a control model (trained on shuffled labels), ``variant_n_explain`` on every
     other model but the baseline (and its seeds) unless ``variant_cap`` is false (a method that analyses a
-    population of maps: ``Method.variant_cap``); ``None``: no cap."""
+    population of maps: ``Method.variant_cap``), and there ``variant_n_reexplain`` too for a metric that
+    re-runs the method (``reexplain``); ``None``: no cap."""
     caps = [cfg.get("thin", {}).get(dataset) if dataset is not None else None]
     if model is not None and variant(model).shuffle_labels:
         caps.append(cfg.get("control_n_explain"))
-    elif variant_cap and model is not None and variant(model).seed_offset == 0 and model != "baseline":
+    elif variant_cap and is_variant(model):
         caps.append(cfg.get("variant_n_explain"))
+        if reexplain:
+            caps.append(cfg.get("variant_n_reexplain"))
     caps = [c for c in caps if c is not None]
     return min(caps) if caps else None
 
 
 def thinned(cfg: dict, dataset: str | None, declared: Mapping[str, Param], values: Mapping[str, Any],
-            model: str | None = None, variant_cap: bool = True) -> dict:
+            model: str | None = None, variant_cap: bool = True, reexplain: bool = False) -> dict:
     """``values`` with every count declared against the test split (``Param.at_most == "test"``) capped at
     :func:`count_cap`; unchanged where there is no cap (or ``dataset`` is ``None``)."""
-    cap = count_cap(cfg, dataset, model, variant_cap)
+    cap = count_cap(cfg, dataset, model, variant_cap, reexplain)
     out = dict(values)
     if cap is None:
         return out
@@ -401,7 +421,9 @@ def method_params(cfg: dict, method_id: str, dataset: str | None = None, model: 
 def metric_params(cfg: dict, metric_id: str, dataset: str | None = None, model: str | None = None) -> dict[str, Any]:
     """The parameters ``metric_id`` scores with: its block of ``metric_params``, :func:`thinned` for
     ``dataset`` (and ``model``) when one is given."""
-    return thinned(cfg, dataset, metrics()[metric_id].parameters, cfg["metric_params"].get(metric_id, {}), model)
+    cls = metrics()[metric_id]
+    return thinned(cfg, dataset, cls.parameters, cfg["metric_params"].get(metric_id, {}), model,
+                   reexplain=cls.reexplains)
 
 
 def selected_methods(cfg: dict) -> list[str]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nnxai import codedeps, registry
-from nnxai.config import method_params, metric_params, models_for, selected_methods, train_settings
+from nnxai.config import is_variant, method_params, metric_params, models_for, selected_methods, train_settings
 from nnxai.data import DATASETS, SPLITS
 from nnxai.io import atomic_write_text
 from nnxai.paths import (CACHE_ROOT, MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401
@@ -108,7 +108,15 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     registered = metrics()
     return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
             if registered[m].control_why_not(model) is None
+            and not (registered[m].reexplains and is_variant(model) and not variant_reexplains_on(cfg, dataset))
             and registered[m].cell_why_not(RunPlan(cfg), dataset, model, method) is None]
+
+
+def variant_reexplains_on(cfg: dict, dataset: str) -> bool:
+    """Whether the metrics that re-run a method score l1, l2 and the active networks on ``dataset``
+    (``variant_reexplain_datasets``; null: everywhere)."""
+    allowed = cfg.get("variant_reexplain_datasets")
+    return allowed is None or dataset in allowed
 
 
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:

@@ -5,7 +5,9 @@ importance link (its importance ranks the features as the truth does); the penal
 the normalised global attribution equals the prior, and equals a hand-computed value otherwise; its
 gradient reaches both the network and the prior; expected gradients agree with a closed form on a linear
 model; the self-explanation is batch-independent and carries the prior; the checkpoint keeps the prior as
-``model.extras["prior"]``; the metric gives 1 for the same ranking and −1 for the reversed one.
+``model.extras["prior"]``; the metric gives 1 for the same ranking and −1 for the reversed one; the
+networks trained at λ = 1 and λ = 0 both rank the planted features first, and the paper's claim that λ = 1's
+attributions agree *better* with the truth is a strict xfail: it does not hold on planted (numbers below).
 """
 
 from __future__ import annotations
@@ -58,6 +60,54 @@ def trained(one_thread):
     history = train_model(model, train, val, TrainConfig(epochs=10, batch_size=32, lr=0.005), seed=0,
                           progress=False, active=active, info=INFO)
     return model, active, history, train, val
+
+
+@pytest.fixture(scope="module")
+def plain(one_thread):
+    """The same network, data, seed and schedule as ``trained`` at λ = 0 (the prior learns, the network
+    does not see it)."""
+    torch.manual_seed(0)
+    model = build_network("mlp", n_features=12, n_classes=2, hidden=[32, 16], activation="relu")
+    active = DAPr(**{**PARAMS, "weight": 0.0})
+    train, val = planted_split(600, 0), planted_split(200, 1)
+    train_model(model, train, val, TrainConfig(epochs=10, batch_size=32, lr=0.005), seed=0, progress=False,
+                active=active, info=INFO)
+    return model
+
+
+def attribution_agreement(model, train, val) -> tuple[float, float, set]:
+    """Spearman of the network's EG maps on the 200 val rows with the planted importance: of the global map
+    (mean magnitude) and the mean over inputs of the per-input maps' (what ``prior_agreement`` reports);
+    and the global map's top three features."""
+    method = DAPrAttribution(n_explain=200, batch_size=50, n_samples=32).fit(
+        model, SimpleNamespace(x=train[0], y=train[1]), seed=0, info=INFO)
+    with torch.no_grad():
+        target = model(val[0]).argmax(1)
+    maps = np.abs(method(model, val[0], target).detach().numpy())
+    return (spearman(maps.mean(0), planted.IMPORTANCE), float(np.mean([spearman(r, planted.IMPORTANCE) for r in maps])),
+            set(np.argsort(-maps.mean(0))[:3].tolist()))
+
+
+def test_attributions_at_weight_one_against_weight_zero(trained, plain):
+    """What holds after the short training (measured: global ρ 0.803 at λ = 1 against 0.840 at λ = 0, the
+    cap of the tied truth; per-input mean ρ 0.471 against 0.765): both networks put the three strongest
+    planted features first and keep their accuracy."""
+    model, _, _, train, val = trained
+    glob_1, per_1, top_1 = attribution_agreement(model, train, val)
+    glob_0, per_0, top_0 = attribution_agreement(plain, train, val)
+    assert top_1 == top_0 == {1, 4, 7}
+    assert glob_1 > 0.7 and glob_0 > 0.7 and per_1 > 0.3 and per_0 > 0.3
+    assert accuracy(model, *val) > 0.85 and accuracy(plain, *val) > 0.85
+
+
+@pytest.mark.xfail(strict=True, reason="does not hold on planted (see test above): DAPr's maps agree less "
+                                       "with the planted importance than the unregularised network's")
+def test_dapr_attributions_agree_better_with_the_planted_importance(trained, plain):
+    """[121]'s claim on its own terms: the prior steers the network's attributions towards the truth."""
+    model, _, _, train, val = trained
+    glob_1, per_1, _ = attribution_agreement(model, train, val)
+    glob_0, per_0, _ = attribution_agreement(plain, train, val)
+    assert glob_1 >= glob_0 and per_1 > per_0
 
 
 def test_registered_with_its_variant_and_explanation():

@@ -5,7 +5,7 @@ double-loop evaluation of its formula and is lower when each filter fires at one
 the same activation is spread; the mask keeps the peak, scales its neighbours by the template and zeroes
 the map away from it; the penalty reads the pre-mask maps of the batch and releases them; training with
 the filter loss raises the mutual information of the top-layer maps over training without it (same init,
-same data order); the self-explanation labels the masked ``conv3`` filters and records peaks inside the
+same data order), at weight 100 and at the config's weight 1; the self-explanation labels the masked ``conv3`` filters and records peaks inside the
 image; ``part_consistency`` is 1 for a filter that always fires inside its part and the masks' area
 fraction (chance) for random positions; the checkpoint round trip rebuilds the masked network.
 """
@@ -24,6 +24,7 @@ from nnxai.active.base import ACTIVE
 from nnxai.active.hidden_semantics.interpretable_cnn import (InterpretableCNN, InterpretableConvNet,
                                                              filter_mutual_information, part_templates,
                                                              peak_masks, template_log_prior)
+from nnxai.config import load_config
 from nnxai.data import DATASETS, PreparedSplit, shapes
 from nnxai.methods.base import ExplainContext
 from nnxai.metrics.base import METRICS
@@ -169,6 +170,37 @@ def test_filter_loss_raises_the_mutual_information_of_the_top_filters():
         handle.remove()
         mi[weight] = -active.filter_loss(kept[0]).item()
     assert mi[100.0] > 2 * mi[0.0]
+
+
+def top_layer_mi(weight: float, params: dict, train: PreparedSplit, test: PreparedSplit, epochs: int) -> float:
+    """MI(X; T) of the top-layer maps on ``test`` after training at ``weight`` (same init, same data order)."""
+    active = InterpretableCNN(**{**params, "weight": weight})
+    name, kwargs = active.build("cnn", dict(BASE), DATASETS["shapes"])
+    torch.manual_seed(0)
+    net = build_network(name, **kwargs)
+    train_model(net, (train.x, train.y), (test.x[:0], test.y[:0]),
+                TrainConfig(epochs=epochs, batch_size=32, lr=0.004), seed=0, progress=False, active=active)
+    kept = []
+    handle = net.mask.register_forward_hook(lambda _m, inputs, _o: kept.append(inputs[0]))
+    with torch.no_grad():
+        net(test.x)
+    handle.remove()
+    return -active.filter_loss(kept[0]).item()
+
+
+def test_configured_weight_raises_the_mutual_information():
+    """At the weight of configs/config.yaml (1), not only at 100: more MI(X; T) than without the loss.
+
+    On the short case above (256 images, 3 epochs: the network has not learnt yet, accuracy 0.5) the rise is
+    small but present (measured 8.80e-6 against 8.50e-6); once the network learns (1024 images, 10 epochs)
+    it is large (measured 1.39 against 0.13)."""
+    params = load_config()["active_params"]["interpretable_cnn"]
+    weight = float(params["weight"])
+    assert weight > 0
+    train, test = shapes_split(256, 0), shapes_split(64, 1)
+    assert top_layer_mi(weight, params, train, test, 3) > top_layer_mi(0.0, params, train, test, 3)
+    train = shapes_split(1024, 0)
+    assert top_layer_mi(weight, params, train, test, 10) > 2 * top_layer_mi(0.0, params, train, test, 10)
 
 
 def explain(net, test):

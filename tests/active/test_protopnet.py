@@ -1,4 +1,5 @@
-"""ProtoPNet [123]: the class-connection initialisation, Clst/Sep in closed form, the push onto training patches
+"""ProtoPNet [123]: the class-connection initialisation, Clst/Sep in closed form, the penalty against a brute-force
+λ1 Clst + λ2 Sep, the push onto training patches
 of the prototype's class, the L1 last-layer step, the metric after the push, the self-explanation and a
 checkpoint round trip."""
 
@@ -63,6 +64,37 @@ def test_cluster_and_separation_closed_form():
     clst, sep = cluster_separation(d, identity, torch.tensor([0, 1]))
     assert clst.item() == pytest.approx((1.0 + 4.0) / 2)                       # own-class minima: 1, 4
     assert sep.item() == pytest.approx(-(2.0 + 0.5) / 2)                       # other-class minima: 2, 0.5
+
+
+def test_penalty_is_the_weighted_cluster_and_separation_costs_by_brute_force():
+    # penalty() = λ1 Clst + λ2 Sep (Sec. 2.2), against min distances computed patch by patch, without the
+    # network's distance_maps/min_distances or cluster_separation
+    torch.manual_seed(1)
+    model = small(n_classes=3, per_class=2)
+    active = ACTIVE["protopnet"](**{**PARAMS, "clst_weight": 0.8, "sep_weight": 0.08})
+    x, y = torch.rand(5, 1, 16, 16), torch.tensor([0, 1, 2, 1, 0])
+    model.train()
+    logits = model(x)                                                       # caches the batch's min distances
+    got = active.penalty(model, x, y, logits)
+    with torch.no_grad():
+        patches = model.latent(x).flatten(2).transpose(1, 2)               # (n, P, D)
+    protos = model.prototype_vectors.detach().flatten(1)                    # (m, D)
+    classes = [j // 2 for j in range(6)]
+    clst, sep = 0.0, 0.0
+    for i in range(5):
+        dist = [min(float(((patch - protos[j]) ** 2).sum()) for patch in patches[i]) for j in range(6)]
+        clst += min(dist[j] for j in range(6) if classes[j] == int(y[i])) / 5
+        sep -= min(dist[j] for j in range(6) if classes[j] != int(y[i])) / 5
+    expected = 0.8 * clst + 0.08 * sep
+    flipped = 0.8 * clst - 0.08 * sep
+    assert abs(expected - flipped) > 1e-3                                  # the test tells the two signs apart
+    assert got.item() == pytest.approx(expected, rel=1e-4)
+    assert got.item() != pytest.approx(flipped, rel=1e-4)
+    # without the cached distances (another batch size than the last forward), the same value
+    model._min_distances = None
+    assert active.penalty(model, x, y, None).item() == pytest.approx(expected, rel=1e-4)
+    got.backward()
+    assert model.prototype_vectors.grad is not None and model.prototype_vectors.grad.abs().sum() > 0
 
 
 def test_push_puts_each_prototype_on_a_training_patch_of_its_class():

@@ -20,6 +20,8 @@ its arrays (:mod:`nnxai.data.checks`); a bad file is a :class:`~nnxai.io.BadFile
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,41 @@ class PreparedSplit:
     masks: np.ndarray | None = None
     index: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+
+
+class LazySplit:
+    """A prepared split read (and checked) on first use: a job that never touches it, e.g. the train split of
+    a gradient method's explain or evaluate job, does not pay for reading it.  Attributes are those of the
+    :class:`PreparedSplit` it loads; ``size`` comes from ``meta.json`` without reading the arrays."""
+
+    def __init__(self, name: str, split: str, workdir: str | Path = "."):
+        self._args = (name, split, workdir)
+        self._split: PreparedSplit | None = None
+
+    def load(self) -> PreparedSplit:
+        if self._split is None:
+            self._split = load_split(*self._args)
+        return self._split
+
+    @property
+    def size(self) -> int:
+        """Inputs in the split, as ``meta.json`` records them (the arrays are checked against it when read)."""
+        name, split, workdir = self._args
+        meta = read_json(prepared_dir(name, workdir) / "meta.json", "prepared data description")
+        return int(meta["split_sizes"][split])
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__") or attr in ("_args", "_split"):
+            raise AttributeError(attr)
+        return getattr(self.load(), attr)
+
+    def __deepcopy__(self, memo):
+        return copy.deepcopy(self.load(), memo)
+
+
+def loaded(split: "PreparedSplit | LazySplit") -> PreparedSplit:
+    """The :class:`PreparedSplit` itself (read now if ``split`` is a :class:`LazySplit`)."""
+    return split.load() if isinstance(split, LazySplit) else split
 
 
 def _missing(path: Path, name: str, workdir: str | Path) -> MissingFileError:

@@ -43,6 +43,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from nnxai.data import loaded
 from nnxai.intervals import PerInput
 from nnxai.metrics._robustness import N_INPUTS, TOLERANCE, scored_inputs
 from nnxai.metrics.attribution import FORWARD_BATCH
@@ -152,7 +153,7 @@ def map_difference(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Ten
 def shifted_context(ctx, shift: float):
     """``ctx`` with both splits' inputs shifted by ``shift`` (its model stays the cell's: a method re-run on
     the shifted network is a fresh copy fitted on the shifted train split)."""
-    train = dataclasses.replace(ctx.train, x=ctx.train.x + shift)
+    train = dataclasses.replace(loaded(ctx.train), x=ctx.train.x + shift)
     test = dataclasses.replace(ctx.test, x=ctx.test.x + shift)
     return dataclasses.replace(ctx, train=train, test=test)
 

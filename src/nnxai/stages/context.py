@@ -13,11 +13,12 @@ from nnxai.paths import CACHE_ROOT, checkpoint_path
 
 
 def load_context(dataset: str, model_id: str, workdir: Path, seed: int, device: torch.device) -> ExplainContext:
-    """The model (gradients enabled on its weights, as the methods expect) and the train and test splits."""
+    """The model (gradients enabled on its weights, as the methods expect) and the train and test splits (the
+    train split read on first use: most attribution jobs never touch it)."""
     model = load_model(Path(workdir) / checkpoint_path(dataset, model_id), device=device, require_sidecar=True)
     for p in model.parameters():
         p.requires_grad_(True)
     return ExplainContext(model=model, dataset=dataset, model_id=model_id, info=data.DATASETS[dataset],
-                          train=data.load_split(dataset, "train", workdir),
+                          train=data.LazySplit(dataset, "train", workdir),   # read where a method or metric uses it
                           test=data.load_split(dataset, "test", workdir), seed=seed, device=device,
                           workdir=Path(workdir), cache_dir=Path(workdir) / CACHE_ROOT)

@@ -34,7 +34,7 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
     sweep(workdir, outputs)
     set_threads(settings["threads"])
     ctx = load_context(dataset, model_id, workdir, settings["seed"], resolve_device(settings["device"]))
-    bounds = SplitBounds(n_test=len(ctx.test.y), n_train=len(ctx.train.y), n_classes=ctx.info.n_classes)
+    bounds = SplitBounds(n_test=len(ctx.test.y), n_train=ctx.train.size, n_classes=ctx.info.n_classes)
     cache = MetricCache(Path(workdir))
     job = {"seed": settings["seed"], "device": str(ctx.device), "threads": settings["threads"]}
     written = []

@@ -45,6 +45,13 @@ Where we chose (the paper leaves these to the implementation, or the project req
   time on ``planted`` instead of 2.8x, the same ranking in our runs); ``s = 5``: larger than the planted
   subset, as the authors' XOR example (s = 5 for 3 relevant of 10), so the truth is not given away;
 - ``search_steps`` bounds the local search both in training and for the final mask (the authors: 5, 12);
+- **cost-driven choices**, stated as such: ``mask_batch`` = 16 (the operator's cost per step grows linearly
+  with |M|, see above) and the selector cadence, one selector step per ``selector_every`` = 8 operator steps
+  on the masks of those steps only, each followed by a fresh ``m_opt`` search (:meth:`DualNet._update_selector`).
+  8 is the authors' value; it is kept rather than updating the selector more often because every update
+  also runs the ``m_opt`` search, whose cost adds to the run's budget.  Neither value was tuned on a result;
+  ``tests/active/test_dualnet.py`` trains with exactly the config's values (on a shortened schedule) and
+  checks that the ranking's top 4 holds the planted features well above chance (measured: all 4);
 - the selector, trained on the operator's cross-entropy, is saved in the checkpoint as the extra module
   ``selector`` (``model.extras["selector"]``); the deployed mask is the ``select`` layer's diagonal.
 

@@ -23,6 +23,16 @@ and ``-0.5`` otherwise (Sec. 2.2).  Training (Sec. 2.2):
 
 The min distances of each training batch are stored by ``forward`` (training mode) for the ``penalty`` hook.
 
+Schedule (a choice, for the budget): stage 1 runs for all the run's epochs, then the push (stage 2) and the
+last-layer step (stage 3) run **once**, at the end (:meth:`ProtoPNet.finish`).  The paper alternates: rounds
+of joint training, each followed by a push and a last-layer optimisation (the authors' code pushes every 10 epochs
+and ends on a push and last layer), so that later joint epochs adapt the network to pushed prototypes.  We
+do not implement push rounds: each push is a full pass over the train split plus a last-layer step over its
+cached similarities (two extra forward passes over the train split per round), and a round every N epochs
+would need a new configured parameter N; the single final push keeps what the explanation relies on (every
+prototype *is* a training patch, the last layer is fitted to the pushed prototypes), and loses only the
+joint epochs after intermediate pushes that may recover accuracy lost by a push.
+
 Choices: the backbone is trained from scratch (no pretrained weights offline), so the paper's warm-up, which
 protects pretrained features while the new layers fit, has nothing to protect; ``warm_epochs`` is kept as a
 parameter (default profile: 0).  One Adam learning rate (the run's) for every layer in stage 1, instead of

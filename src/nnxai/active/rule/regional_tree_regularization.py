@@ -116,7 +116,17 @@ class RegionalTreeRegularization(APLRegulariser):
         super().setup(model, train, info, device, seed)
 
     def prepare(self, features):
+        # the regions were built on the flattened training inputs (setup): they must be assigned in that same
+        # feature space, i.e. the APL trees must read those inputs (not, e.g., a concept table), or a region's
+        # tests would compare thresholds of one feature with the values of another
+        inputs = self.apl_x.reshape(len(self.apl_x), -1).numpy().astype(np.float64)
+        if features.shape != inputs.shape or not np.array_equal(features, inputs):
+            raise AssertionError(f"regional_tree_regularization: the regions were built on the flattened inputs "
+                                 f"({inputs.shape[1]} features) but the APL trees read another feature space "
+                                 f"(shape {features.shape})")
         self.apl_region = region_of(features, self.regions)
+        if (self.apl_region < 0).any():
+            raise AssertionError("regional_tree_regularization: an APL input lies in no region")
 
     def true_apls(self, labels):
         return regional_apls(self.apl_features, labels, self.apl_region, self.n_outputs,

@@ -34,6 +34,10 @@ Choices, each stated where the paper leaves room:
   paper.  The surrogate's inputs are centred and divided by *one* scale (the pairs' RMS spread), not one per
   coordinate: a per-coordinate scale would magnify the penalty's gradient along directions the trajectory
   barely moved in (the paper feeds the raw weights); its targets are standardised (buffers of the surrogate).
+  This standardisation (``in_mean``, ``in_scale``, ``out_mean``, ``out_scale``) is computed from the pairs of
+  the *first* fit and kept fixed by every refit: the paper's surrogate reads the raw weights, one fixed
+  coordinate system, and the warm start only carries the older trajectory if the refitted network reads it
+  at the inputs it was fitted on (re-standardising on each new batch of pairs would shift all of them).
 * Strength: the paper sweeps lambda over orders of magnitude (1e-4 ... 1e4 against a summed
   log-likelihood); the config's default is the sweep's geometric middle, 1, against the mean
   cross-entropy (``benchmarks/apl_sweep.py`` runs the sweep on ``planted``).
@@ -119,6 +123,8 @@ class APLSurrogate(MLP):
         self.register_buffer("in_scale", torch.ones(n_features))
         self.register_buffer("out_mean", torch.zeros(n_classes))
         self.register_buffer("out_scale", torch.ones(n_classes))
+        # set by the first fit, kept by the refits (a loaded checkpoint's buffers are the trained ones)
+        self.scaling_set = False
 
     def read(self, weights: torch.Tensor) -> torch.Tensor:
         """Surrogate coordinates of weight vectors ``(J, n_weights)`` (projected, not yet standardised)."""
@@ -144,10 +150,8 @@ def build_surrogate(n_weights: int, n_outputs: int, hidden: int, projection_dim:
                          projection_seed=int(seed))
 
 
-def fit_surrogate(surrogate: APLSurrogate, z: torch.Tensor, apl: torch.Tensor, steps: int, lr: float,
-                  l2: float) -> float:
-    """Eq. 4 of [119]: least squares of the standardised APLs plus ``l2 * ||xi||^2``; warm-started.
-    Returns the root mean squared error in APL units on the pairs."""
+def set_scaling(surrogate: APLSurrogate, z: torch.Tensor, apl: torch.Tensor) -> None:
+    """Standardisation of the surrogate's inputs and targets from the pairs ``(z, apl)`` (the first fit's)."""
     with torch.no_grad():
         surrogate.in_mean.copy_(z.mean(0))
         # one scale for every coordinate (the RMS spread of the pairs): a per-coordinate scale would blow up the
@@ -157,6 +161,18 @@ def fit_surrogate(surrogate: APLSurrogate, z: torch.Tensor, apl: torch.Tensor, s
         surrogate.out_mean.copy_(apl.mean(0))
         surrogate.out_scale.copy_(apl.std(0, unbiased=False).clamp_min(1e-3) if len(apl) > 1
                                   else torch.ones(apl.shape[1]))
+    surrogate.scaling_set = True
+
+
+def fit_surrogate(surrogate: APLSurrogate, z: torch.Tensor, apl: torch.Tensor, steps: int, lr: float,
+                  l2: float) -> float:
+    """Eq. 4 of [119]: least squares of the standardised APLs plus ``l2 * ||xi||^2``; warm-started.
+    Returns the root mean squared error in APL units on the pairs.
+
+    The first fit of a surrogate sets its standardisation (:func:`set_scaling`); every refit keeps it, so
+    that the warm-started weights read the same coordinates as before (see the module docstring)."""
+    if not surrogate.scaling_set:
+        set_scaling(surrogate, z, apl)
     params = list(surrogate.parameters())
     for p in params:
         p.requires_grad_(True)
