@@ -138,6 +138,9 @@ def config_parameters() -> dict[str, Param]:
                                            "networks (elsewhere they score the baseline only); null: every data set",
                                            item=Choice("a data set id", lambda: sorted(DATASETS)), unique=True,
                                            nullable=True),
+        "variant_methods": List("the passive methods run on l1, l2 and the active networks (each network's own "
+                                "explanation always runs); null: every method that applies", item=Choice(
+                                    "a method id", catalogue), unique=True, nullable=True),
         "variant_n_explain": Int("every other variant but the baseline (l1, l2, the active methods' networks) "
                                  "explains and is scored on at most this many test inputs, a subset of the "
                                  "baseline's (paired comparisons); null: as many as the baseline", low=1,

@@ -68,11 +68,14 @@ def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
 def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
     """Selected methods that apply to this dataset/model pair."""
     info, traits = DATASETS[dataset], model_traits_for(cfg, dataset, model)
+    subset = cfg.get("variant_methods") if is_variant(model) else None
     out = []
     for m in selected_methods(cfg):
         cls = registry.get(m)
         if cls.why_not(info, traits) is not None or (cls.only_models is not None and model not in cls.only_models):
             continue
+        if subset is not None and m not in subset and cls.only_models is None:
+            continue   # the profile runs a subset of the passive methods on the regularised networks
         local = cfg["method_params"].get(m, {}).get("local_method") if "local_method" in cls.parameters else None
         if local is not None and registry.get(local).why_not(info, traits) is not None:
             continue   # a composite (SpRAy, MAME, DeepConsensus) runs where its local method does
