@@ -136,8 +136,8 @@ def config_parameters() -> dict[str, Param]:
                                    "many inputs; null: as many as variant_n_explain allows", low=1, nullable=True),
         "variant_reexplain_datasets": List("data sets on which those re-running metrics score l1, l2 and the active "
                                            "networks (elsewhere they score the baseline only); null: every data set",
-                                           item=Choice("a data set id", lambda: sorted(DATASETS)), unique=True,
-                                           nullable=True),
+                                           item=Choice("a data set id", lambda: sorted(DATASETS)), min_items=0,
+                                           unique=True, nullable=True),
         "variant_methods": List("the passive methods run on l1, l2 and the active networks (each network's own "
                                 "explanation always runs); null: every method that applies", item=Choice(
                                     "a method id", catalogue), unique=True, nullable=True),
