@@ -175,6 +175,15 @@ class InputInvariance(Metric):
     description = "mean normalised difference of the maps of x on f and of x + c on f with its bias absorbing c"
 
     @classmethod
+    def cell_why_not(cls, run, dataset, model, method):
+        traits = run.model_traits(dataset, model) if hasattr(run, "model_traits") else {}
+        if not traits.get("standard_layers", True):
+            return (f"{model}'s network adds layers to the base ConvNet/MLP (an active method's design) whose "
+                    "outputs the twin cannot be checked to match at float precision (e.g. ProtoPNet's "
+                    "log((d+1)/(d+eps)) similarity amplifies rounding near a pushed prototype)")
+        return None
+
+    @classmethod
     def check_combination(cls, params):
         if params["shift"] == 0:
             raise ParamError(f"metric {cls.id!r}.shift: expected a nonzero number (0 shifts nothing), got 0")
