@@ -31,23 +31,10 @@ from nnxai.metrics.prior_agreement import PriorAgreement, spearman
 from nnxai.models import build_network, save_checkpoint
 from nnxai.registry import get as get_method
 from nnxai.training.trainer import TrainConfig, accuracy, train_model
+from active.conftest import planted_split
 
 PARAMS = {"weight": 1.0, "prior_hidden": [5, 3], "n_samples": 1}
 INFO = DATASETS["planted"]
-
-
-def planted_split(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = planted.generate(n, [0, k])
-    return torch.as_tensor(rows["x"]), torch.as_tensor(rows["y"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, as a pipeline job runs (tiny MLP steps are slower on two contended threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

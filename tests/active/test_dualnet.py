@@ -29,25 +29,13 @@ from nnxai.metrics.ranking_quality import RankingQuality, ranking_scores, top_k_
 from nnxai.models import build_network, save_checkpoint
 from nnxai.registry import get as get_method
 from nnxai.training.trainer import TrainConfig, accuracy, train_model
+from active.conftest import planted_split
 
 INFO = DATASETS["planted"]
 #: A short training: 1000 rows, 25 epochs, phase II from epoch 10; a smaller, faster-learning selector than
 #: the default profile's (which trains 200 epochs on 2000 rows).
 PARAMS = {"n_selected": 5, "mask_batch": 16, "exploration_epochs": 10, "n_swaps": 2, "selector_every": 4,
           "selector_hidden": [32, 16], "selector_lr": 0.003, "search_steps": 5}
-
-
-def planted_split(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = planted.generate(n, [0, k])
-    return torch.as_tensor(rows["x"]), torch.as_tensor(rows["y"])
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -38,14 +38,6 @@ BASE = {"in_channels": 3, "n_classes": 2, "widths": [4, 8, 8], "activation": "re
 METHOD_PARAMS = {"n_images": 60, "top_images": 5, "quantile": 0.995, "iou_threshold": 0.04, "batch_size": 30}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def network(weight: float = 1.0, seed: int = 0):
     active = InterpretableCNN(weight=weight, **PAPER)
     name, kwargs = active.build("cnn", dict(BASE), DATASETS["shapes"])
