@@ -130,7 +130,8 @@ def config_parameters() -> dict[str, Param]:
                           values=Int("test inputs", low=1, nullable=True), keys=lambda: sorted(DATASETS)),
         "control_n_explain": Int("the control models (trained on shuffled labels) explain and are scored on at most "
                                  "this many test inputs, a subset of the baseline's (the data-randomisation check "
-                                 "compares the maps on it); null: as many as the baseline", low=1, nullable=True),
+                                 "compares the maps on it; a method that analyses a population of maps, SpRAy, keeps the "
+                                 "baseline's count); null: as many as the baseline", low=1, nullable=True),
         "variant_n_reexplain": Int("on l1, l2 and the active networks, the metrics that re-run the method (continuity, "
                                    "fragility, stability, the invariances, model randomisation) score at most this "
                                    "many inputs; null: as many as variant_n_explain allows", low=1, nullable=True),
@@ -242,7 +243,7 @@ def check_methods_on_data(cfg: dict) -> None:
                                        sizes[name]["test"])
                 if reason:
                     caps = [f"test split {sizes[name]['test']}", f"thin.{name}={cfg.get('thin', {}).get(name)}"]
-                    if variant(model).shuffle_labels:
+                    if variant(model).shuffle_labels and cls.variant_cap:
                         caps.append(f"control_n_explain={cfg.get('control_n_explain')}")
                     elif is_variant(model) and cls.variant_cap:
                         caps.append(f"variant_n_explain={cfg.get('variant_n_explain')}")
@@ -372,13 +373,14 @@ def is_variant(model: str | None) -> bool:
 def count_cap(cfg: dict, dataset: str | None, model: str | None = None, variant_cap: bool = True,
               reexplain: bool = False) -> int | None:
     """The most test inputs a job on ``dataset``/``model`` explains or scores: ``thin.<dataset>``, and
-    ``control_n_explain`` on a control model (trained on shuffled labels), ``variant_n_explain`` on every
-    other model but the baseline (and its seeds) unless ``variant_cap`` is false (a method that analyses a
-    population of maps: ``Method.variant_cap``), and there ``variant_n_reexplain`` too for a metric that
+    ``control_n_explain`` on a control model (trained on shuffled labels) and ``variant_n_explain`` on every
+    other model but the baseline (and its seeds), both unless ``variant_cap`` is false (a method that analyses
+    a population of maps: ``Method.variant_cap``), and there ``variant_n_reexplain`` too for a metric that
     re-runs the method (``reexplain``); ``None``: no cap."""
     caps = [cfg.get("thin", {}).get(dataset) if dataset is not None else None]
     if model is not None and variant(model).shuffle_labels:
-        caps.append(cfg.get("control_n_explain"))
+        if variant_cap:
+            caps.append(cfg.get("control_n_explain"))
     elif variant_cap and is_variant(model):
         caps.append(cfg.get("variant_n_explain"))
         if reexplain:

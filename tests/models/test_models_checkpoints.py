@@ -136,7 +136,7 @@ def test_bad_training_config():
 
 def test_checkpoint_roundtrip_bytes_and_safety(tmp_path):
     torch.manual_seed(0)
-    model = ConvNet(3, 2)
+    model = build_network("cnn", in_channels=3, n_classes=2)     # the layout load_model rebuilds (channels last)
     record = {"architecture": "cnn", "arch_kwargs": {"in_channels": 3, "n_classes": 2, "widths": [16, 32, 64],
                                                      "activation": "relu"}, "seed": 0}
     a, b = save_checkpoint(tmp_path / "a.pt", model, record), save_checkpoint(tmp_path / "sub/b.pt", model, record)
@@ -221,3 +221,22 @@ def test_extra_module_described_badly_is_refused(tmp_path):
     (tmp_path / "bad.pt").write_bytes(buffer.getvalue())
     with pytest.raises(CheckpointError, match="extra module 'surrogate' refused"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_networks_keep_channels_last_weights_and_their_values():
+    """build_network (and so load_model and the trainer) lays a CNN's 4-d weights out channels-last, for
+    speed only: the outputs and input gradients equal those of the default layout to float rounding."""
+    torch.manual_seed(0)
+    fast = build_network("cnn", in_channels=3, n_classes=4)
+    assert fast.features.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = ConvNet(3, 4)
+    plain.load_state_dict(fast.state_dict())
+    assert plain.features.conv1.weight.is_contiguous()
+    x = torch.randn(5, 3, 32, 32, requires_grad=True)
+    y = x.detach().clone().requires_grad_()
+    torch.testing.assert_close(fast(x), plain(y), rtol=1e-5, atol=1e-6)
+    fast(x)[:, 1].sum().backward()
+    plain(y)[:, 1].sum().backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-6)
+    mlp = build_network("mlp", n_features=4, n_classes=3, hidden=[8])
+    assert all(p.is_contiguous() for p in mlp.parameters())      # no convolution: nothing changes

@@ -94,8 +94,9 @@ class Method(Declared, ABC):
     # Model variants the method is run on (None: every variant it applies to); e.g. DeepConsensus compares
     # the baseline with its other seeds, which is meaningless for the shuffled-label control.
     only_models: ClassVar[frozenset[str] | None] = None
-    #: Whether ``variant_n_explain`` caps its counts on l1/l2 and the active networks: not for a method whose
-    #: result is a population of maps (SpRAy's clusters need ~n_neighbors inputs per class).
+    #: Whether ``variant_n_explain`` and ``control_n_explain`` cap its counts on l1/l2, the active networks and
+    #: the shuffled-label control: not for a method whose result is a population of maps (SpRAy's clusters
+    #: need ~n_neighbors inputs per class).
     variant_cap: ClassVar[bool] = True
     #: Fits a model on a data set before it explains (an explainer, a surrogate, a density or a classifier
     #: trained once and used for many inputs: L2X's selector, MAPLE's forest, TCAV/ACE's concept

@@ -271,4 +271,16 @@ def build_network(architecture: str, **kwargs) -> nn.Module:
     cls = ARCHITECTURES[architecture] if architecture in ARCHITECTURES else NETWORKS[architecture].cls
     model = cls(**kwargs)
     model.network_name, model.network_kwargs = architecture, dict(kwargs)
+    return channels_last(model)
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-d weights in the channels-last memory layout when it has a convolution.
+
+    Only the layout changes, not a value: PyTorch's CPU convolutions (oneDNN) run about twice as fast
+    forward, and 1.3-1.5x forward+backward, on our small CNNs in this layout, whatever the input's layout
+    (``benchmarks/channels_last.py``); CUDA's cuDNN prefers it too.  Loading a state dict copies values
+    into these weights and keeps the layout."""
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
     return model
