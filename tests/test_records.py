@@ -42,3 +42,46 @@ def test_wrong_kind_is_refused(tmp_path):
     path = UnitConcepts(units=[], concepts=[]).save(tmp_path / "u.json")
     with pytest.raises(ValueError, match="hidden_semantics"):
         RuleSet.load(path)
+
+
+def test_oblique_and_first_order_literals():
+    """An oblique test sums weighted features; an equality compares the positions of two one-hot groups
+    (MONK-1's a1 = a2, which no single propositional rule states)."""
+    from nnxai.data import monks
+
+    x = np.array([[1.0, 2.0, 0.0], [3.0, 0.5, 0.0]])
+    oblique = RuleSet(rules=[{"conditions": [{"m": 1, "literals": [{"weights": [[0, 1.0], [1, -2.0]], "op": "<=",
+                                                                     "threshold": 0.0}]}], "prediction": 1}],
+                      default=0, feature_names=["u", "v", "w"], class_names=["a", "b"], feature_space="inputs")
+    assert oblique.predict(x).tolist() == [1, 0]
+    assert "1*u - 2*v <= 0" in oblique.text
+    space = monks.one_hot(monks.attribute_space())
+    a1_is_a2 = {"equal": [list(monks.GROUPS[0]), list(monks.GROUPS[1])], "op": "==", "names": ["a1", "a2"]}
+    a5_is_1 = {"feature": monks.FEATURE_NAMES.index("a5=1"), "op": ">", "threshold": 0.5}
+    rules = RuleSet(rules=[{"conditions": [{"m": 1, "literals": [a1_is_a2]}], "prediction": 1},
+                           {"conditions": [{"m": 1, "literals": [a5_is_1]}], "prediction": 1}],
+                    default=0, feature_names=monks.FEATURE_NAMES, class_names=monks.CLASS_NAMES,
+                    feature_space="inputs")
+    assert np.array_equal(rules.predict(space), monks.label(1, monks.attribute_space()))
+    assert rules.text.splitlines() == ["IF a1 = a2 THEN yes", "IF a5=1 > 0.5 THEN yes", "ELSE no"]
+
+
+def test_local_rules_roundtrip_and_checks(tmp_path):
+    from nnxai.explanations import LocalRules
+    from nnxai.explanations.checks import SplitBounds
+    from nnxai.io import BadFileError
+
+    entry = {"text": "IF v > 1 THEN b (precision 0.97)", "precision": 0.97,
+             "conditions": [{"m": 1, "literals": [{"feature": 1, "op": ">", "threshold": 1.0}]}]}
+    record = LocalRules(indices=[3], targets=[1], explanations=[entry], feature_names=["u", "v"],
+                        class_names=["a", "b"], feature_space="inputs", meta={"method": "anchors"})
+    path = record.save(tmp_path / "anchors.json")
+    again = load_explanation(path)
+    assert again == record and again.to_text() == "test input 3 (class b): IF v > 1 THEN b (precision 0.97)"
+    with pytest.raises(ValueError, match="'text' string"):
+        LocalRules(indices=[3], targets=[1], explanations=[{}], feature_names=["u"], class_names=["a", "b"],
+                   feature_space="inputs")
+    bad = LocalRules(indices=[30], targets=[1], explanations=[entry], feature_names=["u", "v"],
+                     class_names=["a", "b"], feature_space="inputs").save(tmp_path / "bad.json")
+    with pytest.raises(BadFileError, match="indices"):
+        load_explanation(bad, SplitBounds(n_test=10, n_train=10, n_classes=2))

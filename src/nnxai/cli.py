@@ -160,6 +160,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from nnxai.show import show
+
+    print(show(args.file, args.limit))
+    return 0
+
+
 def cmd_targets(args) -> int:
     from nnxai.config import load_config
     from nnxai.workflow import targets
@@ -269,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=cli_checks.folder, help="output folder, e.g. paper/tables")
     p.add_argument("--workdir", default=".", type=cli_checks.folder)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("show", help="print an explanation record as text (rules, counterfactuals, examples, ...)")
+    p.add_argument("file",
+                   help="a record, e.g. data/explanations/monks1/baseline_sigmoid/mofn.json")
+    p.add_argument("--limit", type=int, default=10, help="at most this many inputs, units or tests (default 10)")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("targets", help="list the outputs of a profile's run")
     p.add_argument("--profile", choices=PROFILES)

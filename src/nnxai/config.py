@@ -83,12 +83,18 @@ def listed_models(cfg: dict, key: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _training_block(arch: str) -> Param:
-    return Block(f"training of the {arch.upper()}s", {
-        "epochs": Int("passes over the train split", low=1, high=MAX_EPOCHS),
-        "batch_size": Int("inputs per optimiser step", low=1),
-        "lr": Float("Adam's learning rate", low=0.0, low_open=True),
-        "weight_decay": Float("Adam's L2 weight decay", low=0.0)})
+def _training_block(title: str, required: bool = True) -> Param:
+    return Block(title, {
+        "epochs": Int("passes over the train split", low=1, high=MAX_EPOCHS, required=required),
+        "batch_size": Int("inputs per optimiser step", low=1, required=required),
+        "lr": Float("Adam's learning rate", low=0.0, low_open=True, required=required),
+        "weight_decay": Float("Adam's L2 weight decay", low=0.0, required=required)})
+
+
+def training_for(cfg: dict, dataset: str, arch: str) -> dict:
+    """The training block of ``arch`` on ``dataset``: ``training.<arch>`` with ``training.datasets.<dataset>``
+    over it (e.g. the sigmoid MLPs of the MONK's problems need more passes over their 124 robots)."""
+    return {**cfg["training"][arch], **(cfg["training"].get("datasets") or {}).get(dataset, {})}
 
 
 def config_parameters() -> dict[str, Param]:
@@ -114,9 +120,12 @@ def config_parameters() -> dict[str, Param]:
                          List("method ids", item=Choice("a method id", catalogue), unique=True)),
         "data": MappingOf("split sizes per data set", values=sizes, keys=lambda: sorted(DATASETS)),
         "training": Block("training, per architecture", {
-            "cnn": _training_block("cnn"), "mlp": _training_block("mlp"),
+            "cnn": _training_block("training of the CNNs"), "mlp": _training_block("training of the MLPs"),
             "penalty_weight": MappingOf("weight of each training penalty of a model variant",
-                                        values=Float("the penalty's weight", low=0.0), keys=lambda: list(PENALTIES))}),
+                                        values=Float("the penalty's weight", low=0.0), keys=lambda: list(PENALTIES)),
+            "datasets": MappingOf("per data set, training keys that replace its architecture's (the rest kept)",
+                                  values=_training_block("training on one data set", required=False), keys=lambda: sorted(DATASETS),
+                                  required=False)}),
         "architecture": Block("network widths, per architecture", {
             "cnn": Block("the ConvNet", {"widths": List(
                 "channels of its three 3x3 convolutions", item=Int("channels", low=1, high=MAX_WIDTH),
@@ -276,9 +285,8 @@ def check_sizes(cfg: dict) -> None:
         if need > budget:
             raise refuse(f"data.{name}", f"{sum(split.values())} inputs of shape {info.input_shape}", need)
     for arch in {("cnn" if DATASETS[n].kind == "image" else "mlp") for n in sizes}:
-        training = cfg["training"][arch]
         for name in (n for n in sizes if (DATASETS[n].kind == "image") == (arch == "cnn")):
-            info = DATASETS[name]
+            info, training = DATASETS[name], training_for(cfg, name, arch)
             batch = min(training["batch_size"], sizes[name]["train"])    # a larger batch is the whole split
             if arch == "cnn":
                 need = resources.cnn_training_bytes(info.input_shape, cfg["architecture"]["cnn"]["widths"],
@@ -469,7 +477,7 @@ def train_settings(cfg: dict, dataset: str, model_id: str) -> dict[str, Any]:
     active = {"active": var.active, "active_params": cfg["active_params"][var.active] if var.active else {}}
     return {**active, "dataset": dataset, "model": model_id, "architecture": arch,
             "arch_config": cfg["architecture"][arch], "activation": var.activation,
-            "training": cfg["training"][arch], "penalty": var.penalty,
+            "training": training_for(cfg, dataset, arch), "penalty": var.penalty,
             "penalty_weight": cfg["training"].get("penalty_weight", {}).get(var.penalty, 0.0),
             "shuffle_labels": var.shuffle_labels, "seed": cfg["seed"] + var.seed_offset,
             "data_seed": cfg["seed"]}

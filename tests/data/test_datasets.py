@@ -26,7 +26,7 @@ def _files(directory):
 
 def test_registry_entries():
     assert set(nd.DATASETS) == {"shapes", "digits", "iris", "wine", "breast_cancer", "causal", "planted",
-                                "mnist", "fashion_mnist", "cifar10"}
+                                "mnist", "fashion_mnist", "cifar10", "monks1", "monks2", "monks3"}
     for name, info in nd.DATASETS.items():
         assert info.name == name and info.kind in ("image", "tabular")
     for name in ("mnist", "fashion_mnist", "cifar10"):

@@ -102,3 +102,57 @@ def test_metrics_apply_as_the_catalogue_says():
     assert not RuleSize.applies(trepan, INFO)      # trepan is judged by tree size, not rule_size
     assert Fidelity.higher_is_better is True
     assert RuleSize.higher_is_better is TreeDepth.higher_is_better is NLeaves.higher_is_better is False
+
+
+def _monk_rules(rule_list, default=0):
+    from nnxai.data import monks
+
+    return RuleSet(rules=rule_list, default=default, feature_names=monks.FEATURE_NAMES,
+                   class_names=monks.CLASS_NAMES, feature_space="inputs")
+
+
+def test_rule_recovery_is_one_only_for_the_planted_rule():
+    """MONK-1's rule as a decision list is recovered (1, agreement 1); dropping its a5 = 1 clause is not
+    (0, agreement 1 - 72/432: the a5 = 1 robots with a1 != a2 are lost); another space is an error."""
+    from types import SimpleNamespace
+
+    from nnxai.data import DATASETS, monks
+    from nnxai.metrics.rules import RuleRecovery
+
+    info = DATASETS["monks1"]
+    ctx = SimpleNamespace(info=info)
+    equal = {"equal": [list(monks.GROUPS[0]), list(monks.GROUPS[1])], "op": "==", "names": ["a1", "a2"]}
+    a5 = {"feature": monks.FEATURE_NAMES.index("a5=1"), "op": ">", "threshold": 0.5}
+    whole = _monk_rules([{"conditions": [{"m": 1, "literals": [equal, a5]}], "prediction": 1}])
+    out = RuleRecovery()(whole, ctx)
+    assert out["rule_recovery"] == 1.0 and np.mean(out["rule_recovery.agreement"].values) == 1.0
+    half = _monk_rules([{"conditions": [{"m": 1, "literals": [equal]}], "prediction": 1}])
+    out = RuleRecovery()(half, ctx)
+    assert out["rule_recovery"] == 0.0
+    assert np.mean(out["rule_recovery.agreement"].values) == pytest.approx(1 - 72 / 432)
+    assert RuleRecovery.why_not(registry.get("trepan"), INFO) == "toy has no planted rule"
+    assert RuleRecovery.why_not(registry.get("trepan"), info) is None
+    concepts = RuleSet(rules=[], default=0, feature_names=["c"], class_names=["no", "yes"], feature_space="concepts")
+    with pytest.raises(ValueError, match="read 'concepts'.*reads 'inputs'"):
+        RuleRecovery()(concepts, ctx)
+
+
+def test_the_shapes_rule_on_its_concept_grid():
+    from types import SimpleNamespace
+
+    from nnxai.data import DATASETS, shapes
+    from nnxai.metrics.rules import RuleRecovery
+
+    info = DATASETS["shapes"]
+    stripes = {"feature": shapes.CONCEPT_FEATURES.index("texture=stripes"), "op": ">", "threshold": 0.5}
+    not_triangle = {"feature": shapes.CONCEPT_FEATURES.index("shape=triangle"), "op": "<=", "threshold": 0.5}
+    rules = RuleSet(rules=[{"conditions": [{"m": 2, "literals": [stripes, not_triangle]}], "prediction": 1}],
+                    default=0, feature_names=shapes.CONCEPT_FEATURES, class_names=list(shapes.CLASS_NAMES),
+                    feature_space="concepts")
+    assert info.planted_rule.space.shape == (486, 10) and not info.planted_rule.exhaustive
+    assert RuleRecovery()(rules, SimpleNamespace(info=info))["rule_recovery"] == 1.0
+    stripes_only = RuleSet(rules=[{"conditions": [{"m": 1, "literals": [stripes]}], "prediction": 1}], default=0,
+                           feature_names=shapes.CONCEPT_FEATURES, class_names=list(shapes.CLASS_NAMES),
+                           feature_space="concepts")
+    out = RuleRecovery()(stripes_only, SimpleNamespace(info=info))
+    assert out["rule_recovery"] == 0.0 and np.mean(out["rule_recovery.agreement"].values) == pytest.approx(5 / 6)

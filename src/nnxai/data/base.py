@@ -71,6 +71,9 @@ class Dataset:
     meta_features: ClassVar[Any] = None
     #: True importance of each input feature (0: irrelevant), where it is planted (DAPr, dual-net [122]).
     feature_importance: ClassVar[Any] = None
+    #: The rule that labels the set, where it is planted (:class:`nnxai.data.planted_rules.PlantedRule`):
+    #: what ``rule_recovery`` checks an extracted rule set against (MONK's problems, ``shapes``).
+    planted_rule: ClassVar[Any] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))

@@ -280,3 +280,27 @@ def generate(n: int, seed: int | Sequence[int]) -> dict[str, np.ndarray]:
     images, masks = render(records, rng)
     return {"x": images, "y": label_from_concepts(records), "concepts": concept_table(records),
             "masks": masks}
+
+
+def label_of_table(table: np.ndarray) -> np.ndarray:
+    """The label rule (:data:`RULE_TEXT`) on concept-table rows: int64 1 iff stripes and not a triangle."""
+    concepts = concepts_from_table(table)
+    return ((concepts["texture"] == 1) & (concepts["shape"] != SHAPES.index("triangle"))).astype(np.int64)
+
+
+def rule_space() -> np.ndarray:
+    """Concept-table rows covering every combination of the categorical concepts (3 shapes x 2 textures x 3
+    colours) at the smallest, middle and largest radius, each at the 9 corner/edge/centre positions where
+    it fits: 18 x 27 = 486 rows.  The label depends on shape and texture only, so agreement on these rows
+    checks a rule on every categorical combination and across the range of each distractor."""
+    rows = []
+    for shape in range(len(SHAPES)):
+        for texture in range(len(TEXTURES)):
+            for colour in range(len(COLOURS)):
+                for size in np.linspace(*RADIUS_RANGE, 3):
+                    lo, hi = centre_range(size)
+                    for x in np.linspace(lo, hi, 3):
+                        for y in np.linspace(lo, hi, 3):
+                            rows.append((shape, texture, colour, size, x, y))
+    return concept_table(np.array(rows, dtype=CONCEPT_DTYPE))
+

@@ -2,8 +2,9 @@
 knowing how to save and load itself."""
 
 from nnxai.explanations.records import (
-    RECORD_TYPES, AttributionMap, ConceptScores, Examples, Explanation, RuleSet, UnitConcepts, load_explanation,
+    RECORD_TYPES, RULE_INFERENCE, AttributionMap, ConceptScores, Examples, Explanation, LocalRules, RuleSet,
+    UnitConcepts, load_explanation,
 )
 
-__all__ = ["RECORD_TYPES", "AttributionMap", "ConceptScores", "Examples", "Explanation", "RuleSet", "UnitConcepts",
-           "load_explanation"]
+__all__ = ["RECORD_TYPES", "RULE_INFERENCE", "AttributionMap", "ConceptScores", "Examples", "Explanation",
+           "LocalRules", "RuleSet", "UnitConcepts", "load_explanation"]

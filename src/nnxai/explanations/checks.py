@@ -4,7 +4,8 @@
 - attribution maps: finite relevance; explained ``indices`` inside the test split, ``targets`` among the
   classes;
 - examples: explained ``indices`` inside the test split, ``examples`` inside the train split, finite scores;
-- rule sets: predictions among the classes, literals over existing features.
+- rule sets: predictions among the classes, literals over existing features, a known inference;
+- local rules: explained inputs in the test split, their classes, literals over existing features.
 
 Range checks need the data set's sizes (:class:`SplitBounds`), which the pipeline passes; without them only
 the checks that need no sizes run.  Every failure is a :class:`~nnxai.io.BadFileError` naming the file.
@@ -80,16 +81,38 @@ def _rules(path: Path, record, n_classes: int | None) -> None:
     predictions = [record.default] + [rule.get("prediction") for rule in record.rules]
     if any(isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < classes for p in predictions):
         raise BadFileError(path, f"predictions {predictions} must be class indices 0..{classes - 1}", record_fix(path))
+    if record.inference is not None:
+        from nnxai.explanations.records import RULE_INFERENCE
+
+        if not isinstance(record.inference, dict) or record.inference.get("type") not in RULE_INFERENCE:
+            raise BadFileError(path, f"inference {record.inference!r} names none of {RULE_INFERENCE.names()}",
+                               record_fix(path))
     for rule in record.rules:
-        for cond in rule.get("conditions", []):
-            for lit in cond.get("literals", []):
-                feature, threshold = lit.get("feature"), lit.get("threshold")
-                if not isinstance(feature, int) or not 0 <= feature < n_features:
-                    raise BadFileError(path, f"a literal tests feature {feature!r}, not one of 0..{n_features - 1}",
-                                       record_fix(path))
-                if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-                    raise BadFileError(path, f"a literal has threshold {threshold!r}, expected a finite number",
-                                       record_fix(path))
+        _conditions(path, rule.get("conditions", []), n_features)
+
+
+def _conditions(path: Path, conditions: list, n_features: int) -> None:
+    """Every literal of ``conditions`` tests existing features (:func:`~nnxai.explanations.records.literal_holds`)."""
+    def feature_ok(j) -> bool:
+        return isinstance(j, int) and not isinstance(j, bool) and 0 <= j < n_features
+
+    for cond in conditions:
+        for lit in cond.get("literals", []):
+            if "equal" in lit:
+                columns = [j for group in lit["equal"] for j in group]
+                if len(lit["equal"]) != 2 or not all(feature_ok(j) for j in columns) or lit.get("op") not in ("==", "!="):
+                    raise BadFileError(path, f"an equality literal {lit!r} must compare two groups of features "
+                                             f"0..{n_features - 1} with == or !=", record_fix(path))
+                continue
+            features = [j for j, _ in lit["weights"]] if "weights" in lit else [lit.get("feature")]
+            bad = [j for j in features if not feature_ok(j)]
+            if bad:
+                raise BadFileError(path, f"a literal tests feature {bad[0]!r}, not one of 0..{n_features - 1}",
+                                   record_fix(path))
+            threshold = lit.get("threshold")
+            if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+                raise BadFileError(path, f"a literal has threshold {threshold!r}, expected a finite number",
+                                   record_fix(path))
 
 
 def check_record(record, path: str | Path, bounds: SplitBounds | None) -> None:
@@ -111,3 +134,9 @@ def check_record(record, path: str | Path, bounds: SplitBounds | None) -> None:
             _positions(path, "examples", [e for row in record.examples for e in row], bounds.n_train, "train split")
     elif kind == "rule":
         _rules(path, record, None if bounds is None else bounds.n_classes)
+    elif kind == "local_rule":
+        for entry in record.explanations:
+            _conditions(path, entry.get("conditions", []), len(record.feature_names))
+        if bounds is not None:
+            _positions(path, "indices", record.indices, bounds.n_test, "test split")
+            _positions(path, "targets", record.targets, bounds.n_classes, "classes")

@@ -23,6 +23,7 @@ import numpy as np
 from nnxai.data.store import read_npz, write_npz
 from nnxai.explanations.checks import SplitBounds, check_digest, check_record, pop_digest, record_fix
 from nnxai.io import BadFileError, atomic_write_json, canonical_json, read_json_object, sha256_bytes
+from nnxai.registration import Registry
 
 
 class Explanation:
@@ -144,8 +145,12 @@ class RuleSet(Explanation):
     first rule whose conditions all hold gives the prediction, else ``default``.  A condition is
     ``{"m": int, "literals": [{"feature": int, "op": "<=" | ">", "threshold": float}, ...]}``: it holds when
     at least ``m`` of its literals hold (a plain test is 1-of-1; TREPAN's M-of-N tests [89] are general m).
+    Literals are axis-parallel tests, oblique tests or first-order equalities (:func:`literal_holds`).
     ``feature_space`` says what the features are: ``"inputs"`` (tabular inputs) or ``"concepts"`` (the
     dataset's concept table).  ``tree`` optionally keeps the extracted tree (``depth``, ``n_leaves``).
+    ``inference``: ``None`` for a decision list as above, else ``{"type": name, ...}`` naming how the rules
+    combine (a function of :data:`RULE_INFERENCE`; e.g. the fuzzy rules of [87] under the i-or operator).
+    ``text``: the rules as a person reads them (filled from the structure when not given).
     """
 
     rules: list
@@ -154,14 +159,22 @@ class RuleSet(Explanation):
     class_names: list
     feature_space: str
     tree: dict | None = None
+    inference: dict | None = None
+    text: str = ""
     meta: dict = field(default_factory=dict)
     kind: ClassVar[str] = "rule"
     suffix: ClassVar[str] = ".json"
+
+    def __post_init__(self):
+        if not self.text:       # the file holds the rules as a person reads them, beside their structure
+            self.text = self.to_text()
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise ValueError(f"rule set expects (n, {len(self.feature_names)}) features, got {features.shape}")
+        if self.inference is not None:
+            return RULE_INFERENCE[self.inference["type"]](self, features)
         out = np.full(len(features), self.default, dtype=np.int64)
         undecided = np.ones(len(features), dtype=bool)
         for rule in self.rules:
@@ -176,24 +189,105 @@ class RuleSet(Explanation):
         lines = []
         for rule in self.rules:
             parts = [condition_text(c, self.feature_names) for c in rule["conditions"]] or ["true"]
-            lines.append(f"IF {' AND '.join(parts)} THEN {self.class_names[rule['prediction']]}")
-        lines.append(f"ELSE {self.class_names[self.default]}")
+            lines.append(f"IF {' AND '.join(parts)} THEN {self.class_name(rule['prediction'])}")
+        lines.append(f"ELSE {self.class_name(self.default)}")
         return "\n".join(lines)
+
+    def class_name(self, k) -> str:
+        """The name of class ``k`` (its number where it names no class: the file checks refuse that)."""
+        return self.class_names[k] if isinstance(k, int) and 0 <= k < len(self.class_names) else str(k)
+
+
+#: How a rule set that is not a decision list decides (``RuleSet.inference["type"]``): a function
+#: ``(rule_set, features) -> classes``, registered by the method that extracts such rules.
+RULE_INFERENCE: Registry = Registry("rule inference", packages=("nnxai.methods.rule",))
+
+
+def literal_holds(lit: dict, features: np.ndarray) -> np.ndarray:
+    """Bool per row of ``features`` (n, d): whether the literal holds.  Three forms (:class:`RuleSet`):
+
+    * ``{"feature": j, "op": "<=" | ">", "threshold": t}``: an axis-parallel test ``x_j op t``;
+    * ``{"weights": [[j, w_j], ...], "op": "<=" | ">", "threshold": t}``: an oblique test ``sum_j w_j x_j op t``
+      (NeuroLinear [84]);
+    * ``{"equal": [[columns of A], [columns of B]], "op": "==" | "!=", "names": [A, B]}``: two one-hot groups
+      of the same size have (or have not) their largest entry at the same position, i.e. ``A = B`` for two
+      categorical attributes: a first-order literal (Gyan's generalisation [86], MONK-1's ``a1 = a2``).
+    """
+    if "equal" in lit:
+        a, b = (np.argmax(features[:, list(cols)], axis=1) for cols in lit["equal"])
+        return (a == b) if lit["op"] == "==" else (a != b)
+    if "weights" in lit:
+        column = sum(float(w) * features[:, int(j)] for j, w in lit["weights"])
+    else:
+        column = features[:, lit["feature"]]
+    return (column <= lit["threshold"]) if lit["op"] == "<=" else (column > lit["threshold"])
 
 
 def condition_holds(cond: dict, features: np.ndarray) -> np.ndarray:
+    """Bool per row: at least ``cond["m"]`` of the condition's literals hold."""
     count = np.zeros(len(features), dtype=np.int64)
     for lit in cond["literals"]:
-        column = features[:, lit["feature"]]
-        count += (column <= lit["threshold"]) if lit["op"] == "<=" else (column > lit["threshold"])
+        count += literal_holds(lit, features)
     return count >= cond["m"]
 
 
+def literal_text(lit: dict, names: list) -> str:
+    """A literal as a person reads it: ``a5=1 > 0.5``, ``0.8*x1 - 1.2*x3 <= 0.4``, ``a1 = a2``."""
+    if "equal" in lit:
+        left, right = lit.get("names") or [f"group{k}" for k in range(2)]
+        return f"{left} {'=' if lit['op'] == '==' else '!='} {right}"
+    if "weights" in lit:
+        terms = " ".join(f"{'-' if w < 0 else '+'} {abs(float(w)):.3g}*{names[int(j)]}" for j, w in lit["weights"])
+        return f"{terms.lstrip('+ ')} {lit['op']} {lit['threshold']:.3g}"
+    return f"{names[lit['feature']]} {lit['op']} {lit['threshold']:.3g}"
+
+
 def condition_text(cond: dict, names: list) -> str:
-    lits = [f"{names[l['feature']]} {l['op']} {l['threshold']:.3g}" for l in cond["literals"]]
+    lits = [literal_text(lit, names) for lit in cond["literals"]]
     if len(lits) == 1 and cond["m"] == 1:
         return lits[0]
     return f"{cond['m']}-of-{{{', '.join(lits)}}}"
+
+
+@_json_record
+@dataclass
+class LocalRules(Explanation):
+    """Rules and counterfactuals for single inputs (survey Sec. III-A, local and semi-local scope: CEM [69],
+    CDRP [77], CVE [78], DACE [79], Anchors [65], the partial substitute [80]).
+
+    For each explained test input (``indices``; ``targets``: the class explained, the network's prediction)
+    one entry of ``explanations``, a dict with at least ``"text"`` (the explanation as a person reads it) and
+    ``"conditions"`` (a :class:`RuleSet` condition list over ``feature_space``, ``[]`` where the explanation
+    is not a rule); methods add their own fields (Anchors: ``precision``, ``coverage``; CEM:
+    ``pertinent_positive``, ``pertinent_negative``; DACE, CVE: ``counterfactual``, ``changes``,
+    ``prediction``; CDRP: ``gates``).  ``feature_space`` says what the conditions read: ``"inputs"``,
+    ``"concepts"`` or a method's own units (``"superpixels"``, ``"cells"``, ``"channels"``).  ``extra`` holds
+    method-wide values (lists).
+    """
+
+    indices: list
+    targets: list
+    explanations: list
+    feature_names: list
+    class_names: list
+    feature_space: str
+    extra: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    kind: ClassVar[str] = "local_rule"
+    suffix: ClassVar[str] = ".json"
+
+    def __post_init__(self):
+        if not (len(self.indices) == len(self.targets) == len(self.explanations)):
+            raise ValueError(f"indices ({len(self.indices)}), targets ({len(self.targets)}) and explanations "
+                             f"({len(self.explanations)}) must have the same length")
+        for k, entry in enumerate(self.explanations):
+            if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+                raise ValueError(f"explanation {k} must be a dict with a 'text' string, got {entry!r:.80}")
+
+    def to_text(self) -> str:
+        """One block per explained input: its test position, class and the explanation's text."""
+        return "\n".join(f"test input {i} (class {self.class_names[t]}): {e['text']}"
+                         for i, t, e in zip(self.indices, self.targets, self.explanations))
 
 
 @_json_record
@@ -264,8 +358,8 @@ class ConceptScores(Explanation):
             raise ValueError(f"tests name concepts {sorted(unknown)} that are not in concepts")
 
 
-RECORD_TYPES: dict[str, type[Explanation]] = {c.kind: c for c in (AttributionMap, RuleSet, UnitConcepts, Examples,
-                                                                   ConceptScores)}
+RECORD_TYPES: dict[str, type[Explanation]] = {c.kind: c for c in (AttributionMap, RuleSet, LocalRules, UnitConcepts,
+                                                                   Examples, ConceptScores)}
 
 
 def load_explanation(path: str | Path, bounds: SplitBounds | None = None) -> Explanation:

@@ -6,6 +6,8 @@
   the "accuracy" that METHODS.md lists for rule extractors; the bare id ``accuracy`` is the models' own).
 * ``rule_size`` (number of rules; ``rule_size.antecedents``: mean number of literals per rule), ``tree_depth``
   and ``n_leaves``: comprehensibility as size [85], [119], [127]; smaller is read as more interpretable.
+* ``rule_recovery``: whether the extracted rules are the rule that labelled the data, where it is planted
+  (MONK's problems of Thrun et al. 1991, ``shapes``; :class:`nnxai.data.planted_rules.PlantedRule`).
 """
 
 from __future__ import annotations
@@ -114,3 +116,36 @@ class NLeaves(_TreeMetric):
     id = "n_leaves"
     key = "n_leaves"
     description = "number of leaves of the extracted decision tree"
+
+
+@register_metric
+class RuleRecovery(Metric):
+    """Whether the extracted rule set is the planted rule: ``rule_recovery`` is 1 when the two classify every
+    instance of the planted rule's space alike (logical equivalence on MONK's whole 432-robot space; on
+    ``shapes``, agreement on every combination of the categorical concepts across the distractors' range),
+    else 0; ``rule_recovery.agreement``: the fraction of those instances on which they agree.
+
+    The rules must read the planted rule's feature space (MONK: the one-hot inputs; ``shapes``: its concept
+    table); a rule set over another space is an error, not a zero.
+    """
+
+    id = "rule_recovery"
+    higher_is_better = True
+    kinds = frozenset({"rule"})
+    universal = True
+    description = "1 when the extracted rules equal the planted rule on its whole instance space; and their agreement"
+
+    @classmethod
+    def why_not(cls, method_cls, info):
+        if getattr(info, "planted_rule", None) is None:
+            return f"{info.name} has no planted rule"
+        return super().why_not(method_cls, info)
+
+    def __call__(self, record, ctx, method=None):
+        rules, planted = _rules(record), ctx.info.planted_rule
+        if rules.feature_space != planted.feature_space:
+            raise ValueError(f"rule_recovery: the rules read {rules.feature_space!r}, the planted rule of "
+                             f"{ctx.info.name} reads {planted.feature_space!r}")
+        agree = rules.predict(planted.space) == np.asarray(planted.labels)
+        return {"rule_recovery": float(agree.all()), "rule_recovery.agreement": PerInput(agree)}
+

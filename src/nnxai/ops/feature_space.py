@@ -100,13 +100,16 @@ def split_features(split, kind: str) -> np.ndarray:
 
 
 def feature_space(model: nn.Module, ctx) -> FeatureSpace:
-    """Tabular inputs for tabular data sets; the concept table (rendered to query) for ``shapes``."""
+    """Tabular inputs for tabular data sets (one-hot ``attribute=value`` columns, as MONK's, form one
+    categorical field per attribute, so that every query is a valid instance); the concept table (rendered
+    to query) for ``shapes``."""
     info = ctx.info
     if info.kind == "tabular":
         train = split_features(ctx.train, "inputs")
         names = list(ctx.train.meta.get("feature_names") or [f"x{j}" for j in range(train.shape[1])])
         shape = tuple(info.input_shape)
-        return FeatureSpace("inputs", names, [Field((j,)) for j in range(train.shape[1])], train,
+        fields = _one_hot_fields(names) if any("=" in n for n in names) else [Field((j,)) for j in range(len(names))]
+        return FeatureSpace("inputs", names, fields, train,
                             lambda f, rng: predict_classes(model, torch.as_tensor(f).reshape(-1, *shape)))
     if info.has_concepts and hasattr(info, "render"):
         return concept_space(model, info, split_features(ctx.train, "concepts"))

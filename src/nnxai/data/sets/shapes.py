@@ -7,17 +7,27 @@ rule metrics show the network) and knows which vectors describe a drawable objec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from nnxai.data import shapes
 from nnxai.data.base import DATASETS, Dataset, Splits
+from nnxai.data.planted_rules import PlantedRule
 from nnxai.data.splits import SPLITS, generated_sizes
 
 
 class Shapes(Dataset):
     """The ``shapes`` generator as a data set; concept tables have the columns ``concepts``."""
+
+    @cached_property
+    def planted_rule(self) -> PlantedRule:
+        """The label rule over the concept table, checked on every categorical combination
+        (:func:`nnxai.data.shapes.rule_space`)."""
+        space = shapes.rule_space()
+        return PlantedRule(feature_space="concepts", text=shapes.RULE_TEXT, space=space,
+                           labels=shapes.label_of_table(space), exhaustive=False, classify=shapes.label_of_table)
 
     def build(self, sizes: Mapping[str, int | None], seed: int, workdir: Path) -> tuple[Splits, dict]:
         """Each split from its own stream ``[seed, split number]``; masks packed along the last axis."""

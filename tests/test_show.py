@@ -1,0 +1,28 @@
+"""``python -m nnxai show FILE`` prints a record as a person reads it."""
+
+import numpy as np
+
+from nnxai.cli import main
+from nnxai.explanations import AttributionMap, LocalRules, RuleSet
+
+
+def test_show_prints_rules_local_rules_and_maps(tmp_path, capsys):
+    rules = RuleSet(rules=[{"conditions": [{"m": 1, "literals": [{"feature": 0, "op": ">", "threshold": 0.5}]}],
+                            "prediction": 1}], default=0, feature_names=["a5=1"], class_names=["no", "yes"],
+                    feature_space="inputs", meta={"method": "mofn", "dataset": "monks1", "model": "baseline_sigmoid"})
+    assert main(["show", str(rules.save(tmp_path / "r.json"))]) == 0
+    out = capsys.readouterr().out
+    assert "rule explanation by mofn of monks1/baseline_sigmoid" in out and "IF a5=1 > 0.5 THEN yes\nELSE no" in out
+    local = LocalRules(indices=list(range(12)), targets=[0] * 12, explanations=[{"text": f"rule {k}"} for k in range(12)],
+                       feature_names=["x"], class_names=["no", "yes"], feature_space="inputs")
+    assert main(["show", str(local.save(tmp_path / "l.json")), "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "test input 1 (class no): rule 1" in out and "... 10 more inputs" in out and "rule 2" not in out
+    maps = AttributionMap(np.array([[0.1, -3.0, 0.2]]), [4], [1], meta={"method": "gradient"})
+    assert main(["show", str(maps.save(tmp_path / "m.npz"))]) == 0
+    assert "test input 4 (class 1): most relevant features 1 (-3)" in capsys.readouterr().out
+
+
+def test_show_names_a_missing_file(tmp_path, capsys):
+    assert main(["show", str(tmp_path / "none.json")]) != 0
+    assert "none.json" in capsys.readouterr().err
