@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnxai.explanations import AttributionMap, Examples, Explanation, RuleSet, UnitConcepts
+from nnxai.explanations import AttributionMap, Examples, Explanation, LocalRules, RuleSet, UnitConcepts
 from nnxai.params import BATCH_SIZE, N_EXPLAIN, Declared, Param
 from nnxai.taxonomy import MethodSpec
 from nnxai.versions import library_versions
@@ -312,6 +312,28 @@ class RuleExtractor(Method):
 
     def _run(self, ctx):
         return self.extract(ctx.model, ctx), len(ctx.test.y)
+
+
+class LocalRuleMethod(Method):
+    """Rules and counterfactuals for single inputs (survey Sec. III-A, local and semi-local scope: CEM [69],
+    CDRP [77], CVE [78], DACE [79], Anchors [65]): ``explain_inputs(model, ctx, indices)`` explains the test
+    inputs at ``indices`` (the seeded sample every method explains, :func:`explained_indices`, of
+    ``n_explain``) and returns a :class:`LocalRules` record with one entry per input."""
+
+    record_type = LocalRules
+    parameters = {"n_explain": N_EXPLAIN}
+
+    @abstractmethod
+    def explain_inputs(self, model: nn.Module, ctx: ExplainContext, indices: np.ndarray) -> LocalRules:
+        ...
+
+    def _run(self, ctx):
+        indices = explained_indices(len(ctx.test.y), self.params["n_explain"], ctx.seed)
+        record = self.explain_inputs(ctx.model, ctx, indices)
+        if list(record.indices) != [int(i) for i in indices]:
+            raise RuntimeError(f"{self.spec.id} explained test inputs {list(record.indices)[:5]}..., asked for "
+                               f"{[int(i) for i in indices][:5]}...")
+        return record, len(indices)
 
 
 class UnitLabeler(Method):

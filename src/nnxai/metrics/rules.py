@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnxai.explanations import AttributionMap, RuleSet
+from nnxai.explanations import AttributionMap, LocalRules, RuleSet
 from nnxai.intervals import PerInput
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.multilevel import level_fidelity
@@ -74,14 +74,19 @@ class Fidelity(Metric):
 @register_metric
 class RuleSize(Metric):
     """Number of rules; ``rule_size.antecedents``: mean number of literals per rule (an M-of-N condition
-    counts its n literals)."""
+    counts its n literals).  For rules of single inputs (:class:`LocalRules`: CEM, Anchors, ...), the
+    length of each input's rule, its number of literals (both keys), with an interval over the inputs."""
 
     id = "rule_size"
     higher_is_better = False
-    kinds = frozenset({"rule"})
-    description = "number of rules and mean literals per rule"
+    kinds = frozenset({"rule", "local_rule"})
+    description = "number of rules and mean literals per rule (local rules: literals per input's rule)"
 
     def __call__(self, record, ctx=None, method=None):
+        if isinstance(record, LocalRules):
+            lengths = np.array([sum(len(c["literals"]) for c in e.get("conditions", [])) for e in record.explanations],
+                               dtype=np.float64)
+            return {"rule_size": PerInput(lengths), "rule_size.antecedents": PerInput(lengths)}
         rules = _rules(record).rules
         literals = [sum(len(c["literals"]) for c in rule["conditions"]) for rule in rules]
         return {"rule_size": float(len(rules)), "rule_size.antecedents": float(np.mean(literals)) if rules else 0.0}

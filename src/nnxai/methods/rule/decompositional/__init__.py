@@ -1,0 +1,1 @@
+"""Decompositional rule extraction (survey Sec. III-A-2a): global rules read from the weights unit by unit (KT, M-of-N, NeuroRule, NeuroLinear, fuzzy rules, DeepRED)."""

@@ -1,0 +1,1 @@
+"""Local and semi-local rules and counterfactuals (survey Sec. III-A-1): CEM, CDRP, CVE, DACE, Anchors, the partial substitute."""
