@@ -151,3 +151,13 @@ def test_regularised_variants_explain_a_paired_subset_within_the_budget():
     assert "continuity" in metrics_for(cfg, "digits", "baseline", "gradient")
     paper = load_config({"profile": "paper"})
     assert "continuity" in metrics_for(paper, "digits", "l1", "gradient")
+
+
+def test_a_listed_method_that_fits_no_model_of_the_run_is_refused_naming_what_it_needs():
+    """Asking by name for a method that applies to no model of the run (a CAM of an MLP, KT on a ReLU CNN)
+    is a config error before any job, naming the method, each model and what the method needs there."""
+    with pytest.raises(ConfigError, match=r"config.methods: 'cam' applies to no model of this run \(causal/baseline: "
+                                          r"needs image data, causal is tabular; causal/baseline_sigmoid: .*"
+                                          r"it runs on CNNs with a GAP head"):
+        load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal"]})
+    assert load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal", "shapes"]})

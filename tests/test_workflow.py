@@ -171,3 +171,17 @@ def test_dvc_yaml_is_what_the_code_generates():
     for path in ("src/nnxai/stages/evaluate.py", "src/nnxai/methods/attribution/perturbation/lime.py",
                  "src/nnxai/metrics/pixel_flipping.py", "src/nnxai/report/table3.py", "src/nnxai/data/sets/shapes.py"):
         assert f"      - {path}\n" in text, path
+
+
+def test_a_target_the_run_does_not_explain_is_refused_while_planning():
+    """A cell asked for by path (``snakemake data/explanations/causal/baseline/cam.npz``) that the method does
+    not apply to is refused by the input function, before any job, with what the method needs."""
+    from nnxai.workflow import explain_inputs
+
+    cfg = load_config({"profile": "smoke"})
+    with pytest.raises(ValueError, match=r"cam does not run on causal/baseline: needs image data, causal is "
+                                         r"tabular; cam runs on CNNs with a GAP head"):
+        explain_inputs(cfg, "causal", "baseline", "cam")
+    with pytest.raises(ValueError, match=r"does not train causal/l1"):
+        explain_inputs(cfg, "causal", "l1", "gradient")
+    assert explain_inputs(cfg, "shapes", "baseline", "cam")[0] == "data/checkpoints/shapes/baseline.pt"

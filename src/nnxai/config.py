@@ -235,7 +235,29 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(str(err)) from None
     check_sizes(cfg)
     check_methods_on_data(cfg)
+    check_listed_methods_apply(cfg)
     return cfg
+
+
+def check_listed_methods_apply(cfg: dict) -> None:
+    """A method the config lists by name (``methods: [kt, ...]``) must run on at least one model of the run:
+    otherwise the run would silently do nothing for it.  The error names the method, each model of the run
+    and what the method needs there (``Method.why_not``: KT on a ReLU CNN needs sigmoid units and tabular
+    inputs)."""
+    if cfg["methods"] == "all":
+        return
+    from nnxai.workflow import cell_why_not
+
+    cells = [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
+    for method_id in cfg["methods"]:
+        reasons = [(d, m, cell_why_not(cfg, d, m, method_id)) for d, m in cells]
+        if any(why is None for _, _, why in reasons):
+            continue
+        reasons = [f"{d}/{m}: {why}" for d, m, why in reasons]
+        shown = "; ".join(reasons[:6]) + (f"; ... ({len(reasons) - 6} more)" if len(reasons) > 6 else "")
+        raise ConfigError(f"config.methods: {method_id!r} applies to no model of this run ({shown}); it runs on "
+                          f"{registry.spec(method_id).runs_on}: add a data set and model it fits to "
+                          f"config.datasets / config.models, or remove it")
 
 
 def check_methods_on_data(cfg: dict) -> None:

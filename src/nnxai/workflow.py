@@ -122,8 +122,28 @@ def variant_reexplains_on(cfg: dict, dataset: str) -> bool:
     return allowed is None or dataset in allowed
 
 
+def cell_why_not(cfg: dict, dataset: str, model: str, method: str) -> str | None:
+    """Why the run does not explain ``dataset``/``model`` with ``method`` (what the method needs there), or
+    ``None`` when it does (:func:`methods_for`)."""
+    if dataset not in cfg["datasets"] or model not in models_for(cfg, dataset):
+        return f"this run does not train {dataset}/{model} (config.datasets, config.models)"
+    if method in methods_for(cfg, dataset, model):
+        return None
+    cls = registry.get(method)
+    why = cls.why_not(DATASETS[dataset], model_traits_for(cfg, dataset, model))
+    if why is None and cls.only_models is not None and model not in cls.only_models:
+        why = f"it runs only on {', '.join(sorted(cls.only_models))}"
+    return why or "the config does not select it on this model (config.methods, config.variant_methods)"
+
+
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
-    """What one explain job reads: the checkpoint, the prepared splits and what the method asks for."""
+    """What one explain job reads: the checkpoint, the prepared splits and what the method asks for.  A cell
+    the run does not explain (a target asked by path: KT on a ReLU CNN) is refused here, while Snakemake
+    plans, before any job."""
+    why = cell_why_not(cfg, dataset, model, method)
+    if why is not None:
+        raise ValueError(f"{method} does not run on {dataset}/{model}: {why}; {method} runs on "
+                         f"{registry.spec(method).runs_on}")
     extra = registry.get(method).required_inputs(method_params(cfg, method, dataset, model), dataset, model)
     return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
 
