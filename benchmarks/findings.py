@@ -1,11 +1,12 @@
 """The README's results, from a finished run's ``data/metrics/all.csv``: every number with its 95% bootstrap
 interval over the explained inputs (the ``ci_low``/``ci_high`` columns, :mod:`nnxai.intervals`).
 
-Writes four README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``,
-``<profile>-active``): the test accuracy of every trained model, the attribution metrics of every method on
+Writes five README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``,
+``<profile>-active``, ``<profile>-rules``): the test accuracy of every trained model, the attribution metrics of every method on
 ``shapes``/``baseline`` (where the ground truth is known), the per-input scores of the other explanation
 types, and for each actively regularised network (survey Sec. IV) its accuracy beside the baseline's, the
-scores of its own explanation, and how the passive methods' scores on it compare with the baseline's.  Values
+scores of its own explanation, and how the passive methods' scores on it compare with the baseline's; and
+what every rule method extracted on the sets whose rule is planted (MONK's problems, shapes).  Values
 that are not means over inputs (a TCAV p-value, a rule count) have no such interval and are left to the
 tables and ``all.csv``.
 
@@ -165,6 +166,72 @@ def active_block(results: dict, root: Path) -> str:
     return "\n".join(lines)
 
 
+#: Where the rule block reads each method's rules: the sets whose labelling rule is planted.
+RULE_DATASETS = ("monks1", "monks3", "shapes")
+RULE_METRICS = (("rule_recovery", "planted rule recovered"), ("fidelity", "fidelity"), ("rule_size", "rules"))
+LOCAL_RULE_METRICS = ("precision", "coverage", "validity", "pp_pn_validity", "flip_rate", "edits_to_flip",
+                      "gate_sparsity", "path_fidelity", "cost", "rule_size")
+
+
+def _rule_model(root: Path, dataset: str, method: str, suffix: str = ".json") -> str | None:
+    for model in ("baseline_sigmoid", "baseline"):
+        if (root / "data" / "explanations" / dataset / model / f"{method}{suffix}").is_file():
+            return model
+    return None
+
+
+def _short(text: str, lines: int = 4) -> str:
+    rows = text.splitlines()
+    shown = "<br>".join(r.replace("|", "\\|") for r in rows[:lines])
+    return shown + (f"<br>… ({len(rows)} lines)" if len(rows) > lines else "")
+
+
+def rules_block(results: dict, root: Path) -> str:
+    """What every rule method extracted on the sets with a planted rule (MONK-1, MONK-3, shapes' concepts):
+    the rules as text (from the run's explanation files), whether they are the planted rule, their fidelity
+    (interval over the test split: MONK's whole 432-robot space) and their size; then one explained input of
+    each local rule method with its scores."""
+    from nnxai.explanations import load_explanation
+    from nnxai.taxonomy import ExplanationType, Scope
+
+    specs = [s for s in registry.specs() if s.explanation_type is ExplanationType.RULE
+             and s.engagement.value == "passive" and registry.is_implemented(s.id)]
+    lines = [f"Global rule extractors on the data sets whose labelling rule is planted (sigmoid MLP where the "
+             f"method ran on it, else the ReLU one; shapes: the CNN over its concept table), {LEVEL:.0%} interval "
+             "over the test split (MONK: all 432 robots); `paper/figures/rule_extractors.png` draws them:", "",
+             "| method | data set / model | extracted rules | planted rule recovered | fidelity | rules |",
+             "|---|---|---|---|---|---|"]
+    for spec in (s for s in specs if Scope.GLOBAL in s.scopes):
+        for dataset in RULE_DATASETS:
+            model = _rule_model(root, dataset, spec.id)
+            if model is None:
+                continue
+            record = load_explanation(root / "data" / "explanations" / dataset / model / f"{spec.id}.json")
+            get = lambda metric: results.get((dataset, model, spec.id, metric))
+            recovered = get("rule_recovery")
+            rec = ("yes" if number(recovered["value"]) == 1 else "no") if recovered else ""
+            lines.append(f"| {spec.id} | {dataset} / {model} | {_short(record.text)} | {rec} | "
+                         f"{cell(get('fidelity'), 3)} | {cell(get('rule_size') or get('n_leaves'), 0)} |")
+    local = [s for s in specs if Scope.GLOBAL not in s.scopes
+             and any(k[2] == s.id and k[0] in ("monks1", "shapes") for k in results)]
+    if local:
+        lines += ["", "Local and semi-local rule methods: the first explained input of each, and the scores over "
+                  f"all explained inputs ({LEVEL:.0%} interval):", "",
+                  "| method | data set / model | first explained input | scores |", "|---|---|---|---|"]
+        for spec in local:
+            for dataset in ("monks1", "shapes"):
+                model = _rule_model(root, dataset, spec.id) if dataset != "shapes" else (
+                    "baseline" if (root / "data/explanations/shapes/baseline" / f"{spec.id}.json").is_file() else None)
+                if model is None:
+                    continue
+                record = load_explanation(root / "data" / "explanations" / dataset / model / f"{spec.id}.json")
+                first = record.to_text().splitlines()[0] if hasattr(record, "explanations") else _short(record.text, 2)
+                scores = "; ".join(f"`{m}` {cell(results[(dataset, model, spec.id, m)], 3)}"
+                                   for m in LOCAL_RULE_METRICS if (dataset, model, spec.id, m) in results)
+                lines.append(f"| {spec.id} | {dataset} / {model} | {first.replace('|', '/')} | {scores or '—'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="a finished run's folder")
@@ -175,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {f"{args.profile}-accuracy": accuracy_block(results),
               f"{args.profile}-attribution": attribution_block(results),
               f"{args.profile}-structured": structured_block(results),
-              f"{args.profile}-active": active_block(results, args.root)}
+              f"{args.profile}-active": active_block(results, args.root),
+              f"{args.profile}-rules": rules_block(results, args.root)}
     for name, text in blocks.items():
         print(f"--- {name}\n{text}\n")
         if not args.print:

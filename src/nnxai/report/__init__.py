@@ -12,8 +12,8 @@ script that makes it):
 - :mod:`~nnxai.report.table_comparison` — the companion survey's feature-importance comparison
   (its Table 1, :mod:`~nnxai.report.companion_table`), regenerated for every attribution method;
 - :mod:`~nnxai.report.metrics_heatmap`, :mod:`~nnxai.report.perturbation_curves`,
-  :mod:`~nnxai.report.runtime` — the results figures, drawn from ``data/metrics/all.csv``
-  (PDF, PNG and an HTML page with the values).
+  :mod:`~nnxai.report.runtime`, :mod:`~nnxai.report.rule_extractors` — the results figures, drawn from
+  ``data/metrics/all.csv`` (PDF, PNG and an HTML page with the values).
 
 :data:`TABLES` and :data:`FIGURES` map each output's name to its writer, for the CLI and the workflow;
 both come from :data:`~nnxai.report._items.REPORT_ITEMS`, where each writer registers itself

@@ -23,6 +23,10 @@ from nnxai.taxonomy import Engagement, ExplanationType, Scope
 
 COLUMNS = {"Local and semi-local": (Scope.LOCAL, Scope.SEMI_LOCAL), "Global": (Scope.GLOBAL,)}
 PREFERRED = ("shapes", "baseline")
+#: Where a method that does not run on shapes/baseline is shown: the planted rules of the MONK's problems.
+RULE_SETS = ("monks1", "monks3")
+#: Scores printed beside a local rule's excerpt, where its metrics computed them.
+LOCAL_RULE_SCORES = ("precision", "coverage", "validity", "pp_pn_validity", "flip_rate", "path_fidelity")
 CAPTION = ("Example explanations produced by this run (the survey's Table II, with real outputs): "
            "for each explanation type and scope, an excerpt of every implemented passive method's output "
            "and of each actively trained network's explanation of itself (e.g. the interpretable CNN's "
@@ -31,12 +35,13 @@ CAPTION = ("Example explanations produced by this run (the survey's Table II, wi
 
 def _find(workdir: Path, method_id: str) -> Path | None:
     """The method's explanation for shapes/baseline if it exists (for an active method: shapes and its own
-    network), else its first one in the work dir."""
+    network), else for MONK-1 or MONK-3 (sigmoid, then ReLU MLP), else its first one in the work dir."""
     cls = registry.get(method_id)
     suffix = cls.record_type.suffix
-    models = sorted(cls.only_models) if cls.only_models else [PREFERRED[1]]
-    for model in models:
-        preferred = workdir / "data/explanations" / PREFERRED[0] / model / f"{method_id}{suffix}"
+    cells = ([(PREFERRED[0], m) for m in sorted(cls.only_models)] if cls.only_models
+             else [PREFERRED] + [(d, m) for d in RULE_SETS for m in ("baseline_sigmoid", "baseline")])
+    for dataset, model in cells:
+        preferred = workdir / "data/explanations" / dataset / model / f"{method_id}{suffix}"
         if preferred.is_file():
             return preferred
     found = sorted((workdir / "data/explanations").glob(f"*/*/{method_id}{suffix}"))
@@ -55,6 +60,11 @@ def _excerpt(record, metrics: dict) -> str:
         lines = record.to_text().splitlines()
         text = "; ".join(lines[:3]) + (f"; … ({len(lines) - 1} rules)" if len(lines) > 3 else "")
         return text + (f" — fidelity {metrics['fidelity']:.2f}" if "fidelity" in metrics else "")
+    if record.kind == "local_rule":
+        first = record.explanations[0]["text"] if record.explanations else "no input explained"
+        scores = ", ".join(f"{key} {metrics[key]:.2f}" for key in sorted(metrics)
+                           if key in LOCAL_RULE_SCORES and isinstance(metrics[key], (int, float)))
+        return f"test #{record.indices[0] if record.indices else '-'}: {first}" + (f" — {scores}" if scores else "")
     if record.kind == "hidden_semantics":
         score = lambda u: u.get("iou", u.get("score", 0.0))
         best = sorted(record.units, key=lambda u: -score(u))[:3]
