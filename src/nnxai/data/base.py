@@ -74,6 +74,9 @@ class Dataset:
     #: The rule that labels the set, where it is planted (:class:`nnxai.data.planted_rules.PlantedRule`):
     #: what ``rule_recovery`` checks an extracted rule set against (MONK's problems, ``shapes``).
     planted_rule: ClassVar[Any] = None
+    #: Every input is a 0/1 column (MONK's one-hot robots): what the decompositional rule extractors of
+    #: binary inputs (NeuroRule [83]) require.
+    binary_inputs: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))

@@ -38,6 +38,9 @@ class Fidelity(Metric):
     for concepts: rendered images), give ``fidelity.queries``; 0 skips it, and so does a set of images
     without a concept table (there is no query model of its pixels).
 
+    Rules that abstain (a partial substitute [80] predicts -1 where it leaves the input to the network) are
+    scored on the inputs they decide; ``coverage`` says how many.
+
     An attribution record (MAME's tree [68], the only attribution method judged by ``fidelity``) gets the
     fidelity of each tree level instead: :func:`~nnxai.metrics.multilevel.level_fidelity`, with
     ``n_queries`` group-masked copies of the explained inputs.
@@ -57,8 +60,9 @@ class Fidelity(Metric):
         rules = _rules(record)
         network = predict_classes(ctx.model, ctx.test.x)
         predicted = rules.predict(split_features(ctx.test, rules.feature_space))
-        out = {"fidelity": PerInput(predicted == network),
-               "fidelity.label_accuracy": PerInput(predicted == ctx.test.y.numpy())}
+        decided = predicted >= 0        # a partial substitute [80] abstains (-1) where the network decides
+        out = {"fidelity": PerInput((predicted == network)[decided]),
+               "fidelity.label_accuracy": PerInput((predicted == ctx.test.y.numpy())[decided])}
         queryable = ctx.info.kind == "tabular" or (ctx.info.has_concepts and hasattr(ctx.info, "render"))
         if self.params["n_queries"] and queryable:   # pixels of a set without a concept table: no query model
             space = feature_space(ctx.model, ctx)
@@ -67,7 +71,8 @@ class Fidelity(Metric):
                                  f"space of {ctx.info.name}")
             rng = np.random.default_rng(ctx.seed)
             queries = sample(space, NodeModel.root(space), [], int(self.params["n_queries"]), rng)
-            out["fidelity.queries"] = PerInput(rules.predict(queries) == space.label(queries, rng))
+            answers = rules.predict(queries)
+            out["fidelity.queries"] = PerInput((answers == space.label(queries, rng))[answers >= 0])
         return out
 
 

@@ -17,6 +17,7 @@ class Monks(Dataset):
     """One MONK's problem: fixed sizes (the report's), the whole 432-instance space as test split."""
 
     problem: int = 1
+    binary_inputs = True            # one-hot attribute columns (a ClassVar of Dataset: not a field)
 
     @cached_property
     def planted_rule(self) -> PlantedRule:

@@ -1,1 +1,2 @@
-"""Local and semi-local rules and counterfactuals (survey Sec. III-A-1): CEM, CDRP, CVE, DACE, Anchors, the partial substitute."""
+"""Local and semi-local rules and counterfactuals (survey Sec. III-A-1): CEM, CDRP, CVE, DACE, Anchors and
+the interpretable partial substitute."""

@@ -1,0 +1,180 @@
+"""Gyan [86]: Plotkin's LGG [130] on textbook cases adapted to attribute-value atoms, its generality, the
+fidelity-keeping generalisation of a rule list, and MONK-1/MONK-3 from trained MLPs (does a1 = a2 appear?)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nnxai.data import DATASETS, PreparedSplit, monks
+from nnxai.explanations.records import condition_holds
+from nnxai.methods.base import ExplainContext
+from nnxai.methods.rule.pedagogical import _attributes as attr_ops
+from nnxai.methods.rule.pedagogical.grg import GreedyRuleGeneration, Table
+from nnxai.methods.rule.pedagogical.gyan import (Gyan, clause_conditions, clause_covers, clause_text, generalise,
+                                                 lgg)
+from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
+from nnxai.models import build_network
+from nnxai.ops.feature_space import predict_classes
+
+PARAMS = {"n_bins": 3, "max_samples": 300, "max_rules": 30}     # the default profile's
+#: MONK's six attributes (a1, a2, a4 share the values 1..3; a3 and a6 the values 1..2).
+ATTRS = [attr_ops.Attribute(f"a{k + 1}", "group", cols, tuple(str(v + 1) for v in range(len(cols))),
+                            domain=tuple(str(v + 1) for v in range(len(cols)))) for k, cols in enumerate(monks.GROUPS)]
+SPACE = monks.attribute_space() - 1                  # all 432 robots as value indices
+ONE_HOT = monks.one_hot(monks.attribute_space())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def c(*values):
+    return ("c", frozenset(values))
+
+
+def test_lgg_of_equal_pairs_is_an_equality():
+    """lgg(p(a, f(a)), p(b, f(b))) = p(V, f(V)), in attribute-value form: the LGG of a1=1 & a2=1 and
+    a1=2 & a2=2 (values are indices: 0, 1) is a1(X, V), a2(X, V), i.e. a1 = a2, the equality literal."""
+    g = lgg({0: c(0), 1: c(0)}, {0: c(1), 1: c(1)}, ATTRS)
+    assert g == {0: ("v", 0), 1: ("v", 0)}
+    assert clause_conditions(ATTRS, g) == [{"m": 1, "literals": [
+        {"equal": [[0, 1, 2], [3, 4, 5]], "op": "==", "names": ["a1", "a2"]}]}]
+    assert clause_text(ATTRS, g, "yes") == "yes(X) :- a1(X, V0), a2(X, V0)."
+    np.testing.assert_array_equal(condition_holds(clause_conditions(ATTRS, g)[0], ONE_HOT), SPACE[:, 0] == SPACE[:, 1])
+
+
+def test_lgg_textbook_cases():
+    # lgg(p(a, b), p(b, a)) = p(X, Y): the pairs (1, 2) and (2, 1) differ, no shared variable, no constraint
+    assert lgg({0: c(0), 1: c(1)}, {0: c(1), 1: c(0)}, ATTRS) == {}
+    # constants common to both stay; an atom in one clause only has no partner and goes
+    assert lgg({0: c(0), 1: c(0), 4: c(0)}, {0: c(1), 1: c(1), 4: c(0), 5: c(1)}, ATTRS) == {
+        0: ("v", 0), 1: ("v", 0), 4: c(0)}
+    # the same pair three times: one variable, a1 = a2 = a4, written as two equalities
+    g = lgg({0: c(2), 1: c(2), 3: c(2)}, {0: c(0), 1: c(0), 3: c(0)}, ATTRS)
+    assert g == {0: ("v", 0), 1: ("v", 0), 3: ("v", 0)}
+    assert [cond["literals"][0]["names"] for cond in clause_conditions(ATTRS, g)] == [["a1", "a2"], ["a2", "a4"]]
+    # typed constants: a1 (values 1..3) and a3 (1..2) never share a variable
+    assert lgg({0: c(0), 2: c(0)}, {0: c(1), 2: c(1)}, ATTRS) == {}
+    # a set of values is no single value: a1 in {1,2} & a2 in {1,2} vs a1 = 3 & a2 = 3 is no equality
+    assert lgg({0: c(0, 1), 1: c(0, 1)}, {0: c(2), 1: c(2)}, ATTRS) == {}
+    # variables of generalised clauses are renamed apart and paired like terms
+    once = lgg({0: c(0), 1: c(0)}, {0: c(1), 1: c(1)}, ATTRS)
+    assert lgg(once, {0: c(2), 1: c(2)}, ATTRS) == once
+    assert lgg(once, {0: c(2), 1: c(1)}, ATTRS) == {}
+    # lgg(C, C) = C
+    clause = {0: c(1), 3: c(0, 2), 4: c(3)}
+    assert lgg(clause, clause, ATTRS) == clause
+
+
+def test_lgg_covers_both_clauses_and_is_commutative():
+    """theta-subsumption implies coverage: the LGG covers every robot either clause covers (random clauses
+    over MONK's attributes), and lgg(C, D) = lgg(D, C) up to the variables' names (canonical form)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        clauses = []
+        for _ in range(2):
+            clause = {}
+            for a in rng.choice(6, size=rng.integers(1, 5), replace=False):
+                card = ATTRS[a].card
+                clause[int(a)] = c(*rng.choice(card, size=rng.integers(1, card), replace=False).tolist())
+            clauses.append(clause)
+        g = lgg(*clauses, ATTRS)
+        assert g == lgg(*clauses[::-1], ATTRS)
+        covered = clause_covers(ATTRS, g, SPACE)
+        for clause in clauses:
+            assert covered[clause_covers(ATTRS, clause, SPACE)].all()
+        holds = np.all([condition_holds(cond, ONE_HOT) for cond in clause_conditions(ATTRS, g)] or [covered], axis=0)
+        np.testing.assert_array_equal(holds, covered)
+
+
+def nine_pairs(yes: np.ndarray) -> Table:
+    """a1, a2 only: the 9 value pairs, labelled ``yes``."""
+    attrs = ATTRS[:2]
+    values = np.array(list(itertools.product(range(3), range(3))))
+    return Table(attrs, values, yes(values).astype(np.int64), np.ones(9), 2)
+
+
+def test_generalise_keeps_fidelity():
+    """Two propositional rules a1=1 & a2=1 -> yes and a1=2 & a2=2 -> yes generalise to a1 = a2 -> yes when
+    the data say so; when (3, 3) is a "no", the LGG would misclassify it and both rules stay."""
+    rules = [{0: c(0), 1: c(0)}, {0: c(1), 1: c(1)}, {0: c(2), 1: c(2)}]
+    table = nine_pairs(lambda v: v[:, 0] == v[:, 1])
+    out, preds = generalise(table, rules, [1, 1, 1], default=0)
+    assert out == [{0: ("v", 0), 1: ("v", 0)}] and preds == [1]
+    table = nine_pairs(lambda v: (v[:, 0] == v[:, 1]) & (v[:, 0] < 2))
+    out, preds = generalise(table, rules[:2], [1, 1], default=0)
+    assert out == rules[:2] and preds == [1, 1]
+
+
+# -- MONK's problems from trained MLPs ---------------------------------------------------------------------
+
+def fitted_mlp(x: torch.Tensor, y: torch.Tensor, activation: str) -> nn.Module:
+    """The pipeline's MLP shape, full-batch Adam (lr 0.01) until it fits every training robot (rule fixed
+    before any extraction: "an MLP that fits the data"), at most 3000 steps."""
+    torch.manual_seed(0)
+    net = build_network("mlp", n_features=x.shape[1], n_classes=2, hidden=[32, 16], activation=activation)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for step in range(3000):
+        opt.zero_grad()
+        out = net(x)
+        nn.functional.cross_entropy(out, y).backward()
+        opt.step()
+        if step % 50 == 0 and bool((out.argmax(1) == y).all()):
+            break
+    return net.eval()
+
+
+def monks_context(problem: int, activation: str) -> ExplainContext:
+    info = DATASETS[f"monks{problem}"]
+    splits, meta = info.build({"train": None, "val": None, "test": None}, 0, None)
+    split = {s: PreparedSplit(x=torch.from_numpy(splits[s]["x"]), y=torch.from_numpy(splits[s]["y"]), meta=meta)
+             for s in ("train", "test")}
+    net = fitted_mlp(split["train"].x, split["train"].y, activation)
+    assert (predict_classes(net, split["train"].x) == split["train"].y.numpy()).all()
+    return ExplainContext(model=net, dataset=info.name, model_id=activation, info=info, train=split["train"],
+                          test=split["test"], seed=0)
+
+
+def equalities(record) -> list:
+    return [lit["names"] for rule in record.rules for cond in rule["conditions"] for lit in cond["literals"]
+            if "equal" in lit]
+
+
+def test_monks1_first_order_rule_a1_equals_a2():
+    """The issue's claim holds: from GRG's 7 propositional rules of a sigmoid MLP that fits MONK-1, Gyan's
+    LGG of the three "a1 = k and a2 = k -> yes" rules is the single first-order rule a1 = a2 -> yes; the
+    list (5 rules) is still the planted rule on all 432 robots, with GRG's fidelity."""
+    ctx = monks_context(1, "sigmoid")
+    record = Gyan(**PARAMS).explain(ctx)
+    propositional = GreedyRuleGeneration(**PARAMS).explain(ctx)
+    assert equalities(record) == [["a1", "a2"]]
+    assert "yes(X) :- a1(X, V0), a2(X, V0)." in record.meta["clauses"]
+    assert record.meta["n_propositional_rules"] == len(propositional.rules) == 7
+    assert record.meta["first_order_rules"] == 1
+    assert RuleRecovery()(record, ctx)["rule_recovery"] == 1.0, record.text
+    assert RuleSize()(record)["rule_size"] == 5
+    fidelity = Fidelity(n_queries=0)
+    assert float(fidelity(record, ctx)["fidelity"]) == float(fidelity(propositional, ctx)["fidelity"])
+    assert sum(r["support"] for r in record.rules) == len(ctx.train.y)
+
+
+def test_monks3_no_first_order_rule():
+    """MONK-3 has no equality between attributes to find: Gyan merges one pair of GRG's 15 rules, states no
+    first-order literal, and, as GRG (see test_grg), does not recover the planted rule from a network that
+    memorised the 6 flipped training labels; it keeps GRG's training fidelity (every robot)."""
+    ctx = monks_context(3, "sigmoid")
+    record = Gyan(**PARAMS).explain(ctx)
+    assert equalities(record) == [] and record.meta["first_order_rules"] == 0
+    assert record.meta["n_propositional_rules"] == 15 and len(record.rules) == 14
+    assert RuleRecovery()(record, ctx)["rule_recovery"] == 0.0
+    train_ok = record.predict(ctx.train.x.numpy()) == predict_classes(ctx.model, ctx.train.x)
+    assert train_ok.all()
