@@ -4,7 +4,7 @@ rule-set size against fidelity to the network, and whether the planted rule was 
 One panel per data set with a planted rule (:attr:`nnxai.data.base.Dataset.planted_rule`: ``monks1``,
 ``monks2``, ``monks3``, ``shapes``); one point per (global rule method, plain model: ReLU ``baseline``, ``baseline_sigmoid``): x = number of rules
 (``rule_size``; a tree's leaves), y = ``fidelity`` on the test split (MONK: the whole 432-robot space), with
-its 95 % interval; a filled marker where ``rule_recovery`` is 1 (the rules classify the planted rule's whole
+its 95 % interval (x on a symmetric log scale: a method that extracted no rule stands at 0); a filled marker where ``rule_recovery`` is 1 (the rules classify the planted rule's whole
 instance space as the rule does), hollow otherwise.  Colours are the methods (registry order), marker
 shapes the models.
 """
@@ -76,7 +76,8 @@ def write_rule_extractors(out_dir: Path, workdir: Path = Path(".")) -> list[Path
     points = rule_points(read_results(workdir))
     datasets = first_seen(points["dataset"]) or ["monks1"]
     methods, models = first_seen(points["method"]), first_seen(points["model"])
-    colours = dict(zip(methods, sns.color_palette("colorblind", max(len(methods), 1))))
+    palette = "colorblind" if len(methods) <= 10 else "husl"      # one distinct colour per method
+    colours = dict(zip(methods, sns.color_palette(palette, max(len(methods), 1))))
     markers = dict(zip(models, "osD^v<>"))
     with figure_style():
         fig = new_figure(3.2 * len(datasets) + 1.8, 3.4)
@@ -94,9 +95,10 @@ def write_rule_extractors(out_dir: Path, workdir: Path = Path(".")) -> list[Path
                                 lw=0.8, capsize=2, zorder=1)
                 ax.scatter(row.rules, row.fidelity, s=42, marker=markers[row.model], edgecolors=colour,
                            facecolors=colour if row.recovered else "white", linewidths=1.3, zorder=2)
-            ax.set_xscale("log")
+            ax.set_xscale("symlog", linthresh=1.0)     # a method that extracted no rule sits at 0
+            ax.set_xlim(left=-0.3)
             ax.set_title(dataset)
-            ax.set_xlabel("rules (log scale)")
+            ax.set_xlabel("rules (symmetric log scale)")
         axes[0].set_ylabel("fidelity to the network")
         from matplotlib.lines import Line2D
 
@@ -104,6 +106,6 @@ def write_rule_extractors(out_dir: Path, workdir: Path = Path(".")) -> list[Path
                    + [Line2D([], [], ls="", marker=markers[m], color="0.3", mfc="white", label=m) for m in models]
                    + [Line2D([], [], ls="", marker="o", color="0.3", label="planted rule recovered"),
                       Line2D([], [], ls="", marker="o", color="0.3", mfc="white", label="not recovered")])
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=7)
+        fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=7)
         fig.suptitle("Global rule extraction against planted rules")
         return save_figure(fig, out_dir, NAME, CAPTION, points)

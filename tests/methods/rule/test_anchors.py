@@ -22,8 +22,9 @@ from nnxai.methods.rule.local._anchor_space import image_space
 from nnxai.methods.rule.local.anchors import Anchors
 from nnxai.metrics.coverage import Coverage, Precision
 from nnxai.metrics.rules import RuleSize
-from nnxai.models import build_network
 from nnxai.ops.feature_space import predict_classes
+
+from rule_helpers import fitted_mlp
 
 #: The default profile's parameters (configs/config.yaml), but for the number of inputs.
 PARAMS = {"n_explain": 20, "tau": 0.95, "delta": 0.1, "epsilon": 0.15, "beam_width": 2, "batch_size": 25,
@@ -32,14 +33,6 @@ PARAMS = {"n_explain": 20, "tau": 0.95, "delta": 0.1, "epsilon": 0.15, "beam_wid
 FRESH = 2000
 SLACK = 3 * math.sqrt(PARAMS["tau"] * (1 - PARAMS["tau"]) / FRESH)
 A5_IS_1 = {"feature": monks.FEATURE_NAMES.index("a5=1"), "op": ">", "threshold": 0.5}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- KL-LUCB ----------------------------------------------------------------------------------------------
@@ -136,21 +129,6 @@ def monks_splits(problem: int) -> dict:
     splits, meta = info.build({"train": None, "val": None, "test": None}, 0, None)
     return {s: PreparedSplit(x=torch.from_numpy(splits[s]["x"]), y=torch.from_numpy(splits[s]["y"]), meta=meta)
             for s in ("train", "test")}
-
-
-def fitted_mlp(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
-    """The pipeline's sigmoid MLP, full-batch Adam until it fits every training robot (at most 3000 steps)."""
-    torch.manual_seed(0)
-    net = build_network("mlp", n_features=x.shape[1], n_classes=2, hidden=[32, 16], activation="sigmoid")
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(3000):
-        opt.zero_grad()
-        out = net(x)
-        nn.functional.cross_entropy(out, y).backward()
-        opt.step()
-        if step % 50 == 0 and bool((out.argmax(1) == y).all()):
-            break
-    return net.eval()
 
 
 def monks_context(problem: int, model: nn.Module | None = None) -> ExplainContext:

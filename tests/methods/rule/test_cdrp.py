@@ -22,14 +22,6 @@ PARAMS = {"n_explain": 12, "batch_size": 5, "steps": 30, "lr": 0.1, "momentum": 
 PLANTED = {"conv1": 2, "conv2": 1, "conv3": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def planted_cnn() -> ConvNet:
     """ConvNet (1 input channel, widths 4-4-4, 2 classes) in which only ``PLANTED`` channels reach the logits.
 

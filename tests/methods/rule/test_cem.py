@@ -24,14 +24,6 @@ PARAMS = {"n_explain": 40, "batch_size": 20, "kappa": 0.1, "beta": 0.1, "gamma":
           "max_iter": 100, "lr": 0.01, "ae_epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_net(w: np.ndarray, bias: float) -> nn.Module:
     """Two logits whose difference ``z0 - z1 = w . x + bias`` (class 0 where it is positive)."""
     net = nn.Linear(len(w), 2)

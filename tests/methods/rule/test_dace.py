@@ -29,14 +29,6 @@ PARAMS = {"n_explain": 6, "lam": 1.0, "n_neighbors": 5, "n_anchors": 200, "n_can
           "margin": 1e-3, "node_limit": 100000, "time_limit": 120.0, "mip_gap": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def relu_mlp(sizes, seed):
     torch.manual_seed(seed)
     net = build_network("mlp", n_features=sizes[0], n_classes=sizes[-1], hidden=list(sizes[1:-1]), activation="relu")

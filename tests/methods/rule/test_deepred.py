@@ -24,14 +24,6 @@ from nnxai.training.trainer import TrainConfig, train_model
 PARAMS = {"min_samples_leaf": 2, "confidence": 0.25, "max_rules": 2000}     # C4.5's -m 2, -c 0.25 (the config's)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rows(dnf: Dnf) -> set[frozenset]:
     return {frozenset(dnf.tests(i)) for i in range(len(dnf))}
 

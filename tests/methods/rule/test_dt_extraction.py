@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from nnxai.data import DATASETS, DatasetInfo, PreparedSplit, monks, shapes
 from nnxai.explanations import RuleSet
@@ -15,53 +14,18 @@ from nnxai.methods.rule.pedagogical import _c45
 from nnxai.methods.rule.pedagogical._oracle import Oracle
 from nnxai.methods.rule.pedagogical.dt_extraction import DTExtraction, genetic_search, select_prototypes
 from nnxai.metrics.rules import Fidelity, RuleRecovery
-from nnxai.models.networks import ConvNet, build_network
 from nnxai.ops.feature_space import FeatureSpace, _one_hot_fields, predict_classes
 from nnxai.params import ParamError
-from nnxai.training.runtime import seed_everything
-from nnxai.training.trainer import TrainConfig, train_model
+
+from rule_helpers import literals, monk_context, tabular_context, train_shapes_cnn, unit_net
 
 #: configs/config.yaml's block (the simple GA, C5.0's defaults).
 PARAMS = {"population": 100, "generations": 20, "crossover_rate": 0.6, "mutation_rate": 0.1, "confidence": 0.9,
           "criterion": "gain_ratio", "prune_confidence": 0.25, "min_cases": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def unit_net(units: list[tuple[int, float, int]], need: int, n_features: int, k: float = 200.0) -> nn.Module:
-    """Class 1 iff at least ``need`` of the half-spaces ``sign * (x_j - t) > 0`` hold (steep sigmoid units)."""
-    net = nn.Sequential(nn.Linear(n_features, len(units)), nn.Sigmoid(), nn.Linear(len(units), 2))
-    with torch.no_grad():
-        net[0].weight.zero_()
-        for i, (j, t, sign) in enumerate(units):
-            net[0].weight[i, j] = sign * k
-            net[0].bias[i] = -sign * k * t
-        net[2].weight.copy_(torch.stack([torch.zeros(len(units)), torch.full((len(units),), 10.0)]))
-        net[2].bias.copy_(torch.tensor([0.0, -10.0 * (need - 0.5)]))
-    net.architecture = "mlp"
-    return net.eval()
-
-
-def tabular_context(net, x, names=None, seed=0):
-    info = DatasetInfo("toy", "tabular", 2, (x.shape[1],), False, False, "test toy")
-    meta = {"class_names": ["neg", "pos"], **({"feature_names": names} if names else {})}
-    split = PreparedSplit(x=torch.as_tensor(x, dtype=torch.float32), y=torch.zeros(len(x), dtype=torch.long),
-                          meta=meta)
-    return ExplainContext(model=net, dataset="toy", model_id="toy", info=info, train=split, test=split, seed=seed)
-
-
 BINARY = [f"b{j}=1" for j in range(5)]
 ALL_BINARY = np.array(np.meshgrid(*[[0.0, 1.0]] * 5, indexing="ij")).reshape(5, -1).T
-
-
-def literals(record: RuleSet) -> list[dict]:
-    return [lit for rule in record.rules for cond in rule["conditions"] for lit in cond["literals"]]
 
 
 # -- the C4.5 core -----------------------------------------------------------------------------------------
@@ -182,24 +146,6 @@ def test_the_genetic_search_climbs_and_selection_keeps_confident_prototypes():
 
 
 # -- MONK's problems -----------------------------------------------------------------------------------------
-def monk_context(problem: int, seed: int = 0) -> ExplainContext:
-    """MONK-``problem`` with the sigmoid MLP of configs/config.yaml (hidden [32, 16], 300 epochs, batch 32,
-    lr 0.005): ``baseline_sigmoid``."""
-    splits, meta = monks.build(problem, {}, seed)
-
-    def split(name):
-        d = splits[name]
-        return PreparedSplit(x=torch.from_numpy(d["x"]), y=torch.from_numpy(d["y"]), index=d["index"],
-                             meta={"class_names": meta["class_names"], "feature_names": meta["feature_names"]})
-
-    train, val, test = split("train"), split("val"), split("test")
-    seed_everything(seed)                  # as the train stage: the initial weights come from the seed
-    net = build_network("mlp", n_features=17, n_classes=2, hidden=[32, 16], activation="sigmoid")
-    train_model(net, (train.x, train.y), (val.x, val.y), TrainConfig(epochs=300, batch_size=32, lr=0.005), seed,
-                progress=False)
-    info = DATASETS[f"monks{problem}"]
-    return ExplainContext(model=net.eval(), dataset=info.name, model_id="baseline_sigmoid", info=info, train=train,
-                          test=test, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -265,23 +211,6 @@ def test_determinism_round_trip_applicability_and_bad_params(tmp_path):
 
 
 # -- shapes: a CNN over the concept table --------------------------------------------------------------------
-def train_shapes_cnn(n_train: int = 3000, epochs: int = 6, seed: int = 0):
-    """A small ConvNet on generated shapes images: Adam, one-cycle learning rate up to 0.01, batches of 32."""
-    train, test = shapes.generate(n_train, [seed, 0]), shapes.generate(1000, [seed, 2])
-    torch.manual_seed(seed)
-    net = ConvNet(3, 2, widths=(8, 16, 32))
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    batches = torch.arange(n_train).split(32)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=epochs * len(batches))
-    x, y = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=order).split(32):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-            schedule.step()
-    return net.eval(), train, test
 
 
 @pytest.mark.e2e

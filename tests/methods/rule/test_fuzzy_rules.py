@@ -23,14 +23,6 @@ from nnxai.training.trainer import TrainConfig, train_model
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- the i-or operator (Benitez et al. 1997, Sec. IV: the f-dual of + under the logistic) --------------------
 
 def test_ior_is_the_logistic_dual_of_addition():

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 from torch import nn
@@ -21,14 +20,6 @@ from nnxai.ops.feature_space import predict_classes
 #: The default profile's parameters (read from the file, so that the test runs what the pipeline runs).
 CONFIG = Path(__file__).parents[3] / "configs" / "config.yaml"
 PARAMS = yaml.safe_load(CONFIG.read_text())["method_params"]["global_cem"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_clauses_hold_at_the_input_and_fail_at_its_contrast_points():

@@ -6,20 +6,17 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pytest
-import torch
-from torch import nn
 
-from nnxai.data import DATASETS, PreparedSplit, monks
+from nnxai.data import monks
 from nnxai.explanations.records import condition_holds
-from nnxai.methods.base import ExplainContext
 from nnxai.methods.rule.pedagogical import _attributes as attr_ops
 from nnxai.methods.rule.pedagogical.grg import GreedyRuleGeneration, Table
 from nnxai.methods.rule.pedagogical.gyan import (Gyan, clause_conditions, clause_covers, clause_text, generalise,
                                                  lgg)
 from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
-from nnxai.models import build_network
 from nnxai.ops.feature_space import predict_classes
+
+from rule_helpers import monks_context
 
 PARAMS = {"n_bins": 3, "max_samples": 300, "max_rules": 30}     # the default profile's
 #: MONK's six attributes (a1, a2, a4 share the values 1..3; a3 and a6 the values 1..2).
@@ -27,14 +24,6 @@ ATTRS = [attr_ops.Attribute(f"a{k + 1}", "group", cols, tuple(str(v + 1) for v i
                             domain=tuple(str(v + 1) for v in range(len(cols)))) for k, cols in enumerate(monks.GROUPS)]
 SPACE = monks.attribute_space() - 1                  # all 432 robots as value indices
 ONE_HOT = monks.one_hot(monks.attribute_space())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def c(*values):
@@ -116,32 +105,6 @@ def test_generalise_keeps_fidelity():
 
 
 # -- MONK's problems from trained MLPs ---------------------------------------------------------------------
-
-def fitted_mlp(x: torch.Tensor, y: torch.Tensor, activation: str) -> nn.Module:
-    """The pipeline's MLP shape, full-batch Adam (lr 0.01) until it fits every training robot (rule fixed
-    before any extraction: "an MLP that fits the data"), at most 3000 steps."""
-    torch.manual_seed(0)
-    net = build_network("mlp", n_features=x.shape[1], n_classes=2, hidden=[32, 16], activation=activation)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(3000):
-        opt.zero_grad()
-        out = net(x)
-        nn.functional.cross_entropy(out, y).backward()
-        opt.step()
-        if step % 50 == 0 and bool((out.argmax(1) == y).all()):
-            break
-    return net.eval()
-
-
-def monks_context(problem: int, activation: str) -> ExplainContext:
-    info = DATASETS[f"monks{problem}"]
-    splits, meta = info.build({"train": None, "val": None, "test": None}, 0, None)
-    split = {s: PreparedSplit(x=torch.from_numpy(splits[s]["x"]), y=torch.from_numpy(splits[s]["y"]), meta=meta)
-             for s in ("train", "test")}
-    net = fitted_mlp(split["train"].x, split["train"].y, activation)
-    assert (predict_classes(net, split["train"].x) == split["train"].y.numpy()).all()
-    return ExplainContext(model=net, dataset=info.name, model_id=activation, info=info, train=split["train"],
-                          test=split["test"], seed=0)
 
 
 def equalities(record) -> list:

@@ -23,14 +23,6 @@ PARAMS = {"beta": 0.9, "max_antecedents": 5, "max_rules": 20}       # the defaul
 F = monks.FEATURE_NAMES.index
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def monk_context(net, problem: int, seed: int = 0) -> ExplainContext:
     splits, _ = monks.build(problem, {}, seed)
     meta = {"class_names": monks.CLASS_NAMES, "feature_names": monks.FEATURE_NAMES}

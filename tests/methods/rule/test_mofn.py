@@ -8,7 +8,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from nnxai.data import DATASETS, DatasetInfo
 from nnxai.explanations.records import condition_holds
@@ -21,14 +20,6 @@ from nnxai.params import ParamError
 from test_kt import MONK1, MONK3, knowledge_net, monk_context, scores, trained_net
 
 PARAMS = {"cluster_distance": 0.25, "bias_steps": 300, "bias_lr": 0.01, "max_vectors": 65536, "max_rules": 5}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 ALL7 = np.array(list(itertools.product((0, 1), repeat=7)), dtype=bool)     # every input of a 7-input unit

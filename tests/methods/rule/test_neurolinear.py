@@ -25,14 +25,6 @@ PARAMS = {"eps1": 0.1, "eps2": 1.0e-4, "beta": 10.0, "eta1": 0.35, "eta2": 0.1, 
           "iterations": 100, "max_rows": 500, "inconsistency": 0.05}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- step 2: Chi2 ----------------------------------------------------------------------------------------------
 
 def test_pair_statistic_is_pearsons_chi2():

@@ -26,14 +26,6 @@ PARAMS = {"eps1": 0.1, "eps2": 1.0e-4, "beta": 10.0, "eta1": 0.35, "eta2": 0.1, 
           "iterations": 100, "max_rows": 500, "cluster_eps": 0.3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hand_net(weights, biases) -> _setiono.Net:
     w = [torch.tensor(v, dtype=torch.float64) for v in weights]
     return _setiono.Net(w, [torch.tensor(b, dtype=torch.float64) for b in biases], [torch.ones_like(t) for t in w])

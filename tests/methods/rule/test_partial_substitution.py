@@ -22,17 +22,11 @@ from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
 from nnxai.models import build_network
 from nnxai.ops.feature_space import predict_classes, split_features
 
+from rule_helpers import fitted_mlp
+
 #: The default profile's parameters (configs/config.yaml).
 PARAMS = {"theta_rule": 0.01, "theta_coverage": 0.1, "target": "labels", "min_support": 0.05, "max_len": 3,
           "n_rules": 500, "n_bins": 4, "n_iterations": 2000, "t0": 0.01}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_problem(seed: int, n_rules: int = 6):
@@ -122,20 +116,6 @@ def test_planted_region_is_covered_exactly():
 
 
 # -- MONK's problems from trained MLPs ---------------------------------------------------------------------
-
-def fitted_mlp(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
-    """The pipeline's sigmoid MLP, full-batch Adam until it fits every training robot (at most 3000 steps)."""
-    torch.manual_seed(0)
-    net = build_network("mlp", n_features=x.shape[1], n_classes=2, hidden=[32, 16], activation="sigmoid")
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(3000):
-        opt.zero_grad()
-        out = net(x)
-        nn.functional.cross_entropy(out, y).backward()
-        opt.step()
-        if step % 50 == 0 and bool((out.argmax(1) == y).all()):
-            break
-    return net.eval()
 
 
 def monks_context(problem: int) -> ExplainContext:
