@@ -19,6 +19,7 @@ import csv
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from job_times import read_jobs  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = {"default": 30 * 60, "smoke": 3 * 60}
 WALL_FILE = "wall_seconds.txt"   #: the run's measured wall time, kept in its folder
+PROFILE_FILE = "profile.txt"     #: the profile it ran, kept in its folder (``--root`` writes that profile's block)
 
 
 def run(profile: str, cores: int) -> tuple[Path, float]:
@@ -47,6 +49,7 @@ def run(profile: str, cores: int) -> tuple[Path, float]:
     if done.returncode != 0:
         raise SystemExit(f"the run failed (exit {done.returncode}) after {wall:.0f} s; see {workdir}/logs")
     (workdir / WALL_FILE).write_text(f"{wall:.1f}\n")
+    (workdir / PROFILE_FILE).write_text(f"{profile}\n")
     return workdir, wall
 
 
@@ -83,20 +86,38 @@ def summary(workdir: Path, wall: float, profile: str, cores: int) -> str:
     return "\n".join(lines)
 
 
+def run_profile(workdir: Path) -> str | None:
+    """The profile a run folder was made with: its ``profile.txt``, else its folder name
+    (``nnxai-<profile>-run-*``, as :func:`run` names it), else ``None``."""
+    recorded = workdir / PROFILE_FILE
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    match = re.match(r"nnxai-(\w+?)-run-", workdir.resolve().name)
+    return match.group(1) if match else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
+    parser.add_argument("--profile", choices=["smoke", "default", "paper"],
+                        help="the profile to run (default: default); with --root, the run's own (from its folder)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--root", type=Path, help="a finished run's folder (with --wall): no new run")
     parser.add_argument("--wall", type=float, help="that run's wall seconds")
     parser.add_argument("--print", action="store_true", help="print only, leave the README alone")
     args = parser.parse_args(argv)
     if args.root:
+        ran = run_profile(args.root)
+        if args.profile is not None and ran is not None and args.profile != ran:
+            parser.error(f"--profile {args.profile}: {args.root} is a run of the {ran!r} profile")
+        args.profile = args.profile or ran
+        if args.profile is None:
+            parser.error(f"--root {args.root}: its profile is not recorded ({PROFILE_FILE}); pass --profile")
         recorded = args.root / WALL_FILE
         if args.wall is None and not recorded.is_file():
             parser.error(f"--root needs --wall (the run's wall time in seconds): {recorded} is missing")
         workdir, wall = args.root, args.wall if args.wall is not None else float(recorded.read_text())
     else:
+        args.profile = args.profile or "default"
         workdir, wall = run(args.profile, args.cores)
     text = summary(workdir, wall, args.profile, args.cores)
     print(f"\n{text}\n\nrun folder: {workdir}")
