@@ -180,9 +180,13 @@ def _rule_model(root: Path, dataset: str, method: str, suffix: str = ".json") ->
     return None
 
 
+LINE = 160   #: characters of one rule shown in the README table (the file holds it whole)
+
+
 def _short(text: str, lines: int = 4) -> str:
     rows = text.splitlines()
-    shown = "<br>".join(r.replace("|", "\\|") for r in rows[:lines])
+    cut = lambda r: r if len(r) <= LINE else r[:LINE - 1] + "…"      # an M-of-N chain can run for a page
+    shown = "<br>".join(cut(r).replace("|", "\\|") for r in rows[:lines])
     return shown + (f"<br>… ({len(rows)} lines)" if len(rows) > lines else "")
 
 
