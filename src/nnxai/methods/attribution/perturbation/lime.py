@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -44,24 +43,10 @@ from nnxai.methods.attribution._reference import ReferenceAttribution
 from nnxai.methods.base import AttributionMethod
 from nnxai.ops.maps import REFERENCES
 from nnxai.ops.noise import per_input_normals
+from nnxai.ops.superpixels import compose, superpixels
 from nnxai.ops.surrogate import LocalSurrogate, Neighbourhood
 from nnxai.params import Choice, Float, Int
 from nnxai.registry import register
-
-
-def superpixels(image: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
-    """SLIC superpixels of one image ``(C, H, W)``, labelled 0..K−1 in order of first appearance; long (H, W)."""
-    from skimage.segmentation import slic
-
-    pixels = image.detach().cpu().double().permute(1, 2, 0).numpy()
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    if pixels.shape[2] != 3:
-        raise ValueError(f"SLIC superpixels need 1 or 3 channels, got {pixels.shape[2]}")
-    labels = slic(pixels, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
-    _, first, dense = np.unique(labels.reshape(-1), return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))            # relabel by first appearance in raster order
-    return torch.as_tensor(order[dense].reshape(labels.shape), dtype=torch.long, device=image.device)
 
 
 def coin_samples(x: torch.Tensor, n_features: int, n_samples: int, seed: int) -> torch.Tensor:
@@ -76,12 +61,6 @@ def proximity(coins: torch.Tensor, kernel_width: float) -> torch.Tensor:
     present = coins.double().sum(-1)
     distance = 1 - (present / coins.shape[-1]).sqrt()
     return torch.exp(-distance ** 2 / kernel_width ** 2)
-
-
-def compose(coins: torch.Tensor, index: torch.Tensor, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Inputs ``z' ⊙ x + (1 − z') ⊙ x_ref`` per component: ``coins`` (S, d), ``index`` shaped like ``x``."""
-    on = coins[:, index]                                                    # (S, *x.shape)
-    return on * x + (1 - on) * reference.reshape(x.shape)
 
 
 @register("lime")

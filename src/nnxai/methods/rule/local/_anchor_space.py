@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from nnxai.explanations.records import literal_holds
-from nnxai.methods.attribution.perturbation.lime import compose, superpixels
+from nnxai.ops.superpixels import compose, superpixels
 from nnxai.ops.feature_space import predict_classes
 
 
