@@ -151,8 +151,12 @@ rule report_all:
 # imported torch, captum and the registries once (~0.1 s instead of ~4 s of start-up per job); results are
 # bit for bit the same. Not for cluster executors, dry runs or --use-conda. NNXAI_NO_WORKER=1 turns it off.
 from nnxai import worker as nnxai_worker
+# Greedy job selection unless the command line names a --scheduler: the ILP default cost half a core on
+# two and picks the same jobs here (no priorities, no temp files); see nnxai/scheduling.py.
+from nnxai.scheduling import prefer_greedy
 
 onstart:
+    prefer_greedy(workflow)
     nnxai_worker.start_for_workflow(workflow)
 
 onsuccess:

@@ -1,0 +1,45 @@
+"""The Snakefile's greedy job selection (nnxai.scheduling): real Snakemake runs of a one-rule workflow."""
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from nnxai.scheduling import prefer_greedy
+
+SNAKEFILE = """
+from nnxai.scheduling import prefer_greedy
+
+onstart:
+    chosen = prefer_greedy(workflow)
+    selector = workflow.scheduler._job_selector
+    greedy = selector == workflow.scheduler.job_selector_greedy
+    open("selector.txt", "w").write(f"{chosen} {greedy}")
+
+rule all:
+    output: "done.txt"
+    shell: "echo ok > {output}"
+"""
+
+
+def run_snakemake(tmp_path, *flags):
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"),
+           "--directory", str(tmp_path), "--cores", "1", "--quiet", "all", *flags]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "done.txt").exists()
+    return (tmp_path / "selector.txt").read_text()
+
+
+def test_a_plain_run_selects_jobs_greedily(tmp_path):
+    assert run_snakemake(tmp_path) == "True True"
+
+
+@pytest.mark.parametrize("flags", [("--scheduler", "ilp"), ("--scheduler=ilp",)])
+def test_a_scheduler_named_on_the_command_line_is_kept(tmp_path, flags):
+    assert run_snakemake(tmp_path, *flags) == "False False"
+
+
+def test_nothing_changes_without_a_job_scheduler():
+    assert prefer_greedy(SimpleNamespace(scheduler=None), argv=["snakemake"]) is False
