@@ -85,3 +85,57 @@ def test_local_rules_roundtrip_and_checks(tmp_path):
                      class_names=["a", "b"], feature_space="inputs").save(tmp_path / "bad.json")
     with pytest.raises(BadFileError, match="indices"):
         load_explanation(bad, SplitBounds(n_test=10, n_train=10, n_classes=2))
+
+
+def _unit_images():
+    from nnxai.explanations import UnitImages
+
+    images = np.linspace(0, 1, 2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    return UnitImages(units=[{"layer": "conv1", "unit": 0, "regulariser": "none", "activation": 1.5},
+                             {"layer": "logits", "unit": 1, "regulariser": "l2", "concept": "stripes"}],
+                      concepts=["stripes"], images=images, meta={"method": "activation_max"})
+
+
+def _surrogate():
+    from nnxai.explanations import SurrogateModel
+
+    return SurrogateModel(architecture={"type": "mlp", "hidden": [4]}, indices=[0, 3],
+                          logits=[[0.5, -0.5], [1.0, 2.0]], meta={"method": "mimic"},
+                          parameters={"0.weight": np.ones((4, 6)), "0.bias": np.zeros(4)})
+
+
+@pytest.mark.parametrize("make", [_unit_images, _surrogate])
+def test_npz_records_roundtrip_dispatch_and_digest(tmp_path, make):
+    import zipfile
+
+    record = make()
+    path = record.save(tmp_path / "r.npz")
+    back = load_explanation(path)
+    assert type(back) is type(record) and back.meta == record.meta
+    for name in record.array_fields:
+        a, b = getattr(record, name), getattr(back, name)
+        if isinstance(a, dict):
+            assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+        else:
+            assert np.array_equal(a, b)
+    # a changed array member is caught by the digest, naming the file
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    first = next(n for n in sorted(members) if n not in ("doc.npy", "meta.npy"))
+    data = bytearray(members[first])
+    data[-1] ^= 0xFF
+    members[first] = bytes(data)
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        for n, b in members.items():
+            archive.writestr(n, b)
+    with pytest.raises(Exception, match="bad.npz"):
+        load_explanation(tmp_path / "bad.npz")
+
+
+def test_npz_record_checks_its_values(tmp_path):
+    from nnxai.explanations import UnitImages
+
+    with pytest.raises(ValueError, match="2 images for 1 units"):
+        UnitImages(units=[{"layer": "a", "unit": 0}], concepts=[], images=np.zeros((2, 1, 2, 2)))
+    with pytest.raises(ValueError, match="non-finite"):
+        UnitImages(units=[{"layer": "a", "unit": 0}], concepts=[], images=np.full((1, 1, 2, 2), np.nan))

@@ -26,3 +26,17 @@ def test_show_prints_rules_local_rules_and_maps(tmp_path, capsys):
 def test_show_names_a_missing_file(tmp_path, capsys):
     assert main(["show", str(tmp_path / "none.json")]) != 0
     assert "none.json" in capsys.readouterr().err
+
+
+def test_show_prints_unit_images_and_surrogates(tmp_path, capsys):
+    from nnxai.explanations import SurrogateModel, UnitImages
+
+    images = UnitImages(units=[{"layer": "conv2", "unit": 3, "regulariser": "total_variation", "activation": 2.5}],
+                        concepts=[], images=np.zeros((1, 3, 8, 8)), meta={"method": "activation_max"})
+    assert main(["show", str(images.save(tmp_path / "u.npz"))]) == 0
+    out = capsys.readouterr().out
+    assert "1 images of shape (3, 8, 8)" in out and "conv2:3  activation 2.5, regulariser 'total_variation'" in out
+    mimic = SurrogateModel(architecture={"type": "mlp", "hidden": [8]}, indices=[0, 1], logits=np.zeros((2, 3)),
+                           parameters={"w": np.zeros((8, 4)), "b": np.zeros(8)}, meta={"method": "mimic"})
+    assert main(["show", str(mimic.save(tmp_path / "s.npz"))]) == 0
+    assert "40 parameters in 2 arrays" in capsys.readouterr().out

@@ -1,8 +1,8 @@
 """``python -m nnxai show FILE``: an explanation record as a person reads it.
 
 Rules print as IF-THEN text, local rules and counterfactuals per explained input, examples as the training
-positions beside each test input, unit concepts and concept scores as tables, attribution maps as their
-most relevant features.  The header says which method made the record, on which data set and model.
+positions beside each test input, unit concepts and concept scores as tables, unit images as the units they
+show, surrogate models as their architecture, attribution maps as their most relevant features.  The header says which method made the record, on which data set and model.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nnxai.explanations import (AttributionMap, ConceptScores, Examples, Explanation, LocalRules, RuleSet,
-                                UnitConcepts, load_explanation)
+                                SurrogateModel, UnitConcepts, UnitImages, load_explanation)
 
 
 def header(record: Explanation, path: Path) -> str:
@@ -45,6 +45,18 @@ def render(record: Explanation, limit: int = 10) -> str:
         lines = [f"{u.get('layer')}:{u.get('unit')}  {u.get('concept')}  score {float(u.get('score', 0.0)):.3f}"
                  for u in units[:limit]]
         return "\n".join([f"{len(record.units)} units labelled with {len(record.concepts)} concepts"] + lines)
+    if isinstance(record, UnitImages):
+        lines = [f"{len(record.units)} images of shape {tuple(record.images.shape[1:])}"]
+        for unit in record.units[:limit]:
+            rest = ", ".join(f"{k} {_short(v)}" for k, v in unit.items() if k not in ("layer", "unit"))
+            lines.append(f"{unit['layer']}:{unit['unit']}" + (f"  {rest}" if rest else ""))
+        more = len(record.units) - limit
+        return "\n".join(lines + ([f"... {more} more"] if more > 0 else []))
+    if isinstance(record, SurrogateModel):
+        n_params = sum(int(np.asarray(v).size) for v in record.parameters.values())
+        lines = [f"surrogate {record.architecture}: {n_params} parameters in {len(record.parameters)} arrays",
+                 f"logits on {len(record.indices)} test inputs"]
+        return "\n".join(lines)
     if isinstance(record, ConceptScores):
         lines = [f"{t['concept']} -> {record.class_names[t['class']]}: TCAV {t['tcav_score']:.3f}, "
                  f"p {t['p_value_corrected']:.3g}{' (significant)' if t['significant'] else ''}"
@@ -59,6 +71,10 @@ def render(record: Explanation, limit: int = 10) -> str:
                          + ", ".join(f"{j} ({row[j]:+.3g})" for j in top))
         return "\n".join(lines)
     raise ValueError(f"cannot show a {type(record).__name__}")
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else f"{value!r:.40}"
 
 
 def show(path: str | Path, limit: int = 10) -> str:

@@ -2,9 +2,9 @@
 knowing how to save and load itself."""
 
 from nnxai.explanations.records import (
-    RECORD_TYPES, RULE_INFERENCE, AttributionMap, ConceptScores, Examples, Explanation, LocalRules, RuleSet,
-    UnitConcepts, load_explanation,
+    NPZ_RECORD_TYPES, RECORD_TYPES, RULE_INFERENCE, AttributionMap, ConceptScores, Examples, Explanation, LocalRules,
+    RuleSet, SurrogateModel, UnitConcepts, UnitImages, load_explanation,
 )
 
-__all__ = ["RECORD_TYPES", "RULE_INFERENCE", "AttributionMap", "ConceptScores", "Examples", "Explanation",
-           "LocalRules", "RuleSet", "UnitConcepts", "load_explanation"]
+__all__ = ["NPZ_RECORD_TYPES", "RECORD_TYPES", "RULE_INFERENCE", "AttributionMap", "ConceptScores", "Examples",
+           "Explanation", "LocalRules", "RuleSet", "SurrogateModel", "UnitConcepts", "UnitImages", "load_explanation"]

@@ -1,5 +1,5 @@
-"""Explanation records: attribution maps (``.npz``), rule sets, unit concepts, examples and concept scores
-(``.json``).
+"""Explanation records: attribution maps, unit images and surrogate models (``.npz``); rule sets, local rules,
+unit concepts, examples and concept scores (``.json``).
 
 Each record carries a ``meta`` dict: method id, params, seconds per input, seed, dataset, model and
 library versions (DESIGN.md, output contract).  Files are written atomically.
@@ -358,8 +358,151 @@ class ConceptScores(Explanation):
             raise ValueError(f"tests name concepts {sorted(unknown)} that are not in concepts")
 
 
+def _array_members(name: str, value) -> dict[str, np.ndarray]:
+    """The npz members of one array field: ``name``, or ``name/key`` for each entry of a dict of arrays."""
+    if isinstance(value, dict):
+        return {f"{name}/{key}": np.asarray(value[key]) for key in sorted(value)}
+    return {name: np.asarray(value)}
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray], doc_text: str) -> str:
+    parts = []
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        parts += [name.encode(), value.dtype.str.encode(), str(value.shape).encode(), value.tobytes()]
+    return sha256_bytes(b"\0".join(parts + [doc_text.encode()]))
+
+
+def _npz_record(cls):
+    """Give a dataclass ``save``/``load`` as one npz: every field named in ``cls.array_fields`` (an array, or a
+    dict of arrays stored as ``field/key`` members) is an npz member, the other fields are one JSON document
+    (member ``doc``, which names the record type), and ``meta`` is stored as for attribution maps, its
+    ``sha256`` covering the arrays and the document."""
+    array_fields = tuple(cls.array_fields)
+
+    def _parts(self):
+        arrays: dict[str, np.ndarray] = {}
+        for name in array_fields:
+            arrays.update(_array_members(name, getattr(self, name)))
+        doc = {"record": cls.__name__, "kind": cls.kind,
+               **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in array_fields and f.name != "meta"}}
+        return arrays, canonical_json(json.loads(canonical_json(doc))).decode()   # as a reader will see it
+
+    def payload_digest(self) -> str:
+        return _arrays_digest(*_parts(self))
+
+    def save(self, path):
+        arrays, doc_text = _parts(self)
+        meta = {**self.meta, "sha256": _arrays_digest(arrays, doc_text)}
+        write_npz(path, {**arrays, "doc": np.array(doc_text), "meta": np.array(json.dumps(meta, sort_keys=True))})
+        return Path(path)
+
+    @classmethod
+    def load(klass, path, bounds: SplitBounds | None = None):
+        path = Path(path)
+        data = read_npz(path, f"{klass.kind} record", record_fix(path), required=("doc", "meta"))
+        meta = _meta_of(path, data.pop("meta"))
+        stored = pop_digest(path, meta)
+        try:
+            doc = json.loads(str(data.pop("doc").reshape(-1)[0]))
+        except (json.JSONDecodeError, ValueError) as err:
+            raise BadFileError(path, "its 'doc' array is not a JSON object", record_fix(path)) from err
+        if not isinstance(doc, dict) or doc.get("record") != klass.__name__:
+            found = doc.get("record") if isinstance(doc, dict) else doc
+            raise BadFileError(path, f"holds a {found!r} record, not {klass.__name__!r}", record_fix(path))
+        fields = {k: v for k, v in doc.items() if k not in ("record", "kind")}
+        for name in array_fields:
+            prefix = f"{name}/"
+            nested = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+            fields[name] = nested if nested or name not in data else data[name]
+        try:
+            record = klass(**fields, meta=meta)
+        except (TypeError, ValueError) as err:
+            raise BadFileError(path, f"not a valid {klass.__name__} record ({err})", record_fix(path)) from err
+        check_digest(path, stored, record.payload_digest())
+        check_record(record, path, bounds)
+        return record
+
+    cls.payload_digest, cls.save, cls.load = payload_digest, save, load
+    return cls
+
+
+def _finite_array(name: str, value) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds non-finite values")
+    return array
+
+
+@_npz_record
+@dataclass
+class UnitImages(Explanation):
+    """Images of what hidden units (or classes) respond to (survey Sec. III-B, visualisation): ``images[i]``
+    belongs to ``units[i]``, a dict ``{"layer", "unit", ...}`` (``"concept"`` where the method names one);
+    activation maximisation [71], [93]-[98] stores one synthesised input per (unit, regulariser), the
+    deconvolution of top activations (2nd survey [14]) each unit's top inputs with their projections."""
+
+    units: list
+    concepts: list
+    images: np.ndarray
+    meta: dict = field(default_factory=dict)
+    kind: ClassVar[str] = "hidden_semantics"
+    suffix: ClassVar[str] = ".npz"
+    array_fields: ClassVar[tuple[str, ...]] = ("images",)
+
+    def __post_init__(self):
+        self.images = _finite_array("images", self.images)
+        if len(self.images) != len(self.units):
+            raise ValueError(f"{len(self.images)} images for {len(self.units)} units")
+        for k, unit in enumerate(self.units):
+            if not isinstance(unit, dict) or "layer" not in unit or "unit" not in unit:
+                raise ValueError(f"unit {k} must be a dict with 'layer' and 'unit', got {unit!r:.80}")
+
+
+@_npz_record
+@dataclass
+class SurrogateModel(Explanation):
+    """A smaller model trained to reproduce the network (2nd survey [50], model compression): what it is
+    (``architecture``, a JSON dict), its ``logits`` on the test inputs at ``indices``, and its trained
+    ``parameters`` (name -> array), so that it can be rebuilt and read."""
+
+    architecture: dict
+    indices: np.ndarray
+    logits: np.ndarray
+    parameters: dict
+    meta: dict = field(default_factory=dict)
+    kind: ClassVar[str] = "hidden_semantics"
+    suffix: ClassVar[str] = ".npz"
+    array_fields: ClassVar[tuple[str, ...]] = ("indices", "logits", "parameters")
+
+    def __post_init__(self):
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        self.logits = _finite_array("logits", self.logits)
+        self.parameters = {str(k): np.asarray(v, dtype=np.float32) for k, v in self.parameters.items()}
+        if self.logits.ndim != 2 or len(self.logits) != len(self.indices):
+            raise ValueError(f"logits {self.logits.shape} must be (len(indices) = {len(self.indices)}, classes)")
+
+
 RECORD_TYPES: dict[str, type[Explanation]] = {c.kind: c for c in (AttributionMap, RuleSet, LocalRules, UnitConcepts,
                                                                    Examples, ConceptScores)}
+#: records stored as npz with a ``doc`` member, by the name that member holds (:func:`_npz_record`)
+NPZ_RECORD_TYPES: dict[str, type[Explanation]] = {c.__name__: c for c in (UnitImages, SurrogateModel)}
+
+
+def _npz_record_name(path: Path) -> str | None:
+    """The record type a ``doc`` member names, or None (an attribution map, or not a readable zip)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "doc.npy" not in archive.namelist():
+                return None
+            with archive.open("doc.npy") as member:
+                doc = json.loads(str(np.lib.format.read_array(member, allow_pickle=False).reshape(-1)[0]))
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return doc.get("record") if isinstance(doc, dict) else None
 
 
 def load_explanation(path: str | Path, bounds: SplitBounds | None = None) -> Explanation:
@@ -370,7 +513,11 @@ def load_explanation(path: str | Path, bounds: SplitBounds | None = None) -> Exp
     """
     path = Path(path)
     if path.suffix == ".npz":
-        return AttributionMap.load(path, bounds)
+        name = _npz_record_name(path) if path.is_file() else None
+        if name is not None and name not in NPZ_RECORD_TYPES:
+            raise BadFileError(path, f"unknown explanation record {name!r}; an .npz record holds an attribution "
+                                     f"map or one of {sorted(NPZ_RECORD_TYPES)}", record_fix(path))
+        return NPZ_RECORD_TYPES[name].load(path, bounds) if name else AttributionMap.load(path, bounds)
     if path.suffix == ".json":
         kind = read_json_object(path, "explanation record", record_fix(path)).get("kind")
         if kind not in RECORD_TYPES or RECORD_TYPES[kind] is AttributionMap:
