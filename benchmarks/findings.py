@@ -1,12 +1,14 @@
 """The README's results, from a finished run's ``data/metrics/all.csv``: every number with its 95% bootstrap
 interval over the explained inputs (the ``ci_low``/``ci_high`` columns, :mod:`nnxai.intervals`).
 
-Writes five README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``,
-``<profile>-active``, ``<profile>-rules``): the test accuracy of every trained model, the attribution metrics of every method on
-``shapes``/``baseline`` (where the ground truth is known), the per-input scores of the other explanation
-types, and for each actively regularised network (survey Sec. IV) its accuracy beside the baseline's, the
-scores of its own explanation, and how the passive methods' scores on it compare with the baseline's; and
-what every rule method extracted on the sets whose rule is planted (MONK's problems, shapes).  Values
+Writes six README blocks (``<profile>-accuracy``, ``<profile>-attribution``, ``<profile>-structured``,
+``<profile>-active``, ``<profile>-rules``, ``<profile>-hidden-examples``): the test accuracy of every trained
+model, the attribution metrics of every method on ``shapes``/``baseline`` (where the ground truth is known),
+the per-input scores of the other explanation types, and for each actively regularised network (survey
+Sec. IV) its accuracy beside the baseline's, the scores of its own explanation, and how the passive methods'
+scores on it compare with the baseline's; what every rule method extracted on the sets whose rule is
+planted (MONK's problems, shapes); and every hidden-semantics and example score on the plain networks, with
+the unit-by-unit agreement of the hidden-semantics methods with Network Dissection.  Values
 that are not means over inputs (a TCAV p-value, a rule count) have no such interval and are left to the
 tables and ``all.csv``.
 
@@ -236,6 +238,37 @@ def rules_block(results: dict, root: Path) -> str:
     return "\n".join(lines)
 
 
+#: The plain networks whose hidden-semantics and example scores the README shows (the variants: all.csv).
+HIDDEN_EXAMPLE_CELLS = (("shapes", "baseline"), ("digits", "baseline"), ("causal", "baseline"))
+
+
+def hidden_example_block(results: dict, root: Path) -> str:
+    """Every score of every hidden-semantics and example method on the plain networks (with its interval
+    where it is a mean over inputs or units), and the unit-by-unit agreement with Network Dissection."""
+    from nnxai.report.unit_agreement import agreement_rows, table_rows
+    from nnxai.taxonomy import ExplanationType
+
+    types = (ExplanationType.HIDDEN_SEMANTICS, ExplanationType.EXAMPLE)
+    methods = [m for m in registry.implemented_ids() if registry.spec(m).explanation_type in types
+               and registry.spec(m).engagement.value == "passive"]
+    lines = [f"Hidden semantics and explanation by example on the plain networks ({LEVEL:.0%} bootstrap interval "
+             "where a value is a mean over inputs or units; every value of every variant is in `all.csv`):", "",
+             "| dataset | method | metric | value | n |", "|---|---|---|---|---|"]
+    for dataset, model in HIDDEN_EXAMPLE_CELLS:
+        for method in methods:
+            keys = sorted(k[3] for k in results if k[:3] == (dataset, model, method) and k[3] != "runtime")
+            for key in keys:
+                row = results[dataset, model, method, key]
+                lines.append(f"| {dataset} | {method} | `{key}` | {cell(row, 3)} | {row.get('n', '')} |")
+    agreement = table_rows(agreement_rows(root))
+    if agreement:
+        lines += ["", "Unit concept labels against Network Dissection (`paper/tables/unit_agreement_summary.md`):", "",
+                  "| dataset | method | units | agreement | on detectors | chance |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['Data set']} | {r['Method']} | {r['Units']} | {r['Agreement']} | {r['On detectors']} | "
+                  f"{r['Chance']} |" for r in agreement if r["Model"] == "baseline"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="a finished run's folder")
@@ -247,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.profile}-attribution": attribution_block(results),
               f"{args.profile}-structured": structured_block(results),
               f"{args.profile}-active": active_block(results, args.root),
-              f"{args.profile}-rules": rules_block(results, args.root)}
+              f"{args.profile}-rules": rules_block(results, args.root),
+              f"{args.profile}-hidden-examples": hidden_example_block(results, args.root)}
     for name, text in blocks.items():
         print(f"--- {name}\n{text}\n")
         if not args.print:

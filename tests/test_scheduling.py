@@ -17,8 +17,18 @@ onstart:
     open("selector.txt", "w").write(f"{chosen} {greedy}")
 
 rule all:
+    input: expand("part{k}.txt", k=range(4))
     output: "done.txt"
-    shell: "echo ok > {output}"
+    shell: "cat {input} > {output}"
+
+rule part:
+    input: "seed.txt"
+    output: "part{k}.txt"
+    shell: "cat {input} > {output}; echo {wildcards.k} >> {output}"
+
+rule seed:
+    output: "seed.txt"
+    shell: "echo seed > {output}"
 """
 
 
@@ -43,3 +53,28 @@ def test_a_scheduler_named_on_the_command_line_is_kept(tmp_path, flags):
 
 def test_nothing_changes_without_a_job_scheduler():
     assert prefer_greedy(SimpleNamespace(scheduler=None), argv=["snakemake"]) is False
+
+
+def test_inputs_are_sized_once():
+    """Only jobs with an input not sized yet go to Snakemake's sizing; the sizes it read are kept."""
+    import asyncio
+
+    seen = []
+
+    class Scheduler:
+        def __init__(self):
+            self._input_sizes = {}
+            self._job_selector = None
+            self.job_selector_greedy = object()
+
+        async def update_input_sizes(self, jobs):
+            seen.append([job.name for job in jobs])
+            self._input_sizes.update({path: 1 for job in jobs for path in job.input})
+
+    scheduler = Scheduler()
+    assert prefer_greedy(SimpleNamespace(scheduler=scheduler), argv=["snakemake"])
+    a, b = SimpleNamespace(name="a", input=["x", "y"]), SimpleNamespace(name="b", input=["y", "z"])
+    asyncio.run(scheduler.update_input_sizes([a]))
+    asyncio.run(scheduler.update_input_sizes([a, b]))
+    asyncio.run(scheduler.update_input_sizes([a, b]))
+    assert seen == [["a"], ["b"], []] and set(scheduler._input_sizes) == {"x", "y", "z"}

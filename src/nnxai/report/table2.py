@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from nnxai import registry
-from nnxai.explanations import load_explanation
+from nnxai.explanations import SurrogateModel, UnitImages, load_explanation
 from nnxai.io import atomic_write_text
 from nnxai.report._format import latex_escape, md_escape
 from nnxai.report._items import report_item
@@ -65,12 +67,26 @@ def _excerpt(record, metrics: dict) -> str:
         scores = ", ".join(f"{key} {metrics[key]:.2f}" for key in sorted(metrics)
                            if key in LOCAL_RULE_SCORES and isinstance(metrics[key], (int, float)))
         return f"test #{record.indices[0] if record.indices else '-'}: {first}" + (f" — {scores}" if scores else "")
+    if isinstance(record, SurrogateModel):
+        size = sum(int(np.asarray(v).size) for v in record.parameters.values())
+        text = f"a {record.architecture.get('type', 'surrogate')} of {size} parameters trained to mimic the network"
+        return text + (f" — fidelity {metrics['fidelity']:.2f}" if "fidelity" in metrics else "")
+    if isinstance(record, UnitImages):
+        shown = ", ".join(dict.fromkeys(f"{u['layer']}:{u['unit']}" for u in record.units))
+        return f"{len(record.units)} images of {shown[:120]}" + ("…" if len(shown) > 120 else "")
     if record.kind == "hidden_semantics":
-        score = lambda u: u.get("iou", u.get("score", 0.0))
-        best = sorted(record.units, key=lambda u: -score(u))[:3]
-        text = "; ".join(f"{u['layer']}:{u['unit']} → {u['concept']} (IoU {score(u):.2f})" for u in best)
-        detectors = sum(bool(u.get("detector")) for u in record.units)
-        return f"{text}; {detectors} of {len(record.units)} units are detectors"
+        named = [u for u in record.units if u.get("concept") is not None]
+        if not named:
+            return f"{len(record.units)} units scored"
+        is_iou = all("iou" in u for u in named)
+        score = (lambda u: float(u["iou"])) if is_iou else (lambda u: float(u.get("score", 0.0)))
+        best = sorted(named, key=lambda u: -score(u))[:3]
+        label = "IoU" if is_iou else "score"
+        text = "; ".join(f"{u['layer']}:{u['unit']} → {u['concept']} ({label} {score(u):.2f})" for u in best)
+        if any("detector" in u for u in record.units):
+            detectors = sum(bool(u.get("detector")) for u in record.units)
+            return f"{text}; {detectors} of {len(record.units)} units are detectors"
+        return f"{text}; {len(named)} of {len(record.units)} units named"
     if record.kind == "attribution":
         parts = [f"{len(record.indices)} maps"]
         for key, label in (("localisation.mass", "relevance mass in the evidence mask"),
