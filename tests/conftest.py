@@ -48,3 +48,21 @@ def pytest_sessionfinish(session, exitstatus):
     if target and _PROBES.counts:
         rows = [{"kind": k, "outcome": o, "count": n} for (k, o), n in sorted(_PROBES.counts.items())]
         Path(target).write_text(json.dumps({"exitstatus": int(exitstatus), "probes": rows}, indent=1) + "\n")
+
+
+@pytest.fixture
+def unimplemented_id():
+    """A catalogue id without an implementation, for the tests of what happens to one: every catalogue id
+    is implemented, so one (``gradient``) is taken out for the test and put back afterwards."""
+    from nnxai import registry
+
+    unimplemented = next((s.id for s in registry.specs() if not registry.is_implemented(s.id)), None)
+    if unimplemented is not None:
+        yield unimplemented
+        return
+    cls = registry.get("gradient")
+    registry.unregister("gradient")
+    try:
+        yield "gradient"
+    finally:
+        registry.register("gradient")(cls)

@@ -1,6 +1,5 @@
 """The CLI: helpful --help, and clear errors (naming the bad value) before any expensive work."""
 
-from nnxai import registry
 from nnxai.cli import main
 
 
@@ -28,8 +27,8 @@ def test_unknown_dataset_and_method_are_refused_by_the_parser(capsys):
     assert code == 2 and "magic" in err
 
 
-def test_unimplemented_method_says_so(capsys, tmp_path):
-    unimplemented = next(s.id for s in registry.specs() if not registry.is_implemented(s.id))
+def test_unimplemented_method_says_so(capsys, tmp_path, unimplemented_id):
+    unimplemented = unimplemented_id
     code, _, err = run(capsys, "explain", "-d", "shapes", "-m", "baseline", "-x", unimplemented,
                        "--profile", "smoke", "--workdir", str(tmp_path))
     assert code == 2 and "not implemented yet" in err

@@ -157,7 +157,7 @@ def test_sizes_beyond_memory_name_the_key_and_the_memory():
 
 def test_splits_larger_than_the_data_are_refused_before_any_job():
     with pytest.raises(ConfigError, match=r"config\.data\.iris: .*only 150 are available"):
-        load_config({"data": {"iris": {"train": 1000, "val": None, "test": None}}})
+        load_config({"datasets": ["shapes", "iris"], "data": {"iris": {"train": 1000, "val": None, "test": None}}})
 
 
 def test_n_explain_beyond_every_test_split_is_refused_not_clipped():

@@ -71,10 +71,10 @@ def test_human_readable_listing_counts_implemented():
     assert f"{len(registry.implemented_ids())} of {len(registry.specs())} methods implemented" in out
 
 
-def test_unknown_and_unimplemented_ids_give_clear_errors():
+def test_unknown_and_unimplemented_ids_give_clear_errors(unimplemented_id):
     with pytest.raises(registry.UnknownMethodError, match="unknown method id 'nope'"):
         registry.spec("nope")
-    unimplemented = next(s.id for s in registry.specs() if not registry.is_implemented(s.id))
+    unimplemented = unimplemented_id
     with pytest.raises(registry.UnknownMethodError, match="not implemented yet"):
         registry.get(unimplemented)
 
@@ -87,8 +87,8 @@ def restored_registry():
         registry.unregister(method_id)
 
 
-def test_register_binds_catalogue_coordinates_and_new_specs(restored_registry):
-    unimplemented = next(s.id for s in registry.specs() if not registry.is_implemented(s.id))
+def test_register_binds_catalogue_coordinates_and_new_specs(unimplemented_id, restored_registry):
+    unimplemented = unimplemented_id
 
     @registry.register(unimplemented)
     class Fake(AttributionMethod):

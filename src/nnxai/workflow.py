@@ -76,11 +76,19 @@ def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
             continue
         if subset is not None and m not in subset and cls.only_models is None:
             continue   # the profile runs a subset of the passive methods on the regularised networks
+        if variant(model).controls and not compared_with_control(cls, info):
+            continue   # a control exists for one check ([75]); only what that check compares is explained
         local = cfg["method_params"].get(m, {}).get("local_method") if "local_method" in cls.parameters else None
         if local is not None and registry.get(local).why_not(info, traits) is not None:
             continue   # a composite (SpRAy, MAME, DeepConsensus) runs where its local method does
         out.append(m)
     return out
+
+
+def compared_with_control(method_cls: type, info) -> bool:
+    """Whether a metric of the method compares its explanation with the control model's (the
+    data-randomisation check of [75]): only such methods run on a control (shuffled-label) model."""
+    return any(cls.compares_control and cls.applies(method_cls, info) for cls in metrics().values())
 
 
 def model_cells(cfg: dict) -> list[tuple[str, str]]:

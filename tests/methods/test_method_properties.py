@@ -337,3 +337,36 @@ def test_same_seed_same_record(run, first_records, method_id):
         assert isinstance(first, cls.record_type) and isinstance(second, cls.record_type)
         diff = differences(plain(first), plain(second))
         assert not diff, f"{method_id} on {dataset}/{model_id}, same seed: " + "; ".join(diff[:10])
+
+
+#: Parameters that name unit layers of the model (``model.unit_layers()``), a name or a list of names.
+LAYER_PARAMS = ("layer", "layers")
+LAYER_METHODS = [m for m in METHOD_IDS if set(registry.get(m).parameters) & set(LAYER_PARAMS)]
+
+
+def test_layer_naming_methods_are_found():
+    """The layer-name test below has cases (TCAV, ACE and activation maximisation name layers)."""
+    assert {"tcav", "ace"} <= set(LAYER_METHODS), LAYER_METHODS
+
+
+@pytest.mark.parametrize("method_id", LAYER_METHODS, ids=LAYER_METHODS)
+def test_a_bad_layer_name_is_refused_naming_the_layers_that_exist(run, method_id):
+    """A layer that the model does not have is an error that names it and every unit layer it has, raised
+    before any work (no record), and the model is left as it was."""
+    dataset, model_id = cells_or_fail(method_id)[0]
+    params = dict(params_of(method_id))
+    key = next(k for k in LAYER_PARAMS if k in registry.get(method_id).parameters)
+    params[key] = ["no_such_layer"] if isinstance(params.get(key), list) else "no_such_layer"
+    ctx = fresh_context(run, dataset, model_id)
+    before = model_state(ctx.model)
+    try:
+        method = registry.get(method_id)(**params)
+    except ValueError as err:                         # refused by the parameter check: names the value
+        assert "no_such_layer" in str(err)
+        return
+    with pytest.raises(ValueError) as err:
+        method.explain(ctx)
+    message = str(err.value)
+    assert "no_such_layer" in message, message
+    assert all(name in message for name in ctx.model.unit_layers()), message
+    assert not model_changes(ctx.model, before)

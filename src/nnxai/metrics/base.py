@@ -58,6 +58,7 @@ class Metric(Declared, ABC):
     description: ClassVar[str] = ""
     #: Re-runs the explanation method (many times): not computed on control models (see control_why_not).
     reexplains: ClassVar[bool] = False
+    compares_control: ClassVar[bool] = False      # reads the control model's explanation of the same method
     #: Reads the records' wall-clock time (``meta["seconds"]``): its cached values are keyed on it too.
     reads_timing: ClassVar[bool] = False
 

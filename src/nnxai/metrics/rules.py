@@ -4,6 +4,8 @@
   ``fidelity.queries`` (the same on fresh instances drawn from TREPAN's model of the training distribution and
   labelled by the network) and ``fidelity.label_accuracy`` (the rules' accuracy against the true test labels:
   the "accuracy" that METHODS.md lists for rule extractors; the bare id ``accuracy`` is the models' own).
+  A :class:`SurrogateModel` (the mimic network of 2nd survey [50]) is scored alike on the test inputs whose
+  logits it holds, with ``fidelity.logit_mse`` beside (lower is better, unlike the family).
 * ``rule_size`` (number of rules; ``rule_size.antecedents``: mean number of literals per rule), ``tree_depth``
   and ``n_leaves``: comprehensibility as size [85], [119], [127]; smaller is read as more interpretable.
 * ``rule_recovery``: whether the extracted rules are the rule that labelled the data, where it is planted
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnxai.explanations import AttributionMap, LocalRules, RuleSet
+from nnxai.explanations import AttributionMap, LocalRules, RuleSet, SurrogateModel
 from nnxai.intervals import PerInput
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.metrics.multilevel import level_fidelity
@@ -44,11 +46,17 @@ class Fidelity(Metric):
     An attribution record (MAME's tree [68], the only attribution method judged by ``fidelity``) gets the
     fidelity of each tree level instead: :func:`~nnxai.metrics.multilevel.level_fidelity`, with
     ``n_queries`` group-masked copies of the explained inputs.
+
+    A surrogate model (the shallow mimic of Ba & Caruana, 2nd survey [50]) holds its logits on test inputs
+    (``indices``): ``fidelity`` is the fraction of them on which its argmax is the network's,
+    ``fidelity.label_accuracy`` its accuracy against the true labels, and ``fidelity.logit_mse`` the mean
+    squared difference of its logits from the network's (per input, over classes: the loss it was trained
+    on, on held-out inputs; lower is better); no queries (``n_queries`` is not used).
     """
 
     id = "fidelity"
     higher_is_better = True
-    kinds = frozenset({"rule", "attribution"})
+    kinds = frozenset({"rule", "attribution", "hidden_semantics"})
     parameters = {"n_queries": Int("fresh instances drawn from TREPAN's query distribution [89] and labelled by "
                                    "the network (0: no fidelity.queries); for a MAME record, the group-masked "
                                    "copies of the explained inputs per level [68]", low=0)}
@@ -57,6 +65,8 @@ class Fidelity(Metric):
     def __call__(self, record, ctx, method=None):
         if isinstance(record, AttributionMap):
             return level_fidelity(record, ctx, int(self.params["n_queries"]))
+        if isinstance(record, SurrogateModel):
+            return surrogate_fidelity(record, ctx)
         rules = _rules(record)
         network = predict_classes(ctx.model, ctx.test.x)
         predicted = rules.predict(split_features(ctx.test, rules.feature_space))
@@ -74,6 +84,31 @@ class Fidelity(Metric):
             answers = rules.predict(queries)
             out["fidelity.queries"] = PerInput((answers == space.label(queries, rng))[answers >= 0])
         return out
+
+
+def surrogate_fidelity(record: SurrogateModel, ctx) -> dict:
+    """``fidelity``, ``fidelity.label_accuracy`` and ``fidelity.logit_mse`` of a surrogate model's logits on the
+    test inputs at ``record.indices`` (see :class:`Fidelity`)."""
+    import torch
+
+    indices = np.asarray(record.indices, dtype=np.int64)
+    if not len(indices):
+        raise ValueError("the surrogate model holds logits on no test input")
+    x = ctx.test.x[torch.as_tensor(indices)].to(ctx.device)
+    was_training = [(m, m.training) for m in ctx.model.modules()]
+    ctx.model.eval()
+    try:
+        with torch.no_grad():
+            network = torch.cat([ctx.model(x[s:s + 512]).float().cpu() for s in range(0, len(x), 512)]).numpy()
+    finally:
+        for module, flag in was_training:
+            module.training = flag
+    if network.shape != record.logits.shape:
+        raise ValueError(f"the surrogate's logits {record.logits.shape} do not match the network's {network.shape}")
+    mimic = record.logits.argmax(1)
+    return {"fidelity": PerInput(mimic == network.argmax(1)),
+            "fidelity.label_accuracy": PerInput(mimic == ctx.test.y.numpy()[indices]),
+            "fidelity.logit_mse": PerInput(((record.logits.astype(np.float64) - network) ** 2).mean(1))}
 
 
 @register_metric

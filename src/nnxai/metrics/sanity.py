@@ -115,6 +115,7 @@ def shuffled_explanation_path(dataset: str, method: str) -> str:
 class SanityDataRandomisation(Metric):
     id = "sanity_data_randomisation"
     higher_is_better = False
+    compares_control = True
     kinds = frozenset({"attribution"})
     description = ("Spearman rho of |maps| of the baseline and of the model trained on shuffled labels [75]; "
                    "lower = the maps depend on the labels")
