@@ -41,7 +41,7 @@ def run(profile: str, cores: int) -> tuple[Path, float]:
     """A complete run of ``profile`` in a new folder: (folder, wall seconds)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"nnxai-{profile}-run-"))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", str(cores), "--config", f"profile={profile}", "--quiet", "progress"]
+           "--cores", str(cores), "--keep-going", "--config", f"profile={profile}", "--quiet", "progress"]
     print(f"running {' '.join(cmd)}", flush=True)
     start = time.perf_counter()
     done = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -237,14 +237,18 @@ class LooCorrelation(Metric):
 
 
 def _check_record(record, infl: np.ndarray, m: int) -> None:
-    """The refitted method must reproduce the record's most helpful examples (same model, split and params)."""
+    """The refitted method must reproduce the record's most helpful examples (same model, split and params).
+
+    To 0.1 %: the explain and evaluate jobs embed the train split in separate processes, and float32
+    rounding of the features moves the solved influences by ~1e-4 relative (measured 8e-5 on the prototype
+    autoencoder of the default run); another model, split or parameter setting moves them by far more."""
     for row in range(m):
         kept = list(record.examples[row])
         if not kept:
             continue
         mine = np.asarray(infl[row, kept], dtype=np.float64)
         theirs = np.asarray(record.scores[row], dtype=np.float64)
-        if mine.shape != theirs.shape or not np.allclose(mine, theirs, rtol=1e-5, atol=1e-9):
+        if mine.shape != theirs.shape or not np.allclose(mine, theirs, rtol=1e-3, atol=1e-9):
             raise ValueError(f"the refitted influence of test input {record.indices[row]} does not reproduce the "
                              f"record's scores ({theirs[:3]} vs {mine[:3]}): the record belongs to another model, "
                              "split or parameters")
