@@ -159,5 +159,6 @@ def test_a_listed_method_that_fits_no_model_of_the_run_is_refused_naming_what_it
     with pytest.raises(ConfigError, match=r"config.methods: 'cam' applies to no model of this run \(causal/baseline: "
                                           r"needs image data, causal is tabular; causal/baseline_sigmoid: .*"
                                           r"it runs on CNNs with a GAP head"):
-        load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal"]})
+        load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal"],
+                     "models": {"causal": ["baseline", "baseline_sigmoid"]}})
     assert load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal", "shapes"]})

@@ -177,8 +177,8 @@ def test_lint_has_no_errors():
 def test_same_seed_same_bytes(smoke_run, tmp_path):
     """Determinism contract: prepared data, checkpoints and metrics are reproduced bit for bit on CPU."""
     files = ["data/prepared/shapes/train.npz", "data/checkpoints/shapes/baseline.pt",
-             "data/checkpoints/causal/baseline_sigmoid.pt", "data/explanations/shapes/baseline/integrated_gradients.npz",
-             "data/explanations/causal/baseline_sigmoid/trepan.json"]
+             "data/checkpoints/monks1/baseline_sigmoid.pt", "data/explanations/shapes/baseline/integrated_gradients.npz",
+             "data/explanations/monks1/baseline_sigmoid/trepan.json"]
     snakemake(tmp_path, "--cores", "2", *files)
     for rel in files[:3]:
         assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
