@@ -252,11 +252,13 @@ def hidden_example_block(results: dict, root: Path) -> str:
     methods = [m for m in registry.implemented_ids() if registry.spec(m).explanation_type in types
                and registry.spec(m).engagement.value == "passive"]
     lines = [f"Hidden semantics and explanation by example on the plain networks ({LEVEL:.0%} bootstrap interval "
-             "where a value is a mean over inputs or units; every value of every variant is in `all.csv`):", "",
+             "where a value is a mean over inputs or units; the per-regulariser, per-layer and per-concept values "
+             "and every variant are in `all.csv`):", "",
              "| dataset | method | metric | value | n |", "|---|---|---|---|---|"]
     for dataset, model in HIDDEN_EXAMPLE_CELLS:
         for method in methods:
-            keys = sorted(k[3] for k in results if k[:3] == (dataset, model, method) and k[3] != "runtime")
+            keys = sorted(k[3] for k in results                 # headline values; sub-keys: all.csv
+                          if k[:3] == (dataset, model, method) and k[3] != "runtime" and "." not in k[3])
             for key in keys:
                 row = results[dataset, model, method, key]
                 lines.append(f"| {dataset} | {method} | `{key}` | {cell(row, 3)} | {row.get('n', '')} |")
