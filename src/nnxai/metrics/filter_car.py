@@ -72,7 +72,7 @@ class AccuracyDrop(Metric):
                    "k largest (.most) [51]")
 
     def __call__(self, record, ctx, method):
-        from nnxai.methods.hidden_semantics._conv_units import eval_mode
+        from nnxai.ops.cav import eval_mode
         from nnxai.methods.hidden_semantics.filter_car import SuffixRunner, pruned_predictions, unit_maps
 
         if "indices" not in record.meta or not record.units or "car" not in record.units[0]:

@@ -196,7 +196,8 @@ class LooCorrelation(Metric):
         out = {}
         if method.params["solver"] == "head":
             from nnxai.methods.example._influence_head import head_features
-            from nnxai.methods.example.influence_functions import eval_mode, model_device
+            from nnxai.methods.example.influence_functions import model_device
+            from nnxai.ops.cav import eval_mode
 
             with eval_mode(model):
                 f_test = head_features(model, x_test, model_device(model))

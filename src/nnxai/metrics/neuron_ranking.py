@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from nnxai.intervals import PerInput
-from nnxai.methods.hidden_semantics._unit_activations import eval_mode, model_device, units_zeroed
+from nnxai.methods.hidden_semantics._unit_activations import model_device, units_zeroed
+from nnxai.ops.cav import eval_mode
 from nnxai.methods.hidden_semantics.neuron_ranking import concept_targets, neuron_activations, standardise
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.params import Float, Int

@@ -57,13 +57,15 @@ def model_device(model: nn.Module) -> torch.device:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode for the block, its previous mode restored after."""
-    was_training = model.training
+    """``model`` in eval mode for the block; afterwards every module's ``training`` flag is what it was (a
+    model explained from train mode, or one whose modules' flags differ, is left exactly as it came)."""
+    flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, flag in flags:
+            module.training = flag
 
 
 def layer_module(model: nn.Module, layer: str) -> nn.Module:

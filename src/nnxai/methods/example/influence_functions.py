@@ -48,7 +48,6 @@ label, under the influence model: the refitted head or the network), ``solve_res
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 from torch import nn
@@ -59,20 +58,11 @@ from nnxai.methods.example import _influence_head as head
 from nnxai.methods.example import _influence_hvp as full
 from nnxai.params import N_EXPLAIN, Block, Choice, Float, Int
 from nnxai.registry import register
+from nnxai.ops.cav import eval_mode
 
 SOLVERS = ("head", "lissa", "cg")
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """``model`` in eval mode inside the block; every module's ``training`` flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def model_device(model: nn.Module) -> torch.device:

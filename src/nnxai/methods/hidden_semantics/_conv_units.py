@@ -6,25 +6,12 @@ traced from the modules a forward pass runs before it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode; afterwards every module's ``training`` flag is what it was (a model explained
-    from train mode, or one whose modules differ, is left exactly as it came)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def conv_unit_layers(model: nn.Module, owner: str) -> dict[str, nn.Module]:

@@ -15,16 +15,6 @@ import torch
 from torch import nn
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode; afterwards every module's ``training`` flag is what it was."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -56,8 +56,9 @@ from torch import nn
 
 from nnxai.explanations import UnitImages
 from nnxai.methods.base import UnitLabeler, explained_indices
-from nnxai.methods.hidden_semantics._conv_units import (StopForward, check_maps, conv_unit_layers, crop, eval_mode,
+from nnxai.methods.hidden_semantics._conv_units import (StopForward, check_maps, conv_unit_layers, crop,
                                                         layer_outputs, receptive_box, receptive_size, trace_steps)
+from nnxai.ops.cav import eval_mode
 from nnxai.params import BATCH_SIZE, Int
 from nnxai.registry import register
 

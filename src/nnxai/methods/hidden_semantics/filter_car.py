@@ -42,7 +42,8 @@ from torch import nn
 
 from nnxai.explanations import UnitConcepts
 from nnxai.methods.base import UnitLabeler, explained_indices
-from nnxai.methods.hidden_semantics._conv_units import check_maps, conv_unit_layers, eval_mode
+from nnxai.methods.hidden_semantics._conv_units import check_maps, conv_unit_layers
+from nnxai.ops.cav import eval_mode
 from nnxai.params import Int
 from nnxai.registry import register
 

@@ -41,7 +41,7 @@ from torch import nn
 
 from nnxai.explanations import SurrogateModel
 from nnxai.methods.base import UnitLabeler
-from nnxai.methods.hidden_semantics._conv_units import eval_mode
+from nnxai.ops.cav import eval_mode
 from nnxai.params import Float, Int
 from nnxai.registry import register
 

@@ -58,7 +58,8 @@ from torch import nn
 
 from nnxai.explanations import UnitConcepts
 from nnxai.methods.base import UnitLabeler, explained_indices
-from nnxai.methods.hidden_semantics._unit_activations import eval_mode, layer_activations, model_device
+from nnxai.methods.hidden_semantics._unit_activations import layer_activations, model_device
+from nnxai.ops.cav import eval_mode
 from nnxai.methods.hidden_semantics.network_dissection import EXCLUDED_MASKS, unit_concept_iou, unit_thresholds
 from nnxai.params import BATCH_SIZE, Float, Int
 from nnxai.registry import register
