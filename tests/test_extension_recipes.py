@@ -347,12 +347,12 @@ def test_active_method_class_recipe(toy_module, method_registry, tmp_path, capsy
 
         # the config: without its active_params entry the variant is refused, naming the key
         with pytest.raises(ConfigError, match=r"active_params\.toy_gate"):
-            smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"]})
-        cfg = smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"]},
+            smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"], "causal": ["baseline", "active"]})
+        cfg = smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"], "causal": ["baseline", "active"]},
                     active_params={"toy_gate": {"weight": 0.01, "companion": 3}},
                     methods=["gradient", "toy_gate"], method_params={"toy_gate": SMOKE_METHOD_PARAMS})
         with pytest.raises(ConfigError, match=r"active_params\.toy_gate.*weight"):
-            smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"]},
+            smoke(models={"image": ["baseline"], "tabular": ["baseline", "active"], "causal": ["baseline", "active"]},
                   active_params={"toy_gate": {"weight": -1.0, "companion": 3}})
         assert schema_rejects(cfg, ["active_params", "toy_gate", "weight"], "heavy")
         groups = targets(cfg)
