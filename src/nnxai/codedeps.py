@@ -26,11 +26,19 @@ PACKAGE = "nnxai"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent    # the folder that holds nnxai/ (src/)
 
 
+#: Module name -> source file, of the modules found so far (a module that is not found is looked up again).
+_FOUND: dict[str, Path] = {}
+
+
 def module_file(module: str) -> Path | None:
     """The source file of an ``nnxai`` module or package, or ``None`` if it is not one."""
+    found = _FOUND.get(module)
+    if found is not None and found.is_file():
+        return found
     base = SOURCE_ROOT / Path(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
+            _FOUND[module] = candidate
             return candidate
     return None
 

@@ -140,3 +140,24 @@ def test_a_model_without_features_and_classifier_is_rejected():
 def test_rejects_bad_params(bad, name):
     with pytest.raises(ParamError, match=rf"metric 'implementation_invariance'\.{name}\b"):
         metric(**bad)
+
+
+def test_methods_that_query_only_outputs_are_invariant_by_construction_and_not_rerun():
+    # Occlusion reads f only: on a rebuilt network (equal outputs, checked above for every rebuild) it sees
+    # the same numbers, so the metric states the reason instead of re-running it; gradient methods are run.
+    from types import SimpleNamespace
+
+    from nnxai.methods.attribution.perturbation.occlusion import Occlusion
+
+    info = SimpleNamespace(name="toy", has_masks=False)
+    assert Occlusion.model_agnostic and "by construction" in ImplementationInvariance.why_not(Occlusion, info)
+    assert ImplementationInvariance.why_not(Gradient, info) is None
+    model = tiny_mlp(seed=0).double()
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    method = Occlusion(n_explain=5, batch_size=5, window=1, stride=1, fill="zero")
+    zero = torch.zeros_like(x)
+    first = method.attribute(model, x, model(x).argmax(1), zero)
+    for transform in TRANSFORMS:
+        twin = equivalent_network(model, transform, 0)
+        if twin is not None:
+            torch.testing.assert_close(method.attribute(twin, x, model(x).argmax(1), zero), first, atol=1e-9, rtol=0)

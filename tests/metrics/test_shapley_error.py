@@ -246,3 +246,27 @@ def test_cached_reference_values_are_reused_across_methods():
     model.forward = lambda x: calls.append(len(x)) or original(x)
     second = metric(record, ctx, Dasp(n_explain=6, batch_size=6, patch=4, baseline="zero"))
     assert second == first and not calls                                # no forward pass the second time
+
+
+def test_reference_values_are_shared_on_disk_by_the_jobs_of_one_model(tmp_path):
+    # Two evaluate jobs (two metric instances) of one model with the workflow's cache folder: the second
+    # reads the first's reference values and runs no forward pass; a corrupt entry is recomputed.
+    import dataclasses
+
+    model, ctx = image_case()
+    ctx = dataclasses.replace(ctx, cache_dir=tmp_path)
+    method = ShapleySampling(n_explain=6, batch_size=6, n_samples=1, patch=4, baseline="zero")
+    record = exact_record(model, ctx, method, scale=1.5)
+    first = ShapleyError(**METRIC)(record, ctx, method)
+    entries = sorted((tmp_path / "shapley_reference").glob("*.pt"))
+    assert len(entries) == 6
+    calls = []
+    original = model.forward
+    model.forward = lambda x: calls.append(len(x)) or original(x)
+    second = ShapleyError(**METRIC)(record, ctx, Dasp(n_explain=6, batch_size=6, patch=4, baseline="zero"))
+    assert second == first and not calls
+    entries[0].write_bytes(b"not a tensor file")
+    third = ShapleyError(**METRIC)(record, ctx, method)
+    assert third == first and calls                                       # recomputed the corrupt one only
+    other = ShapleyError(**{**METRIC, "max_players": 3})(record, ctx, method)   # other parameters: own entries
+    assert len(list((tmp_path / "shapley_reference").glob("*.pt"))) == 12 and other["shapley_error.exact"] == 0.0

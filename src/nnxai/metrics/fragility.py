@@ -16,20 +16,27 @@ channel's value range in the train split, and every step is also clipped to that
 ``x``).  Every
 candidate ``x^(p)`` is explained by the method itself (re-run as its explain stage ran it, for the record's
 class), and the best candidate is the one with the lowest intersection (then the lowest Spearman ρ) whose
-predicted label is that of ``x``; with none, ``x̃ = x``.  The direction of a step comes from
+predicted label is that of ``x``; with none, ``x̃ = x``.
 
-- *the gradient attack of [140]* for the methods whose map has a closed form we can differentiate
-  (:data:`SURROGATES`: ``gradient``, ``gradient_x_input``, ``integrated_gradients``).  These maps are
-  piecewise constant in ``x`` on a ReLU network (second derivatives vanish), so, as [140] (Sec. 3) do, the
-  attack differentiates the map of a *smooth surrogate*, the network with every ``nn.ReLU`` replaced by
-  ``Softplus(β)`` (``softplus_beta``); only the direction comes from it, the candidates are scored with
-  the real network and method.  Integrated Gradients' surrogate uses a midpoint rule of ``path_steps``
-  points along the path from the recorded reference.  Steps continue from the last candidate (PGD).
-- *a gradient-free random-sign search* for every other method (modified backward passes, CAM, DeepLIFT,
-  LRP, occlusion, sampling methods), whose map we cannot differentiate: the step direction is a random
-  sign vector, the random-sign perturbation that [140] use as their baseline, and the search continues
-  from the best label-preserving candidate so far.  Signs are drawn per input from its own seeded
-  generator (:func:`~nnxai.ops.noise.input_noise`), independent of batching.
+Every step's direction comes from *the gradient attack of [140]*, on the methods whose map has a closed
+form we can differentiate (:data:`SURROGATES`: ``gradient``, ``gradient_x_input``,
+``integrated_gradients``, ``smoothgrad``).  These maps are piecewise constant in ``x`` on a ReLU network
+(second derivatives vanish), so, as [140] (Sec. 3) do, the attack differentiates the map of a *smooth
+surrogate*, the network with every ``nn.ReLU`` replaced by ``Softplus(β)`` (``softplus_beta``); only the
+direction comes from it, the candidates are scored with the real network and method.  Integrated
+Gradients' surrogate uses a midpoint rule of ``path_steps`` points along the path from the recorded
+reference; SmoothGrad's averages the gradients at the method's own noisy copies of the candidate (its
+``n_samples``, ``noise_level`` and seed).  Steps continue from the last candidate (PGD).
+
+One attack for every method scored, since scores of different attacks do not measure the same thing.  The
+methods whose map is not differentiated here are *not attacked*, and :meth:`Fragility.why_not` says so:
+the black-box methods (occlusion, prediction difference, LIME, MAPLE, the Shapley samplers, L2X), which
+query only the network's outputs, and those whose map comes from a modified backward pass, an
+optimisation or a propagation rule (DeconvNet, guided backpropagation, CAM, Grad-CAM, DeepLIFT, DeepSHAP,
+DASP, LRP, bias attribution, meaningful perturbation, MAME).  [140] also attack DeepLIFT; here its map is
+Captum's modified backward pass, which autograd cannot differentiate a second time.  A random-sign search
+(the baseline of [140]) could run on all of them, but it is a weaker attack whose scores would sit beside
+the gradient attack's as if they measured the same fragility.
 
 Reported, means over the scored inputs: ``fragility`` = 1 − top-k intersection (lower is better: 0 when
 the attack cannot move the top-k set), ``fragility.topk_intersection`` (higher is better) and
@@ -74,15 +81,15 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) ->
     return grad
 
 
-def _gradient(model, x, targets, reference, path_steps):
+def _gradient(method, model, x, targets, reference, path_steps):
     return _input_gradient(model, x, targets).abs()
 
 
-def _gradient_x_input(model, x, targets, reference, path_steps):
+def _gradient_x_input(method, model, x, targets, reference, path_steps):
     return x * _input_gradient(model, x, targets)
 
 
-def _integrated_gradients(model, x, targets, reference, path_steps):
+def _integrated_gradients(method, model, x, targets, reference, path_steps):
     alphas = (torch.arange(path_steps, dtype=x.dtype, device=x.device) + 0.5) / path_steps
     view = (1, path_steps) + (1,) * (x.dim() - 1)
     points = (reference[:, None] + alphas.reshape(view) * (x - reference)[:, None]).flatten(0, 1)
@@ -90,11 +97,24 @@ def _integrated_gradients(model, x, targets, reference, path_steps):
     return (x - reference) * grads.reshape(len(x), path_steps, *x.shape[1:]).mean(dim=1)
 
 
-#: Differentiable maps (on the smooth surrogate) of the methods the gradient attack applies to, by method id.
+def _smoothgrad(method, model, x, targets, reference, path_steps):
+    """``|mean_k ∂S_c(x + ε_k)/∂x|`` with the method's own noise draws (as :func:`smoothed_gradient`)."""
+    n, level = int(method.params["n_samples"]), float(method.params["noise_level"])
+    flat = x.detach().flatten(1)
+    sigma = (level * (flat.amax(1) - flat.amin(1))).reshape(len(x), 1, *(1,) * (x.dim() - 1))
+    noise = torch.stack([input_noise(xi.detach(), n, method.seed) for xi in x]).to(x.dtype)
+    points = (x[:, None] + sigma * noise).flatten(0, 1)
+    grads = _input_gradient(model, points, targets.repeat_interleave(n))
+    return grads.reshape(len(x), n, *x.shape[1:]).mean(dim=1).abs()
+
+
+#: Differentiable maps (on the smooth surrogate) of the methods the gradient attack applies to, by method id;
+#: each is called as ``surrogate(method, smooth_model, x, targets, reference, path_steps)``.
 SURROGATES: dict[str, Callable] = {
     "gradient": _gradient,
     "gradient_x_input": _gradient_x_input,
     "integrated_gradients": _integrated_gradients,
+    "smoothgrad": _smoothgrad,
 }
 
 
@@ -103,7 +123,7 @@ def topk_sets(maps: torch.Tensor, k: int) -> torch.Tensor:
     return ranks_from_relevance(maps) < k
 
 
-def attack_direction(surrogate: Callable, smooth: nn.Module, x: torch.Tensor, targets: torch.Tensor,
+def attack_direction(surrogate: Callable, method, smooth: nn.Module, x: torch.Tensor, targets: torch.Tensor,
                      top: torch.Tensor, reference: torch.Tensor | None, path_steps: int) -> torch.Tensor:
     """``sign(∇_x D)`` of the top-k attack, ``D = −Σ_{i∈B} I_i(x)`` on the surrogate's map; like ``x``."""
     chunk = max(1, FORWARD_BATCH // path_steps)
@@ -113,7 +133,7 @@ def attack_direction(surrogate: Callable, smooth: nn.Module, x: torch.Tensor, ta
         leaf = x[part].detach().clone().requires_grad_(True)
         ref = None if reference is None else reference.expand_as(x)[part]
         with torch.enable_grad():
-            maps = saliency_map(surrogate(smooth, leaf, targets[part], ref, path_steps)).flatten(1)
+            maps = saliency_map(surrogate(method, smooth, leaf, targets[part], ref, path_steps)).flatten(1)
             objective = -(maps * top[part]).sum()
             if objective.requires_grad:      # the map of a linear model does not depend on x at all
                 (grad,) = torch.autograd.grad(objective, leaf, allow_unused=True, materialize_grads=True)
@@ -130,8 +150,8 @@ def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @register_metric
 class Fragility(Metric):
-    """Top-k intersection and rank correlation after the iterative attack of [140] (random-sign search for
-    methods without a differentiable surrogate)."""
+    """Top-k intersection and rank correlation after the iterative attack of [140], on the methods whose map
+    it can differentiate (:data:`SURROGATES`)."""
 
     id = "fragility"
     reexplains = True
@@ -153,6 +173,18 @@ class Fragility(Metric):
     }
     description = "1 - top-k intersection of the map before and after a label-preserving L-inf attack on the map"
 
+    @classmethod
+    def why_not(cls, method_cls, info):
+        method_id = getattr(getattr(method_cls, "spec", None), "id", None)
+        if method_id not in SURROGATES:
+            how = ("it queries only the network's outputs, so its map has no derivative to follow"
+                   if getattr(method_cls, "model_agnostic", False) else
+                   "its map comes from a modified backward pass, an optimisation or a propagation rule that is "
+                   "not differentiated here")
+            return (f"not attacked: the gradient attack of [140] needs a differentiable map and {how} "
+                    f"(attacked: {', '.join(SURROGATES)})")
+        return super().why_not(method_cls, info)
+
     def __call__(self, record, ctx, method):
         inputs, targets = scored_inputs(record, ctx, self.params["n_inputs"])
         best, intersection, spearman = self.attack(record, ctx, method, inputs, targets)
@@ -171,23 +203,21 @@ class Fragility(Metric):
         original = saliency_map(attribute_as_explained(method, ctx, ctx.model, inputs, targets)).flatten(1)
         k = max(1, round(float(p["top_fraction"]) * original.shape[1]))
         top = topk_sets(original, k)
-        spec = getattr(type(method), "spec", None)
-        surrogate = SURROGATES.get(getattr(spec, "id", None))
-        if surrogate is not None:
-            smooth = smooth_surrogate(ctx.model, float(p["softplus_beta"]))
-            reference = reference_from_meta(record.meta, inputs) if getattr(method, "uses_baseline", False) else None
-        else:
-            signs = torch.stack([input_noise(x, p["steps"], int(ctx.seed)).sign() for x in inputs])
+        method_id = getattr(getattr(type(method), "spec", None), "id", None)
+        if method_id not in SURROGATES:
+            raise ValueError(f"metric {self.id!r} attacks only {', '.join(SURROGATES)} (a differentiable map); "
+                             f"got {method_id!r}")
+        surrogate = SURROGATES[method_id]
+        smooth = smooth_surrogate(ctx.model, float(p["softplus_beta"]))
+        reference = reference_from_meta(record.meta, inputs) if getattr(method, "uses_baseline", False) else None
         best, best_maps = inputs.clone(), original.clone()
         best_inter = torch.ones(len(inputs), dtype=torch.float64, device=inputs.device)
         best_rho = torch.ones_like(best_inter)
         view = (-1,) + (1,) * (inputs.dim() - 1)
         current = inputs
-        for step in range(p["steps"]):
-            if surrogate is not None:       # PGD: on from the last step, wherever its label went
-                direction = attack_direction(surrogate, smooth, current, targets, top, reference, p["path_steps"])
-            else:                           # random search: on from the best label-preserving candidate
-                current, direction = best, signs[:, step]
+        for _ in range(p["steps"]):        # PGD: on from the last step, wherever its label went
+            direction = attack_direction(surrogate, method, smooth, current, targets, top, reference,
+                                         p["path_steps"])
             candidate = torch.minimum(torch.maximum(current + alpha * direction, inputs - epsilon), inputs + epsilon)
             candidate = torch.minimum(torch.maximum(candidate, low), high)
             maps = saliency_map(attribute_as_explained(method, ctx, ctx.model, candidate, targets)).flatten(1)

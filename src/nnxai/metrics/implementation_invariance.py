@@ -43,6 +43,12 @@ come from a generator seeded with the context's seed.
     positions (and max-pooling passes DeepLIFT's multipliers by the gradient rule); DeconvNet is not
     either, as its backward ReLU ignores the forward sign, which now acts after the pool.
 
+Methods that query only the network's outputs (``model_agnostic``: occlusion, prediction difference,
+LIME, MAPLE, the Shapley samplers, L2X) are not re-run: the rebuilds leave every output equal (up to float
+rounding, which :func:`check_equivalent` bounds), so these methods see the same numbers and are invariant
+by construction; :meth:`ImplementationInvariance.why_not` says so.  Re-running them would only measure how
+their sampling or fitting amplifies float rounding.
+
 ``implementation_invariance`` is the largest, over the transformations in ``transforms``, of the mean
 normalised difference over the scored inputs (lower is better; float32 models leave ~1e-7 of rounding).
 None of these rebuilds moves DeepLIFT on an MLP (no max-pooling); [114]'s own counter-example (appendix)
@@ -226,6 +232,13 @@ class ImplementationInvariance(Metric):
         "tolerance": TOLERANCE,
     }
     description = "largest mean normalised difference of the maps of functionally equivalent rebuilt networks"
+
+    @classmethod
+    def why_not(cls, method_cls, info):
+        if getattr(method_cls, "model_agnostic", False):
+            return ("invariant by construction: the method queries only the network's outputs, which every "
+                    "rebuild leaves equal ([114] Sec. 2.2: attributions that depend on the function alone)")
+        return super().why_not(method_cls, info)
 
     @classmethod
     def cell_why_not(cls, run, dataset, model, method):

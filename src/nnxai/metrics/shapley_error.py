@@ -33,20 +33,26 @@ Scores, per explained input (the first ``max_inputs`` of the record), averaged:
   scale (``v(P) − v(∅) = f_c(x) − f_c(r)`` for the default game).
 
 The reference values of the default game depend only on the model, input, class, reference and players,
-not on the method: they are cached in the metric instance, so a run scoring several methods of one model
-computes them once.
+not on the method: they are cached in the metric instance and, in a workflow run, on disk under
+``<workdir>/.nnxai-cache/shapley_reference/`` (one file per input, keyed by a digest of the model's
+weights, the input, class, reference, players, seed and this metric's parameters), so that the evaluate
+jobs of the methods that share a game (``shapley_sampling``, ``kernel_shap`` and ``dasp`` on one model)
+compute it once.  An unreadable entry is recomputed; a value is the same whichever job computes it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from nnxai.intervals import PerInput
+from nnxai.io import atomic_write_bytes
 from nnxai.metrics.attribution import FORWARD_BATCH, explained_inputs, reference_from_meta
 from nnxai.metrics.base import Metric, register_metric
 from nnxai.ops.groups import player_sums
@@ -54,6 +60,8 @@ from nnxai.ops.noise import input_seed
 from nnxai.params import Int
 
 ValueFunction = Callable[[torch.Tensor], torch.Tensor]
+#: Folder of ``ctx.cache_dir`` that holds the reference values shared by the evaluate jobs of one model.
+REFERENCE_CACHE = "shapley_reference"
 #: Coalitions enumerated up to this many players at most, whatever ``max_players`` (2^20 = 1,048,576).
 ENUMERATION_LIMIT = 20
 
@@ -189,6 +197,28 @@ class ShapleyError(Metric):
                                                generator)
         return phi, full - empty
 
+    def cached_reference(self, ctx, key: bytes, compute: Callable[[], tuple[torch.Tensor, torch.Tensor]]):
+        """``compute()``, memoised in this instance and in ``ctx.cache_dir`` (when the context has one)."""
+        if key in self._cache:
+            return self._cache[key]
+        root = getattr(ctx, "cache_dir", None)
+        path = None if root is None else Path(root) / REFERENCE_CACHE / f"{key.hex()}.pt"
+        value = None
+        if path is not None and path.is_file():
+            try:
+                phi, delta = torch.load(path, weights_only=True)
+                value = (phi, delta)
+            except Exception:        # unreadable or half-written by an older run: recomputed below
+                value = None
+        if value is None:
+            value = compute()
+            if path is not None:
+                buffer = io.BytesIO()
+                torch.save(tuple(t.detach().cpu() for t in value), buffer)
+                atomic_write_bytes(path, buffer.getvalue())
+        self._cache[key] = value
+        return value
+
     def __call__(self, record, ctx, method):
         inputs, targets, attributions = explained_inputs(record, ctx)
         keep = slice(0, self.params["max_inputs"])
@@ -198,17 +228,19 @@ class ShapleyError(Metric):
         custom = getattr(method, "shapley_game", None)
         game = custom(ctx, record) if custom is not None else None
         reference = None if game is not None else reference_from_meta(record.meta, inputs)
-        model_key = _digest(*[p for p in ctx.model.state_dict().values()])
+        from nnxai.evaluation_cache import code_digest       # the reference's code: part of its disk key
+
+        model_key = _digest(*[p for p in ctx.model.state_dict().values()]) + bytes.fromhex(
+            code_digest([__name__]))
         errors, efficiency = [], []
         for x, target, phi in zip(inputs, targets.tolist(), values):
             if game is not None:
                 ref_phi, delta = self.reference_values(lambda c: game(x, target, c), n_players, x, ctx.seed)
             else:
-                key = model_key + _digest(x, reference, groups, torch.tensor([target, ctx.seed]))
-                if key not in self._cache:
-                    self._cache[key] = self.reference_values(
-                        baseline_game(ctx.model, x, target, reference, groups), n_players, x, ctx.seed)
-                ref_phi, delta = self._cache[key]
+                key = model_key + _digest(x, reference, groups, torch.tensor(
+                    [target, ctx.seed, self.params["max_players"], self.params["reference_permutations"]]))
+                ref_phi, delta = self.cached_reference(ctx, key, lambda: self.reference_values(
+                    baseline_game(ctx.model, x, target, reference, groups), n_players, x, ctx.seed))
             errors.append(float((phi - ref_phi).norm() / (ref_phi.norm() + 1e-12)))
             efficiency.append(abs(float(phi.sum() - delta)))
         return {"shapley_error": PerInput(errors),

@@ -12,11 +12,11 @@ import sys
 #: Modules the server imports once, because jobs import them: torch alone costs ~2 s; torch.optim imports
 #: torch._dynamo on a first step (~1 s); the methods, metrics and report writers import scikit-learn,
 #: SciPy, pandas, scikit-image, seaborn and plotly inside their functions; torch._dynamo's exit handler
-#: imports tabulate (0.13 s at the end of every job).
-PRELOAD = ("torch", "torch._dynamo", "tabulate", "captum.attr", "nnxai.cli", "nnxai.pipeline", "nnxai.config",
-           "nnxai.workflow", "sklearn.cluster", "sklearn.datasets", "sklearn.ensemble", "sklearn.linear_model",
-           "scipy.optimize", "scipy.stats", "scipy.ndimage", "skimage.segmentation", "pandas", "seaborn",
-           "plotly.graph_objects")
+#: imports tabulate (0.13 s at the end of every job); torch.load imports torch.utils.serialization (15 ms).
+PRELOAD = ("torch", "torch._dynamo", "torch.utils.serialization", "tabulate", "captum.attr", "nnxai.cli",
+           "nnxai.pipeline", "nnxai.config", "nnxai.workflow", "sklearn.cluster", "sklearn.datasets",
+           "sklearn.ensemble", "sklearn.linear_model", "scipy.optimize", "scipy.stats", "scipy.ndimage",
+           "skimage.segmentation", "pandas", "seaborn", "plotly.graph_objects")
 
 
 def warm(modules, log) -> None:
@@ -46,20 +46,28 @@ def fork_hazard() -> str | None:
 def _fill_registries(log) -> None:
     """Import what every job reads: the methods, metrics and report items, and the CLI parser's modules."""
     from nnxai import registry
-    from nnxai.cli import build_parser
+    from nnxai.cli import _parser
     from nnxai.metrics import metrics
     from nnxai.report import REPORT_ITEMS
 
     registry.implemented_ids()
     metrics()
     list(REPORT_ITEMS.items())
-    build_parser()
+    _parser()
     try:    # the parsed imports of nnxai's sources (cached by modification time), read by evaluate jobs
         from nnxai import codedeps
 
-        codedeps.closure(sorted(m for m in sys.modules if m.startswith("nnxai.") and codedeps.module_file(m)))
+        for path in codedeps.closure(sorted(m for m in sys.modules
+                                            if m.startswith("nnxai.") and codedeps.module_file(m))):
+            codedeps._sha256(path)       # evaluate jobs hash these sources into their cache keys
     except Exception as err:   # an optional warm-up: jobs parse the sources themselves
         log(f"nnxai.codedeps not warmed: {err!r}")
+    try:    # what every explain and train job records: the library versions (importlib.metadata reads)
+        from nnxai.versions import library_versions
+
+        library_versions()
+    except Exception as err:   # an optional warm-up
+        log(f"library versions not warmed: {err!r}")
 
 
 def _cuda_driver_loaded() -> bool:
