@@ -68,6 +68,7 @@ rule explain_attribution:
     output: "data/explanations/{dataset}/{model}/{method}.npz",
     params: settings=SETTINGS("explain"),
     threads: CFG["threads"]
+    priority: lambda w: wf.job_priority(CFG, w.dataset, w.model, w.method),
     resources: gpu=GPU,
     conda: ENV
     log: "logs/explain/{dataset}/{model}/{method}.log",
@@ -85,6 +86,7 @@ rule evaluate_explanation:
     output: "data/metrics/{dataset}/{model}/{method}.json",
     params: settings=SETTINGS("evaluate"),
     threads: CFG["threads"]
+    priority: lambda w: wf.job_priority(CFG, w.dataset, w.model, w.method),
     resources: gpu=GPU,
     conda: ENV
     log: "logs/evaluate/{dataset}/{model}/{method}.log",
@@ -124,6 +126,15 @@ rule make_table:
     shell: "python -m nnxai report {wildcards.table} --out paper/tables > {log} 2>&1"
 
 
+rule make_document:
+    input: lambda w: ["data/metrics/all.csv"] + wf.code_inputs(CFG, "report", item=w.document),
+    output: expand("paper/{{document}}.{ext}", ext=wf.DOCUMENT_FORMATS),
+    wildcard_constraints: document="|".join(wf.DOCUMENTS),
+    conda: ENV
+    log: "logs/report/{document}.log",
+    shell: "python -m nnxai report {wildcards.document} --out paper > {log} 2>&1"
+
+
 rule make_figure:
     input: lambda w: ["data/metrics/all.csv"] + wf.code_inputs(CFG, "report", item=w.figure),
     output: expand("paper/figures/{{figure}}.{ext}", ext=wf.FIGURE_FORMATS),
@@ -144,7 +155,7 @@ rule evaluate_all:
     input: TARGETS["explanations"], TARGETS["metrics"], TARGETS["aggregate"],
 
 rule report_all:
-    input: TARGETS["tables"], TARGETS["figures"],
+    input: TARGETS["tables"], TARGETS["figures"], TARGETS["documents"],
 
 
 # Persistent worker (issue 10): on a local run, every `python -m nnxai` job runs in a fork of one process that

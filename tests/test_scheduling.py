@@ -56,7 +56,7 @@ def test_nothing_changes_without_a_job_scheduler():
 
 
 def test_inputs_are_sized_once():
-    """Only jobs with an input not sized yet go to Snakemake's sizing; the sizes it read are kept."""
+    """Only jobs not sized yet go to Snakemake's sizing (none: no call); the sizes it read are kept."""
     import asyncio
 
     seen = []
@@ -77,4 +77,4 @@ def test_inputs_are_sized_once():
     asyncio.run(scheduler.update_input_sizes([a]))
     asyncio.run(scheduler.update_input_sizes([a, b]))
     asyncio.run(scheduler.update_input_sizes([a, b]))
-    assert seen == [["a"], ["b"], []] and set(scheduler._input_sizes) == {"x", "y", "z"}
+    assert seen == [["a"], ["b"]] and set(scheduler._input_sizes) == {"x", "y", "z"}

@@ -268,12 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".", type=cli_checks.folder)
     p.set_defaults(func=cmd_aggregate)
 
-    p = sub.add_parser("report", help="write one table or figure")
+    p = sub.add_parser("report", help="write one table, figure or document (the results: --out paper)")
     # Not argparse choices: the names come from the report registry, which imports every writer (and
     # matplotlib, plotly, captum); main() checks the name when the command is `report`.
-    p.add_argument("item", metavar="ITEM", help="a table or figure: `nnxai targets --stage tables|figures` "
-                   "lists their files (e.g. table3, taxonomy3d)")
-    p.add_argument("--out", required=True, type=cli_checks.folder, help="output folder, e.g. paper/tables")
+    p.add_argument("item", metavar="ITEM", help="a table, figure or document: `nnxai targets --stage "
+                   "tables|figures|documents` lists their files (e.g. table3, taxonomy3d, results)")
+    p.add_argument("--out", required=True, type=cli_checks.folder,
+                   help="output folder: paper/tables, paper/figures, or paper for a document")
     p.add_argument("--workdir", default=".", type=cli_checks.folder)
     p.set_defaults(func=cmd_report)
 
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("targets", help="list the outputs of a profile's run")
     p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--stage", choices=["prepared", "checkpoints", "explanations", "metrics", "aggregate",
-                                       "tables", "figures"])
+                                       "tables", "figures", "documents"])
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("dvc-yaml", help="print dvc.yaml as the code generates it (stages, code deps)")

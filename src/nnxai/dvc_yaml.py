@@ -61,7 +61,9 @@ STAGES = {
                                      "          persist: true"]},
     "report": {"target": "report_all", "data": ["data/metrics/all.csv"],
                "outs": ["      - paper/tables:", "          cache: false", "          persist: true",
-                        "      - paper/figures:", "          cache: false", "          persist: true"]},
+                        "      - paper/figures:", "          cache: false", "          persist: true",
+                        "      - paper/results.md:", "          cache: false", "          persist: true",
+                        "      - paper/results.tex:", "          cache: false", "          persist: true"]},
 }
 
 

@@ -175,25 +175,29 @@ class Param:
         hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
         return " and ".join(p for p in (lo, hi) if p)
 
-    def allowed(self) -> str:
-        """What the parameter takes, in words (for messages, ``--help`` and the docs)."""
-        return self._allowed() + (", or null" if self.nullable else "")
+    def allowed(self, resolve: bool = True) -> str:
+        """What the parameter takes, in words (for messages, ``--help`` and the docs).  ``resolve=False``
+        names a callable ``choices`` instead of calling it (a class's docstring is written while the
+        registries it would read may still be loading)."""
+        return self._allowed(resolve) + (", or null" if self.nullable else "")
 
-    def _allowed(self) -> str:
+    def _allowed(self, resolve: bool = True) -> str:
         if self.kind == "union":
-            return " or ".join(o.allowed() for o in self.options or ())
+            return " or ".join(o.allowed(resolve) for o in self.options or ())
         if self.kind == "mapping":
             if self.fields is not None:
                 return "a mapping of " + ", ".join(self.fields)
-            return "a mapping" + ("" if self.values is None else f" of {self.values.allowed()}")
+            return "a mapping" + ("" if self.values is None else f" of {self.values.allowed(resolve)}")
         if self.pattern is not None:
             return f"a string matching {self.pattern}"
+        if self.choices is not None and callable(self.choices) and not resolve:
+            return f"one of {getattr(self.choices, '__name__', 'the registered values').replace('_', ' ')}()"
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.allowed_choices()))
         if self.kind == "list":
             size = ("" if self.min_items is None else f">= {self.min_items}") + (
                 "" if self.max_items is None else f"{', ' if self.min_items is not None else ''}<= {self.max_items}")
-            inner = self.item.allowed() if self.item else "values"
+            inner = self.item.allowed(resolve) if self.item else "values"
             return f"list of {inner}" + (f" ({size} items)" if size else "")
         name = {"int": "integer", "float": "number", "str": "string", "bool": "true/false"}[self.kind]
         return f"{name} {self._range()}".strip()
@@ -330,9 +334,11 @@ def params_schema(declared: Mapping[str, Param]) -> dict:
             "properties": {n: p.schema() for n, p in declared.items()}}
 
 
-def describe(declared: Mapping[str, Param]) -> list[str]:
-    """One line per parameter: ``name: allowed — help`` (for ``--help`` and the docs)."""
-    return [f"{name}: {p.allowed()}{'' if p.required else ' (optional)'} — {p.help}" for name, p in declared.items()]
+def describe(declared: Mapping[str, Param], resolve: bool = True) -> list[str]:
+    """One line per parameter: ``name: allowed — help`` (for ``--help`` and the docs; see
+    :meth:`Param.allowed` for ``resolve``)."""
+    return [f"{name}: {p.allowed(resolve)}{'' if p.required else ' (optional)'} — {p.help}"
+            for name, p in declared.items()]
 
 
 
@@ -350,7 +356,8 @@ class Declared:
         cls.param_names = tuple(cls.parameters)
         if cls.__doc__ and cls.parameters and "Declared parameters" not in cls.__doc__:
             # The docs come from the declarations too (help(), Sphinx): one source for every parameter.
-            lines = "\n".join(f"    - {line}" for line in describe(cls.parameters))
+            # Callable choices are named, not called: the registry they read may be importing this class.
+            lines = "\n".join(f"    - {line}" for line in describe(cls.parameters, resolve=False))
             cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    Declared parameters\n    -------------------\n{lines}\n"
 
     def __init__(self, **params: Any):

@@ -24,7 +24,7 @@ from nnxai.paths import (CACHE_ROOT, MODEL_ROW, checkpoint_path, explanation_pat
 from nnxai.metrics.base import applicable_metrics, metrics
 from nnxai.active.base import active_method
 from nnxai.models.variants import variant
-from nnxai.report._items import FIGURE_FORMATS, REPORT_ITEMS, items_of
+from nnxai.report._items import DOCUMENT_FORMATS, FIGURE_FORMATS, REPORT_ITEMS, items_of
 from nnxai.training.penalties import PENALTIES
 
 
@@ -53,6 +53,7 @@ class _ReportNames(Sequence):
 
 TABLES = _ReportNames("table")
 FIGURES = _ReportNames("figure")
+DOCUMENTS = _ReportNames("document")
 
 
 def model_traits_for(cfg: dict, dataset: str, model: str) -> dict:
@@ -121,6 +122,22 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
             if registered[m].control_why_not(model) is None
             and not (registered[m].reexplains and is_variant(model) and not variant_reexplains_on(cfg, dataset))
             and registered[m].cell_why_not(RunPlan(cfg), dataset, model, method) is None]
+
+
+#: Metrics whose cells are the run's longest jobs besides those that re-run the method: ROAR retrains models.
+RETRAINING_METRICS = ("roar",)
+
+
+def job_priority(cfg: dict, dataset: str, model: str, method: str) -> int:
+    """1 for the explain and evaluate jobs of a cell whose metrics re-run the method or retrain models, else 0.
+
+    Those cells hold the longest jobs of a run (tens of seconds against a median of half a second); started
+    first, they do not leave one core idle while the last of them runs at the end (longest processing time
+    first).  The order changes no result: priorities only choose among jobs that are ready.
+    """
+    registered = metrics()
+    return int(any(registered[m].reexplains or m in RETRAINING_METRICS
+                   for m in metrics_for(cfg, dataset, model, method)))
 
 
 def variant_reexplains_on(cfg: dict, dataset: str) -> bool:
@@ -259,6 +276,7 @@ def targets(cfg: dict) -> dict[str, list[str]]:
     out["aggregate"] = ["data/metrics/all.csv", "data/metrics/summary.json"]
     out["tables"] = [f"paper/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
     out["figures"] = [f"paper/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
+    out["documents"] = [f"paper/{d}.{ext}" for d in DOCUMENTS for ext in DOCUMENT_FORMATS]
     return out
 
 

@@ -302,14 +302,17 @@ def test_lrp_explain_uses_train_range_as_zb_bounds_and_is_scored_by_conservation
     assert gap == pytest.approx(float(expected), rel=1e-9)
 
 
-def test_lrp_image_bounds_contain_the_pixel_range_and_it_refuses_to_explain_unfitted():
+def test_lrp_image_bounds_are_the_channels_data_range_and_it_refuses_to_explain_unfitted():
     model = tiny_convnet(12).double()
     x_train = 0.5 + 0.2 * torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
     method = lrp(input_rule="zb")
     with pytest.raises(RuntimeError, match=r"'lrp' learns from the train split: call fit\(model, train_split\)"):
         method(model, x_train, TARGET[:5])
     low, high = fitted(method, model, x_train).bounds_
-    assert torch.equal(low, torch.zeros(3, dtype=torch.float64)) and torch.equal(high, torch.ones(3, dtype=torch.float64))
+    dims = (0, 2, 3)
+    assert torch.equal(low, x_train.amin(dims)) and torch.equal(high, x_train.amax(dims))   # moves with the data
+    shifted_low, shifted_high = fitted(lrp(input_rule="zb"), model, x_train - 1.0).bounds_
+    torch.testing.assert_close((shifted_low, shifted_high), (low - 1.0, high - 1.0), rtol=0, atol=1e-15)
     with pytest.raises(RuntimeError, match="z\\^B input bounds are learnt"):
         lrp(input_rule="zb").input_bounds(x_train)
 

@@ -38,8 +38,11 @@ def test_tcav_score_and_p_value_by_hand():
     assert out["tcav_score.a.neg"] == 0.8 and out["tcav_score.a.pos"] == 0.9 and out["tcav_score.b.neg"] == 0.1
     assert out["tcav_score.random.neg"] == pytest.approx(0.4) and out["tcav_score.random.pos"] == 0.5
     p = PValue()(record, None, None)
-    assert p["p_value"] == pytest.approx((0.003 + 0.03 + 0.6) / 3)
-    assert p["p_value.significant"] == pytest.approx(2 / 3) and p["p_value.a.pos"] == pytest.approx(0.6)
+    # pairs one by one, aggregated as a count: never the mean of the p-values ((0.003 + 0.03 + 0.6) / 3)
+    assert p["p_value"] == p["p_value.significant"] == pytest.approx(2 / 3)
+    assert (p["p_value.n_significant"], p["p_value.n_pairs"]) == (2.0, 3.0)
+    assert p["p_value.a.neg"] == pytest.approx(0.003) and p["p_value.a.pos"] == pytest.approx(0.6)
+    assert PValue.higher_is_better
     with pytest.raises(ValueError, match="tests no"):
         TCAVScore()(_record([]), None, None)
 
@@ -59,11 +62,12 @@ def _synthetic_record(concept_cavs, seed):
 def test_optimum_for_perfect_concepts_and_chance_for_random_ones():
     perfect = _synthetic_record(lambda rng, g: g + 0.01 * rng.normal(size=(10, 16)), seed=0)
     out, p = TCAVScore()(perfect, None, None), PValue()(perfect, None, None)
-    assert out["tcav_score"] == 1.0 and p["p_value.significant"] == 1.0 and p["p_value"] < 0.05
+    assert out["tcav_score"] == 1.0 and p["p_value.significant"] == 1.0 and p["p_value"] == 1.0
+    assert max(v for k, v in p.items() if k.startswith("p_value.c")) < 0.05
     # concepts whose CAVs are as random as the null's: nothing beyond chance
     random = _synthetic_record(lambda rng, g: rng.normal(size=(10, 16)), seed=1)
     out, p = TCAVScore()(random, None, None), PValue()(random, None, None)
-    assert out["tcav_score"] <= 0.05 and p["p_value.significant"] <= 0.05 and p["p_value"] > 0.8
+    assert out["tcav_score"] <= 0.05 and p["p_value.significant"] <= 0.05 and p["p_value"] <= 0.05
 
 
 def test_which_methods_the_metrics_apply_to():

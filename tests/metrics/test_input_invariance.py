@@ -87,12 +87,14 @@ CASES = [  # (case, method, invariant according to [143])
     (image_case, CAM(n_explain=6, batch_size=6), True),
     (image_case, GradCAM(n_explain=6, batch_size=6), True),
     # LRP-ε weighs input i by x_i w_ij, which the shift changes; z^B with bounds from the (shifted) data
-    # range gives (x − l) w⁺ + (x − h) w⁻ terms, which it does not (tables; images keep [0, 1] in the box,
-    # so there the box does not move with the data; with bounds moved by hand it is invariant to 1e-15).
+    # range gives (x − l) w⁺ + (x − h) w⁻ terms, which it does not: the box is the data's, so it moves with
+    # the data on tables and images alike ([143] Sec. 3: a reference learnt from the data).
     (tabular_case, LRP(n_explain=6, batch_size=6, rule="epsilon", epsilon=1e-9, alpha=2.0, input_rule="epsilon"),
      False),
+    (image_case, LRP(n_explain=6, batch_size=6, rule="epsilon", epsilon=1e-9, alpha=2.0, input_rule="epsilon"),
+     False),
     (tabular_case, LRP(n_explain=6, batch_size=6, rule="epsilon", epsilon=1e-9, alpha=2.0, input_rule="zb"), True),
-    (image_case, LRP(n_explain=6, batch_size=6, rule="epsilon", epsilon=1e-9, alpha=2.0, input_rule="zb"), False),
+    (image_case, LRP(n_explain=6, batch_size=6, rule="epsilon", epsilon=1e-9, alpha=2.0, input_rule="zb"), True),
 ]
 
 
@@ -143,3 +145,20 @@ def test_a_first_layer_that_does_not_see_the_input_cannot_absorb_the_shift():
 def test_rejects_bad_params(bad, name):
     with pytest.raises(ParamError, match=rf"metric 'input_invariance'\.{name}\b"):
         metric(**bad)
+
+
+def test_bias_attribution_sees_the_bias_map_of_the_shifted_convolution():
+    # [111]: Σ β = f_c(x) − ∇f_c(x)·x, the local bias.  On the twin, the first convolution's bias is a map
+    # over positions (BiasMapConv2d); were it skipped, the twin's β would miss b_map's share of the bias.
+    from nnxai.methods.attribution.propagation.bias_attribution import bias_backpropagation
+
+    model, x, _ = image_case()
+    twin = shifted_network(model, SHIFT, x)
+    shifted = (x + SHIFT).requires_grad_(True)
+    targets = model(x).argmax(1)
+    logits = twin(shifted).gather(1, targets[:, None]).sum()
+    (grad,) = torch.autograd.grad(logits, shifted)
+    with torch.no_grad():
+        local_bias = twin(shifted).gather(1, targets[:, None])[:, 0] - (grad * shifted).flatten(1).sum(1)
+    beta = bias_backpropagation(twin, x + SHIFT, targets, "abs_contribution")
+    torch.testing.assert_close(beta.flatten(1).sum(1), local_bias.detach(), rtol=0, atol=1e-9)

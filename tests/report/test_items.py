@@ -13,11 +13,13 @@ from nnxai.report import REPORT_ITEMS, report_item
 
 def test_tables_and_figures_come_from_the_registry():
     assert set(report.TABLES) == {"table1", "table2", "table3", "table4", "table_comparison", "active_summary",
-                                  "unit_agreement_summary"}
-    assert set(report.FIGURES) == {"taxonomy3d", "metrics_heatmap", "perturbation_curves", "runtime",
-                                   "active_vs_baseline", "prototypes", "rule_extractors", "unit_agreement",
-                                   "activation_max", "deconv_top9", "influential_examples", "prototypes_criticisms"}
+                                  "unit_agreement_summary", "concept_tests", "survey_papers"}
+    assert set(report.FIGURES) == {"taxonomy3d", "metrics_heatmap", "metrics_overview", "perturbation_curves",
+                                   "runtime", "active_vs_baseline", "prototypes", "rule_extractors",
+                                   "unit_agreement", "activation_max", "deconv_top9", "influential_examples",
+                                   "prototypes_criticisms"}
     assert list(workflow.TABLES) == list(report.TABLES) and list(workflow.FIGURES) == list(report.FIGURES)
+    assert list(workflow.DOCUMENTS) == ["results"] and REPORT_ITEMS["results"].formats == ("md", "tex")
     for name, writer in {**report.TABLES, **report.FIGURES}.items():
         item = REPORT_ITEMS[name]
         assert item.writer is writer is getattr(report, f"write_{name}")
@@ -25,7 +27,8 @@ def test_tables_and_figures_come_from_the_registry():
     assert {n for n, item in REPORT_ITEMS.items() if item.needs_workdir} == {
         "table2", "table_comparison", "metrics_heatmap", "perturbation_curves", "runtime", "active_vs_baseline",
         "active_summary", "prototypes", "rule_extractors", "unit_agreement", "unit_agreement_summary",
-        "activation_max", "deconv_top9", "influential_examples", "prototypes_criticisms"}
+        "activation_max", "deconv_top9", "influential_examples", "prototypes_criticisms", "concept_tests",
+        "results", "metrics_overview"}
 
 
 def test_a_registered_item_joins_the_targets():

@@ -171,15 +171,25 @@ def test_table4_negative_controls_detect_differences():
     assert len(controls) == 3 and all(c["error"] > 1e-3 and c["passed"] for c in controls)
     x, _, t = table4.toy_inputs(0)
     biased = table4.toy_mlp(0)
-    deeplift_zero = table4._captum(table4.DeepLift, biased, x, t, baselines=x * 0)
+    deeplift_zero = table4.own("deeplift", biased, x, t, x * 0)
     assert table4.max_error(deeplift_zero, x * table4.gradient(biased, x, t)) > 1e-3
+
+
+def test_table4_checks_this_projects_classes_not_captums(monkeypatch):
+    # A defect planted in the project's own LRP class (not in Captum) must turn its rows to ✗.
+    from nnxai.methods.attribution.propagation.lrp import LRP
+
+    original = LRP.attribute
+    monkeypatch.setattr(LRP, "attribute", lambda self, *a, **k: 2.0 * original(self, *a, **k))
+    failed = {c["id"] for c in table4.check_identities(seed=0) if not c["passed"]}
+    assert failed == {"lrp"}
 
 
 def test_lrp_equals_gradient_x_input_even_with_biases():
     """Measured, contrary to a bias-free-only reading of [139]: the bias sits in LRP-ε's denominator z."""
     x, _, t = table4.toy_inputs(0)
     biased = table4.toy_mlp(0)
-    assert table4.max_error(table4.captum_lrp(biased, x, t), x * table4.gradient(biased, x, t)) < 1e-6
+    assert table4.max_error(table4.own("lrp", biased, x, t), x * table4.gradient(biased, x, t)) < 1e-6
 
 
 def test_table4_reports_a_broken_identity_as_failed(tmp_path, monkeypatch):

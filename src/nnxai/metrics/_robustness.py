@@ -37,7 +37,7 @@ def scored_inputs(record, ctx, n_inputs: int) -> tuple[torch.Tensor, torch.Tenso
 def channel_box(x_train: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(low, high)``: the per-channel (per-feature) minimum and maximum of the train split, shaped
     ``(1, C, 1, ...)`` to broadcast against ``like``, in its dtype and on its device."""
-    low, high = channel_range(x_train, image=False)
+    low, high = channel_range(x_train)
     view = (1, len(low)) + (1,) * (like.dim() - 2)
     return tuple(b.reshape(view).to(like.device, like.dtype) for b in (low, high))
 

@@ -7,9 +7,14 @@
   0: no concept is told apart from random ones; 1: every concept is significant and every class input
   moves the same way along it (TCAV 1 or 0).  Sub-keys ``tcav_score.<concept>.<class>``: the pair's mean
   TCAV score, the number the paper reports; ``tcav_score.random.<class>``: the random mean ``r``.
-* ``p_value`` (lower: the concepts stand out from random ones more clearly): the mean over pairs of the
-  Bonferroni-corrected p-value; ``p_value.<concept>.<class>`` each pair's, ``p_value.significant`` the
-  fraction of pairs significant at the record's ``alpha``.
+* ``p_value``: the statistical test of [63] per (concept, class) pair, reported pair by pair and
+  aggregated only as a count, since an average of p-values is not a p-value.  ``p_value.<concept>.<class>``
+  is each pair's Bonferroni-corrected p-value (of the two-sided t-test of its TCAV scores against the
+  random CAVs'); ``p_value`` (higher: more of the tested concepts stand out from random ones) and
+  ``p_value.significant`` are the fraction of pairs significant at the record's ``alpha`` after the
+  correction, ``p_value.n_significant`` and ``p_value.n_pairs`` the counts ("k of n pairs significant").
+  Whether a significant concept is one the label depends on (or a distractor) is for the reader of the
+  pairs to judge against the data set's rule; the count does not tell them apart.
 * ``concept_coherence`` (higher: more coherent discovered concepts; ACE only, it needs member segments):
   on data sets with ground-truth concept masks (``shapes``), the mean over discovered concepts of their
   *purity*: the largest, over true concepts ``c`` (the mask channels but ``evidence``), mean fraction of a
@@ -77,14 +82,17 @@ class TCAVScore(Metric):
 @register_metric
 class PValue(Metric):
     id = "p_value"
-    higher_is_better = False
+    higher_is_better = True
     kinds = frozenset({"concept_attribution"})
-    description = "mean Bonferroni-corrected t-test p-value of concept vs random TCAV scores [63]"
+    description = ("fraction of (concept, class) pairs whose TCAV scores differ from random CAVs' (Bonferroni-"
+                   "corrected t-test [63]); each pair's corrected p-value as a sub-key")
 
     def __call__(self, record, ctx, method):
         tests = _tests(record)
-        out = {"p_value": float(np.mean([t["p_value_corrected"] for t in tests])),
-               "p_value.significant": float(np.mean([t["significant"] for t in tests]))}
+        significant = [bool(t["significant"]) for t in tests]
+        share = float(np.mean(significant))
+        out = {"p_value": share, "p_value.significant": share,
+               "p_value.n_significant": float(sum(significant)), "p_value.n_pairs": float(len(tests))}
         out.update({f"p_value.{_pair(record, t)}": float(t["p_value_corrected"]) for t in tests})
         return out
 

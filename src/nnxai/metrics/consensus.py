@@ -10,8 +10,8 @@ From the per-input Spearman rank correlations that a DeepConsensus record stores
 ``consensus_agreement.to_consensus``
     Mean ρ between each member's map and the consensus map.
 ``consensus_agreement.prediction``
-    Share of the inputs that the (n, k) consensus accepts: at least ``min_agree`` members predict the
-    explained class.
+    Share of the candidate inputs that the (n, k) consensus accepts: at least ``min_agree`` members predict
+    the explained class (the record explains the accepted ones only).
 
 Inputs whose maps are constant (ρ undefined, NaN) are left out of the means.
 """

@@ -60,7 +60,8 @@ class BiasMapConv2d(nn.Conv2d):
 
     ``forward(x) = conv(x, W) + bias_map`` with the layer's own stride and zero padding; ``bias`` is
     ``None``, so LRP and DeepLIFT read the linear part from ``weight`` as for any ``Conv2d`` and the
-    whole pre-activation from ``forward``.
+    whole pre-activation from ``forward``; bias attribution reads ``bias_map`` as the layer's bias
+    (:func:`~nnxai.methods.attribution.propagation.bias_attribution.output_bias`).
     """
 
     def __init__(self, conv: nn.Conv2d, bias_map: torch.Tensor):

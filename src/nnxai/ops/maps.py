@@ -53,10 +53,7 @@ def constant_reference(per_channel: torch.Tensor, input_shape: tuple[int, ...]) 
     return per_channel.reshape(view).expand((1, *input_shape)).clone()
 
 
-def channel_range(x: torch.Tensor, image: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (per-feature) ``(low, high)`` of ``x`` over every axis but 1; images include 0..1."""
+def channel_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (per-feature) ``(low, high)`` of ``x`` over every axis but 1: the data's own range."""
     dims = [d for d in range(x.dim()) if d != 1]
-    low, high = x.amin(dim=dims), x.amax(dim=dims)
-    if image:
-        low, high = low.clamp(max=0.0), high.clamp(min=1.0)
-    return low, high
+    return x.amin(dim=dims), x.amax(dim=dims)

@@ -11,7 +11,11 @@ script that makes it):
 - :mod:`~nnxai.report.taxonomy3d` — Fig. 2, the 3D taxonomy (PDF, PNG and interactive HTML);
 - :mod:`~nnxai.report.table_comparison` — the companion survey's feature-importance comparison
   (its Table 1, :mod:`~nnxai.report.companion_table`), regenerated for every attribution method;
-- :mod:`~nnxai.report.metrics_heatmap`, :mod:`~nnxai.report.perturbation_curves`,
+- :mod:`~nnxai.report.results` — the results document ``paper/results.{md,tex}``, every number with its interval;
+- :mod:`~nnxai.report.survey_papers_table` — the survey's placed papers (the data of Fig. 2), and
+  :mod:`~nnxai.report.concept_tests` — the TCAV/ACE tests pair by pair;
+- :mod:`~nnxai.report.metrics_overview` (one page of ranks), :mod:`~nnxai.report.metrics_heatmap`,
+  :mod:`~nnxai.report.perturbation_curves`,
   :mod:`~nnxai.report.runtime`, :mod:`~nnxai.report.rule_extractors` — the results figures, drawn from
   ``data/metrics/all.csv`` (PDF, PNG and an HTML page with the values).
 

@@ -20,17 +20,21 @@ from nnxai.registration import Registry
 #: The files every table / figure is written as (the Snakefile's report rules are generic over them).
 TABLE_FORMATS = ("md", "tex")
 FIGURE_FORMATS = ("pdf", "png", "html")
-KIND_FORMATS = {"table": TABLE_FORMATS, "figure": FIGURE_FORMATS}
+DOCUMENT_FORMATS = ("md", "tex")       #: a document (the results) is written to ``paper/`` itself
+KIND_FORMATS = {"table": TABLE_FORMATS, "figure": FIGURE_FORMATS, "document": DOCUMENT_FORMATS}
+#: Where each kind's files go (the Snakefile's report rules and ``nnxai report --out``).
+KIND_FOLDERS = {"table": "paper/tables", "figure": "paper/figures", "document": "paper"}
 
 Writer = Callable[..., list[Path]]
 
 
 @dataclass(frozen=True)
 class ReportItem:
-    """One table or figure: ``writer(out_dir[, workdir=...])`` writes ``<name>.<format>`` for each format."""
+    """One table, figure or document: ``writer(out_dir[, workdir=...])`` writes ``<name>.<format>`` for each
+    format."""
 
     name: str
-    kind: Literal["table", "figure"]
+    kind: Literal["table", "figure", "document"]
     formats: tuple[str, ...]
     writer: Writer
 
@@ -43,8 +47,8 @@ class ReportItem:
 REPORT_ITEMS: Registry[ReportItem] = Registry("report item", packages=("nnxai.report",))
 
 
-def report_item(name: str, kind: Literal["table", "figure"]) -> Callable[[Writer], Writer]:
-    """Register the decorated writer as the table or figure ``name`` (in the formats of its kind)."""
+def report_item(name: str, kind: Literal["table", "figure", "document"]) -> Callable[[Writer], Writer]:
+    """Register the decorated writer as the table, figure or document ``name`` (in the formats of its kind)."""
     if kind not in KIND_FORMATS:
         raise ValueError(f"report item {name!r}: kind must be one of {sorted(KIND_FORMATS)}, got {kind!r}")
 
@@ -60,7 +64,7 @@ def report_item(name: str, kind: Literal["table", "figure"]) -> Callable[[Writer
 
 def _contract_doc(item: ReportItem) -> str:
     """The Parameters and Returns sections every writer shares, appended to its docstring."""
-    folder = "paper/tables" if item.kind == "table" else "paper/figures"
+    folder = KIND_FOLDERS[item.kind]
     lines = ["Parameters", "----------", "out_dir : pathlib.Path",
              f"    Folder of the generated {item.kind}s (``{folder}``); created if missing."]
     if item.needs_workdir:

@@ -1,11 +1,12 @@
-"""Figure: every attribution metric of the run as a heatmap, methods × dataset/model.
+"""Figure: every attribution metric of the run as a heatmap, methods × dataset/model (the detail figure).
 
 One panel per metric family that scores attribution maps (registered metrics whose ``kinds`` include
 ``attribution`` and that are not ``universal``, such as ``runtime``, which has its own figure; plus
 any family of ``all.csv`` that the metric registry does not know).  A panel shows the family's main id
 (``pixel_flipping``); a family that writes no main id shows each of its sub-scores instead
 (``localisation.mass``, ``.rank``, ``.pointing``).  Random baselines and per-step curve points
-(``*.random``, ``*.k10``) are left to :mod:`nnxai.report.perturbation_curves`.
+(``*.random``, ``*.k10``) are left to :mod:`nnxai.report.perturbation_curves`.  The one-page summary,
+ranks of the methods per metric and data set, is :mod:`nnxai.report.metrics_overview`.
 
 Colour is a *goodness* in [0, 1] per column (per dataset/model): min-max scaled over the methods of that
 column and flipped when the metric's ``higher_is_better`` is false, so the best method of a column is
@@ -14,30 +15,37 @@ Families of unknown direction keep the raw order in grey.  The cells are annotat
 values (mean over seeds); cells not measured are blank.  A sub-score takes its family's direction (the
 registry declares one per metric), so a family whose sub-scores point different ways (an insertion area,
 higher is better, beside a deletion area, lower is better) must write a main id to be drawn right.
+
+Layout (:func:`detail_blocks`, :func:`nnxai.report._heatmaps.layout_pages`): every panel keeps only the
+methods and the dataset/model columns it measured; the metrics measured on a single dataset/model (ROAR in
+the smoke profile) are gathered in one table-like strip rather than drawn as lone cells; panels with the
+same columns are stacked under one set of column labels, and the stacks set side by side, line by line,
+on pages of the paper's text width and at most one page high.  The PDF has one page per page, the PNG
+sets the pages side by side (never taller than one page) and the HTML shows each page.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from nnxai.metrics.base import metrics
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
+from nnxai.report._heatmaps import (HEAD, MARGIN, PAGE_HEIGHT, PAGE_WIDTH, Block, draw_page, layout_pages,
+                                    page_head, save_pages)
 from nnxai.report._items import report_item
-from nnxai.report._results import (first_seen, format_value, is_attribution_row_method, method_order,
-                                   parse_key, read_results)
+from nnxai.report._results import first_seen, is_attribution_row_method, method_order, parse_key, read_results
 
 NAME = "metrics_heatmap"
-CMAP, CMAP_UNKNOWN = "viridis", "Greys"
-PANEL_COLUMNS = 3
+TITLE = "Attribution metrics per method and dataset/model"
+ARROWS = {True: "↑", False: "↓", None: "(direction unknown)"}
 CAPTION = ("Attribution metrics of every method (rows, registry order) on every dataset/model (columns): "
            "the cells give the measured value (mean over seeds); the colour ranks the methods within a "
-           "column, min-max scaled and oriented by the metric's direction, so that better is always "
-           "yellow. Blank: not measured.")
+           "column, min-max scaled and oriented by the metric's direction (↑ higher is better, ↓ lower), so "
+           "that better is always yellow. Each panel shows only the methods and columns it measured; "
+           "metrics measured on a single dataset/model share one strip. Blank: not measured.")
 
 
 @dataclass(frozen=True)
@@ -128,31 +136,38 @@ def heatmap_panels(frame: pd.DataFrame, registered: dict | None = None) -> list[
     return panels
 
 
-def _draw_panel(ax, panel: Panel) -> None:
-    """Seaborn's heatmap look, drawn directly: ``sns.heatmap`` redraws the whole figure once per panel
-    to place its tick labels, which makes a many-panel figure slow."""
-    import matplotlib
-    import seaborn as sns
-    from matplotlib.colors import Normalize
-    from seaborn.utils import relative_luminance
+# ----------------------------------------------------------------------------- what each page shows
+def detail_blocks(panels: list[Panel]) -> tuple[list[Block], list[str]]:
+    """The panels as drawn: each trimmed to its measured methods and columns; single-column ones joined.
 
-    known = panel.higher_is_better is not None
-    cmap = matplotlib.colormaps[CMAP if known else CMAP_UNKNOWN]
-    norm = Normalize(0.0 if known else -0.3, 1.0)   # unknown direction: its lowest grey is not blank
-    colours = np.ma.masked_invalid(panel.goodness.to_numpy(dtype=float))
-    ax.pcolormesh(colours, cmap=cmap, norm=norm, edgecolors="white", linewidth=0.5)
-    for (i, j), value in np.ndenumerate(panel.values.to_numpy(dtype=float)):
-        if not np.isnan(value):
-            dark = relative_luminance(cmap(norm(colours[i, j]))) <= 0.408   # seaborn's threshold
-            ax.text(j + 0.5, i + 0.5, format_value(value), ha="center", va="center", fontsize=6,
-                    color="white" if dark else "black")
-    n_rows, n_cols = panel.values.shape
-    ax.set(xlim=(0, n_cols), ylim=(n_rows, 0), title=panel.title)
-    ax.set_xticks(np.arange(n_cols) + 0.5, panel.values.columns, rotation=90)
-    ax.set_yticks(np.arange(n_rows) + 0.5, panel.values.index)
-    ax.tick_params(length=0)
-    ax.grid(False)
-    sns.despine(ax=ax, left=True, bottom=True)
+    Returns
+    -------
+    (list of Block, list of str)
+        One block per panel with two or more measured dataset/model columns, in the panels' order, then
+        one strip whose columns are the metrics measured on a single dataset/model (labelled
+        ``<key> <arrow>`` over ``<dataset/model>``); and the keys of the panels with no value at all.
+    """
+    blocks, singles, empty = [], [], []
+    for panel in panels:
+        values = panel.values.dropna(how="all").dropna(axis=1, how="all")
+        if values.empty:
+            empty.append(panel.key)
+            continue
+        scores = panel.goodness.loc[values.index, values.columns]
+        if values.shape[1] > 1:
+            title = f"{panel.key} {ARROWS[panel.higher_is_better]}"
+            blocks.append(Block(title, values, scores, (panel.higher_is_better is not None,) * values.shape[1]))
+        else:
+            label = f"{panel.key} {ARROWS[panel.higher_is_better]}\n{values.columns[0]}"
+            singles.append((label, values.iloc[:, 0], scores.iloc[:, 0], panel.higher_is_better is not None))
+    if singles:
+        measured = {m for _, v, _, _ in singles for m in v.index}
+        rows = [m for m in panels[0].values.index if m in measured]     # the panels' order (registry's)
+        strip = {part: pd.DataFrame({label: s[i] for label, *s in singles}).reindex(rows)
+                 for i, part in enumerate(("values", "goodness"))}
+        blocks.append(Block("Measured on one dataset/model only", strip["values"], strip["goodness"],
+                            tuple(known for *_, known in singles)))
+    return blocks, empty
 
 
 def _values_table(panels: list[Panel]) -> pd.DataFrame:
@@ -167,28 +182,25 @@ def _values_table(panels: list[Panel]) -> pd.DataFrame:
 def write_metrics_heatmap(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Draw the attribution metrics of ``<workdir>/data/metrics/all.csv`` as ``metrics_heatmap.{pdf,png,html}``.
 
-    A run without attribution metrics gives a figure that says so.
+    One page or more (see the module docstring); a run without attribution metrics gives a figure that
+    says so.
     """
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     panels = heatmap_panels(read_results(workdir))
+    blocks, empty = detail_blocks(panels)
     with figure_style():
-        if not panels:
+        if not blocks:
             fig = new_figure(6, 2)
             note(fig.add_subplot(), "no attribution metric in data/metrics/all.csv yet")
-        else:
-            n_rows, n_cells = panels[0].values.shape
-            ncols = min(PANEL_COLUMNS, len(panels))
-            nrows = math.ceil(len(panels) / ncols)
-            fig = new_figure(ncols * (1.6 + 0.45 * n_cells), nrows * (1.6 + 0.22 * n_rows) + 0.6)
-            axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-            for ax, panel in zip(axes, panels):
-                _draw_panel(ax, panel)
-            for ax in axes[len(panels):]:
-                ax.set_axis_off()
-            bar = fig.colorbar(ScalarMappable(Normalize(0, 1), CMAP), ax=list(axes), shrink=0.5, aspect=30,
-                               label="rank within a column (min-max)", ticks=[0, 1])
-            bar.ax.set_yticklabels(["worse", "better"])
-        fig.suptitle("Attribution metrics per method and dataset/model")
-        return save_figure(fig, out_dir, NAME, CAPTION, _values_table(panels))
+            fig.suptitle(TITLE)
+            return save_figure(fig, out_dir, NAME, CAPTION, _values_table(panels))
+        pages = layout_pages(new_figure(PAGE_WIDTH, PAGE_HEIGHT), blocks)
+        height = HEAD + 2 * MARGIN + max(p.y + p.height for page in pages for p in page)   # one for all pages
+        figs = []
+        for number, page in enumerate(pages, 1):
+            fig = new_figure(PAGE_WIDTH, height)
+            page_head(fig, TITLE + (f" (page {number} of {len(pages)})" if len(pages) > 1 else ""),
+                      f"No value at all: {', '.join(empty)}." if empty and number == 1 else "", ("worse", "better"),
+                      "colour: min-max within a column")
+            draw_page(fig, page)
+            figs.append(fig)
+        return save_pages(figs, out_dir, NAME, CAPTION, _values_table(panels))

@@ -5,28 +5,27 @@ Each row gives the survey's attribution formula; ``S_c`` is the output for class
 nonlinearity and ``g`` a replacement of ``σ'`` in the chain rule of ``∂S_c/∂x``, which rewrites LRP and
 DeepLIFT as modified gradients ``∂^g S_c/∂x``. The reference numbers and implemented marks come from the
 registry. The last column is measured each time the table is written: every identity of the row is
-evaluated on small seeded float64 networks built here, Captum's implementation against the formula
-(evaluated independently by :func:`modified_gradient` or by autograd), and its largest absolute error
-is printed, ✓ below :data:`TOLERANCE` and ✗ otherwise. Negative controls (:func:`negative_controls`)
-show that the comparisons can fail: they must exceed :data:`CONTROL_MIN_ERROR`.
+evaluated on small seeded float64 networks built here, *this project's* implementation (the registry's
+class, :func:`own`, the code the workflow runs) against the formula evaluated independently, by
+:func:`modified_gradient` (the chain rule written out layer by layer), by autograd or by numpy's
+Gauss–Legendre nodes, and its largest absolute error is printed, ✓ below :data:`TOLERANCE` and ✗
+otherwise. Negative controls (:func:`negative_controls`) show that the comparisons can fail: they must
+exceed :data:`CONTROL_MIN_ERROR`.
 
-Measured finding: Captum's LRP-ε (ε → 0) equals Gradient ⊙ Input on ReLU networks *with* biases as
-well, since the bias enters the stabilised denominator ``z``; it is DeepLIFT with a zero reference that
-needs a bias-free network to equal Gradient ⊙ Input [139], and LRP's conservation
-``Σ R = S_c`` that fails when biases absorb relevance.
+Measured finding: LRP-ε (ε → 0) equals Gradient ⊙ Input on ReLU networks *with* biases as well, since
+the bias enters the stabilised denominator ``z``; it is DeepLIFT with a zero reference that needs a
+bias-free network to equal Gradient ⊙ Input [139], and LRP's conservation ``Σ R = S_c`` that fails when
+biases absorb relevance.
 """
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from captum.attr import LRP, DeepLift, InputXGradient, IntegratedGradients, Saliency
-from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import nn
 
 from nnxai import registry
@@ -37,7 +36,7 @@ from nnxai.report._items import report_item
 
 TOLERANCE = 1e-6  #: an identity holds when the max abs error is below this (float64 networks)
 CONTROL_MIN_ERROR = 1e-3  #: a negative control must differ by more than this
-LRP_EPSILON = 1e-9  #: Captum's stabiliser ε of the LRP-ε rule, ε → 0 in the identities of [139]
+LRP_EPSILON = 1e-9  #: the stabiliser ε of the LRP-ε rule, ε → 0 in the identities of [139]
 IG_STEPS = 64  #: Gauss-Legendre nodes: exact to ~1e-9 on the smooth toy network
 WIDTHS = (6, 8, 8, 3)  #: the toy MLP, inputs → hidden → hidden → classes
 N_INPUTS = 8
@@ -123,7 +122,7 @@ def _derivative(sigma: nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 
 def g_lrp(sigma: nn.Module, z: torch.Tensor, z_ref: torch.Tensor) -> torch.Tensor:
-    """Table IV's ``g = σ(z)/z`` for LRP; 0 where ``z = 0`` (Captum's stabiliser gives the same)."""
+    """Table IV's ``g = σ(z)/z`` for LRP; 0 where ``z = 0`` (the ε-stabiliser gives the same)."""
     return torch.where(z != 0, sigma(z) / torch.where(z != 0, z, 1.0), 0.0)
 
 
@@ -154,26 +153,25 @@ def modified_gradient(net: nn.Sequential, x: torch.Tensor, target: torch.Tensor,
     return grad
 
 
-def _captum(explainer: type, net: nn.Module, x: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
-    with warnings.catch_warnings():  # DeepLift's notice that it hooks the activations, on every call
+#: Parameters of the project's classes in the checks (``n_explain`` and ``batch_size`` do not change a map).
+OWN_PARAMS: dict[str, dict] = {
+    "gradient": {},
+    "gradient_x_input": {},
+    "lrp": {"rule": "epsilon", "epsilon": LRP_EPSILON, "alpha": 2.0, "input_rule": "epsilon"},
+    "deeplift": {"rule": "rescale", "baseline": "zero"},
+    "integrated_gradients": {"n_steps": IG_STEPS, "baseline": "zero"},
+}
+
+
+def own(method_id: str, net: nn.Module, x: torch.Tensor, target: torch.Tensor,
+        x_ref: torch.Tensor | None = None, **params) -> torch.Tensor:
+    """The map of this project's class for ``method_id`` (:func:`nnxai.registry.get`) on ``net``: its
+    ``attribute``, with the reference ``x_ref`` where the method takes one."""
+    cls = registry.get(method_id)
+    method = cls(**{"n_explain": len(x), "batch_size": len(x), **OWN_PARAMS[method_id], **params})
+    with warnings.catch_warnings():  # Captum's notice that DeepLIFT hooks the activations, on every call
         warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
-        return explainer(net).attribute(x.detach().clone().requires_grad_(True), target=target,
-                                     **kwargs).detach()
-
-
-def captum_lrp(net: nn.Sequential, x: torch.Tensor, target: torch.Tensor,
-               epsilon: float = LRP_EPSILON) -> torch.Tensor:
-    """Captum's LRP with the ε-rule on every Linear layer, on a copy of ``net``."""
-    net = copy.deepcopy(net)
-    for layer in net:
-        if isinstance(layer, nn.Linear):
-            layer.rule = EpsilonRule(epsilon=epsilon)
-    return _captum(LRP, net, x, target)
-
-
-def _captum_ig(net: nn.Module, x: torch.Tensor, x_ref: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return _captum(IntegratedGradients, net, x, target, baselines=x_ref, n_steps=IG_STEPS,
-                   method="gausslegendre")
+        return method.attribute(net, x.detach().clone(), target, x_ref).detach()
 
 
 def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -206,10 +204,11 @@ def check_identities(seed: int = 0) -> list[dict]:
     relu, relu0 = toy_mlp(seed), toy_mlp(seed, bias=False)
     tanh, linear = toy_mlp(seed, activation=nn.Tanh), toy_linear(seed)
     gxi, gxi0, gxi_linear = (x * gradient(n, x, t) for n in (relu, relu0, linear))
-    lrp, lrp0 = captum_lrp(relu, x, t), captum_lrp(relu0, x, t)
-    dl = _captum(DeepLift, relu, x, t, baselines=x_ref)
-    dl0 = _captum(DeepLift, relu0, x, t, baselines=torch.zeros_like(x))
-    ig, ig_linear = _captum_ig(tanh, x, x_ref, t), _captum_ig(linear, x, torch.zeros_like(x), t)
+    lrp, lrp0 = own("lrp", relu, x, t), own("lrp", relu0, x, t)
+    dl = own("deeplift", relu, x, t, x_ref)
+    dl0 = own("deeplift", relu0, x, t, torch.zeros_like(x))
+    ig = own("integrated_gradients", tanh, x, t, x_ref)
+    ig_linear = own("integrated_gradients", linear, x, t, torch.zeros_like(x))
     nodes, weights = np.polynomial.legendre.leggauss(IG_STEPS)  # own quadrature of Table IV's integral
     ig_own = (x - x_ref) * sum(float(w) / 2 * gradient(tanh, x_ref + float(a + 1) / 2 * (x - x_ref), t)
                                for a, w in zip(nodes, weights))
@@ -217,32 +216,32 @@ def check_identities(seed: int = 0) -> list[dict]:
     def d_out(net: nn.Module) -> torch.Tensor:  # S_c(x) - S_c(x_ref)
         return score(net, x, t) - score(net, x_ref, t)
 
-    lrp_eps = f"Captum LRP-ε (ε = {LRP_EPSILON:g})"
+    lrp_eps = f"nnxai lrp, ε rule (ε = {LRP_EPSILON:g})"
     g_dl = r"$g = \frac{\sigma(z) - \sigma(z^{\mathrm{ref}})}{z - z^{\mathrm{ref}}}$"
     complete = r"completeness $\sum_i a_i = S_c(x) - S_c(x^{\mathrm{ref}})$"
     return [
-        _case("gradient", r"Captum Saliency(abs=False) = autograd $\partial S_c/\partial x$", RELU,
-              max_error(_captum(Saliency, relu, x, t, abs=False), gradient(relu, x, t))),
-        _case("gradient_x_input", r"Captum InputXGradient = $x \odot \partial S_c/\partial x$", RELU,
-              max_error(_captum(InputXGradient, relu, x, t), gxi)),
+        _case("gradient", r"nnxai gradient = $|\partial S_c/\partial x|$ by autograd (the saliency of [71] "
+              "takes the magnitude)", RELU, max_error(own("gradient", relu, x, t), gradient(relu, x, t).abs())),
+        _case("gradient_x_input", r"nnxai gradient_x_input = $x \odot \partial S_c/\partial x$", RELU,
+              max_error(own("gradient_x_input", relu, x, t), gxi)),
         _case("lrp", rf"{lrp_eps} = $x \odot \partial^g S_c/\partial x$, $g = \sigma(z)/z$", RELU,
               max_error(lrp, x * modified_gradient(relu, x, t, g_lrp))),
         _case("lrp", f"{lrp_eps} = Gradient ⊙ Input [139]", RELU_NO_BIAS, max_error(lrp0, gxi0)),
         _case("lrp", f"{lrp_eps} = Gradient ⊙ Input", RELU, max_error(lrp, gxi)),
         _case("lrp", r"LRP conservation $\sum_i R_i = S_c(x)$", RELU_NO_BIAS,
               max_error(lrp0.sum(1), score(relu0, x, t))),
-        _case("deeplift", r"Captum DeepLift (rescale) = "
+        _case("deeplift", r"nnxai deeplift (rescale) = "
               rf"$(x - x^{{\mathrm{{ref}}}}) \odot \partial^g S_c/\partial x$, {g_dl}, random reference",
               RELU,
               max_error(dl, (x - x_ref) * modified_gradient(relu, x, t, g_deeplift, x_ref))),
         _case("deeplift", f"{complete}, random reference", RELU, max_error(dl.sum(1), d_out(relu))),
-        _case("deeplift", "zero reference: Captum DeepLift = Gradient ⊙ Input [139]", RELU_NO_BIAS,
+        _case("deeplift", "zero reference: nnxai deeplift = Gradient ⊙ Input [139]", RELU_NO_BIAS,
               max_error(dl0, gxi0)),
-        _case("integrated_gradients", f"Captum IG (Gauss–Legendre, {IG_STEPS} steps) = the integral by "
+        _case("integrated_gradients", f"nnxai integrated_gradients ({IG_STEPS} nodes) = the integral by "
               "numpy's Gauss–Legendre nodes, random reference", TANH, max_error(ig, ig_own)),
         _case("integrated_gradients", f"{complete}, random reference", TANH,
               max_error(ig.sum(1), d_out(tanh))),
-        _case("integrated_gradients", "zero reference: Captum IG = Gradient ⊙ Input", LINEAR,
+        _case("integrated_gradients", "zero reference: nnxai integrated_gradients = Gradient ⊙ Input", LINEAR,
               max_error(ig_linear, gxi_linear)),
     ]
 
@@ -256,12 +255,12 @@ def negative_controls(seed: int = 0) -> list[dict]:
     relu = toy_mlp(seed)
     gxi = x * gradient(relu, x, t)
     return [
-        _case("deeplift", "zero reference: Captum DeepLift ≠ Gradient ⊙ Input", RELU,
-              max_error(_captum(DeepLift, relu, x, t, baselines=torch.zeros_like(x)), gxi), control=True),
+        _case("deeplift", "zero reference: nnxai deeplift ≠ Gradient ⊙ Input", RELU,
+              max_error(own("deeplift", relu, x, t, torch.zeros_like(x)), gxi), control=True),
         _case("lrp", r"LRP conservation $\sum_i R_i \neq S_c(x)$ (biases absorb relevance)", RELU,
-              max_error(captum_lrp(relu, x, t).sum(1), score(relu, x, t)), control=True),
-        _case("lrp", "Captum LRP-ε (ε = 1) ≠ Gradient ⊙ Input", RELU,
-              max_error(captum_lrp(relu, x, t, epsilon=1.0), gxi), control=True),
+              max_error(own("lrp", relu, x, t).sum(1), score(relu, x, t)), control=True),
+        _case("lrp", "nnxai lrp, ε rule (ε = 1) ≠ Gradient ⊙ Input", RELU,
+              max_error(own("lrp", relu, x, t, epsilon=1.0), gxi), control=True),
     ]
 
 

@@ -2,12 +2,14 @@
 
 Zhang, Tiňo, Leonardis & Tang (2021), Section II, Fig. 2 (a 2D snapshot of an interactive 3D view):
 x is dimension 1 (engagement: passive, active), y dimension 2 (explanation type, rule ... by example),
-z dimension 3 (scope, local ... global), as in the survey's Fig. 1. Every paper is one point: for each
-registered method, each of its survey references (and companion-survey references, marked †) and each of
-its scopes gives a point in that (engagement, type, scope) cell, labelled with its reference number.
-Points of one cell are spread deterministically on a small square grid around the cell centre, in the
-plane that faces the static figure's camera, so none overlap. Methods implemented in ``nnxai`` (read from
-the registry when the figure is drawn) are coloured, the others grey.
+z dimension 3 (scope, local ... global), as in the survey's Fig. 1.  The points are the survey's own paper
+space (:mod:`nnxai.report.survey_papers`): every paper that Table III or the text of Section III places in
+the taxonomy is one point in each cell the survey gives it, labelled with its reference number; a paper is
+never twice in one cell.  Points of one cell are spread deterministically on a small square grid around the
+cell centre, in the plane that faces the static figure's camera, so none overlap.  A point is coloured when
+a method of this project that cites the paper, with the cell's engagement and explanation type, is
+implemented (read from the registry when the figure is drawn), grey otherwise; a triangle marks a paper
+that only the text of Section III places (not Table III).
 
 Outputs: ``taxonomy3d.pdf`` and ``taxonomy3d.png`` (matplotlib, reproducible bytes) and
 ``taxonomy3d.html`` (plotly, self-contained: plotly.js is embedded, so it works offline).
@@ -24,7 +26,9 @@ import numpy as np
 
 from nnxai import registry
 from nnxai.io import atomic_open, atomic_write_text
+from nnxai.report import survey_papers
 from nnxai.report._items import report_item
+from nnxai.report.survey_papers import SurveyPaper
 from nnxai.taxonomy import Engagement, ExplanationType, MethodSpec, Scope
 
 if TYPE_CHECKING:
@@ -35,35 +39,47 @@ ELEVATION, AZIMUTH = 25.0, -40.0  #: camera of the static figure, degrees
 SPACING = (0.19, 0.16)  #: (horizontal, vertical) step between the points of one cell, in cell units
 DPI = 200
 COLOUR_DONE, COLOUR_TODO = "#c0392b", "#a6a6a6"
-COMPANION_MARK = "†"
 # Reproducible files: no creation date in the PDF, no version string in the PNG.
 _METADATA = {"pdf": {"CreationDate": None, "ModDate": None}, "png": {"Software": None}}
 
 
 @dataclass(frozen=True)
 class Point:
-    """One paper of Fig. 2: a reference of a method, in one of the method's scope cells."""
+    """One paper of Fig. 2 in one of the cells the survey gives it."""
 
-    method_id: str
-    name: str
     ref: int
-    companion: bool  #: a reference of the companion survey (Zhang et al., 2019), not of the survey
+    name: str
     engagement: Engagement
     explanation_type: ExplanationType
     scope: Scope
-    implemented: bool
+    source: str  #: where the survey places it ("Table III", "Sec. III-D text", ...)
+    method_ids: tuple[str, ...]  #: implemented methods citing it, with the cell's engagement and type
+    catalogue_ids: tuple[str, ...]  #: every registered method citing it, with that engagement and type
     x: float
     y: float
     z: float
 
     @property
+    def implemented(self) -> bool:
+        """Whether this project runs a method of this paper in this cell."""
+        return bool(self.method_ids)
+
+    @property
+    def from_table3(self) -> bool:
+        return self.source == survey_papers.TABLE3
+
+    @property
+    def cell(self) -> survey_papers.Cell:
+        return (self.engagement, self.explanation_type, self.scope)
+
+    @property
     def label(self) -> str:
-        """The point's label: its reference number, ``†`` for the companion survey's."""
-        return f"{self.ref}{COMPANION_MARK if self.companion else ''}"
+        """The point's label: the survey's reference number."""
+        return str(self.ref)
 
     @property
     def reference(self) -> str:
-        return f"2nd survey [{self.ref}]" if self.companion else f"[{self.ref}]"
+        return f"[{self.ref}]"
 
 
 def _grid_offsets(n: int) -> list[tuple[float, float]]:
@@ -82,47 +98,61 @@ def _screen_axes(azimuth: float = AZIMUTH) -> tuple[np.ndarray, np.ndarray]:
     return np.array([-math.sin(a), math.cos(a), 0.0]), np.array([0.0, 0.0, 1.0])
 
 
-def points(specs: list[MethodSpec] | None = None) -> list[Point]:
-    """Every paper of the registry as one point of Fig. 2, in catalogue order.
+def points(specs: list[MethodSpec] | None = None,
+           entries: tuple[SurveyPaper, ...] | None = None) -> list[Point]:
+    """Every paper of the survey's taxonomy as one point per cell the survey gives it.
 
     Parameters
     ----------
     specs : list of MethodSpec, optional
-        As for :func:`nnxai.report.table3.cells` (default: the whole registry).
+        The registered methods whose implementations colour the points (default: the whole registry).
+    entries : tuple of SurveyPaper, optional
+        The papers (default: :data:`nnxai.report.survey_papers.PAPERS`).
 
     Returns
     -------
     list of Point
-        ``Σ (len(refs) + len(refs_second)) × len(scopes)`` points over the specs; within a cell the
-        points sit on a grid of step :data:`SPACING` around the centre ``(engagement index, type rank,
-        scope rank)``, a layout that depends on the catalogue order only.
+        ``Σ len(cells)`` points over the papers, cell by cell in the order the cells first occur, papers in
+        :data:`~nnxai.report.survey_papers.PAPERS` order within a cell, each paper at most once per cell;
+        within a cell the points sit on a grid of step :data:`SPACING` around the centre ``(engagement
+        index, type rank, scope rank)``, a layout that depends on the papers' order only.
     """
     specs = registry.specs() if specs is None else specs
-    by_cell: dict[tuple, list[tuple[MethodSpec, int, bool]]] = {}
-    for spec in specs:
-        for scope in spec.scopes:
-            papers = [(r, False) for r in sorted(spec.refs)] + [(r, True) for r in sorted(spec.refs_second)]
-            by_cell.setdefault((spec.engagement, spec.explanation_type, scope), []).extend(
-                (spec, ref, companion) for ref, companion in papers)
+    entries = survey_papers.PAPERS if entries is None else entries
+    by_cell: dict[survey_papers.Cell, list[SurveyPaper]] = {}
+    for entry in entries:
+        for cell in entry.cells:  # a paper named twice in a cell (Table III's [72]) is one point
+            if all(other.ref != entry.ref for other in by_cell.setdefault(cell, [])):
+                by_cell[cell].append(entry)
     right, up = _screen_axes()
     engagements = list(Engagement)
     out = []
-    for (engagement, etype, scope), papers in by_cell.items():
+    for (engagement, etype, scope), cell_papers in by_cell.items():
         centre = np.array([engagements.index(engagement), etype.rank, scope.rank], dtype=float)
-        for (spec, ref, companion), (du, dv) in zip(papers, _grid_offsets(len(papers))):
+        for entry, (du, dv) in zip(cell_papers, _grid_offsets(len(cell_papers))):
             x, y, z = (centre + du * right + dv * up).round(6)
-            out.append(Point(spec.id, spec.name, ref, companion, engagement, etype, scope,
-                             registry.is_implemented(spec.id), float(x), float(y), float(z)))
+            cited = survey_papers.method_ids(entry, (engagement, etype, scope), specs)
+            out.append(Point(entry.ref, entry.name, engagement, etype, scope, entry.source,
+                             tuple(m for m in cited if registry.is_implemented(m)), tuple(cited),
+                             float(x), float(y), float(z)))
     return out
 
 
 # ----------------------------------------------------------------------------- static figure
-_GROUPS = (  # (implemented, companion) → legend text, marker
-    ((True, False), "implemented in nnxai", "o"),
-    ((True, True), f"implemented, companion survey ref. ({COMPANION_MARK})", "^"),
-    ((False, False), "not implemented yet", "o"),
-    ((False, True), f"not implemented, companion survey ref. ({COMPANION_MARK})", "^"),
+_GROUPS = (  # (implemented, placed by Table III) → legend text, marker
+    ((True, True), "run in nnxai (Table III)", "o"),
+    ((True, False), "run in nnxai (placed by the text of Sec. III)", "^"),
+    ((False, True), "not run in nnxai (Table III)", "o"),
+    ((False, False), "not run in nnxai (placed by the text of Sec. III)", "^"),
 )
+
+
+def _summary(pts: list[Point]) -> str:
+    """``"23 of 71 points (19 of 67 papers) run in nnxai"``."""
+    papers = {p.ref for p in pts}
+    run = {p.ref for p in pts if p.implemented}
+    return (f"{sum(p.implemented for p in pts)} of {len(pts)} points ({len(run)} of {len(papers)} papers) "
+            "run in nnxai")
 
 
 def _axis_ticks(ax) -> None:
@@ -150,7 +180,7 @@ def _drop_lines(ax, pts: list[Point]) -> None:
         ax.scatter([x], [y], [-0.5], marker="s", s=8, c="#9a9a9a", depthshade=False, zorder=1)
 
 
-def _static_figure(pts: list[Point], n_done: int, n_all: int) -> Figure:
+def _static_figure(pts: list[Point]) -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -159,8 +189,8 @@ def _static_figure(pts: list[Point], n_done: int, n_all: int) -> Figure:
     ax.view_init(elev=ELEVATION, azim=AZIMUTH)
     right, _ = _screen_axes()
     _drop_lines(ax, pts)
-    for (done, companion), text, marker in _GROUPS:
-        group = [p for p in pts if (p.implemented, p.companion) == (done, companion)]
+    for (done, table3), text, marker in _GROUPS:
+        group = [p for p in pts if (p.implemented, p.from_table3) == (done, table3)]
         if group:
             ax.scatter([p.x for p in group], [p.y for p in group], [p.z for p in group], marker=marker,
                        s=22 if done else 14, c=COLOUR_DONE if done else COLOUR_TODO, depthshade=False,
@@ -174,27 +204,30 @@ def _static_figure(pts: list[Point], n_done: int, n_all: int) -> Figure:
                       mfc=COLOUR_DONE if done else COLOUR_TODO, label=text)
                for (done, _), text, marker in _GROUPS]
     fig.legend(handles=handles, loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(0.04, 0.93))
-    fig.suptitle("The interpretability papers in the survey's 3D taxonomy (Fig. 2), one point per reference",
+    fig.suptitle("The interpretability papers in the survey's 3D taxonomy (Fig. 2), one point per paper and cell",
                  fontsize=11, y=0.98)
-    fig.text(0.5, 0.025, f"{n_done} of {n_all} methods implemented; labels are the survey's reference "
-             f"numbers ({COMPANION_MARK}: companion survey, Zhang et al. 2019)", ha="center", fontsize=8)
+    fig.text(0.5, 0.02, f"{_summary(pts)}; labels are the survey's reference numbers.\nColoured: an implemented "
+             "method of nnxai cites the paper, with the cell's engagement and explanation type.", ha="center",
+             fontsize=8)
     fig.subplots_adjust(left=0.0, right=1.0, bottom=0.05, top=0.97)
     return fig
 
 
 # ----------------------------------------------------------------------------- interactive figure
 def _hover(p: Point) -> str:
-    return (f"<b>{p.name}</b> ({p.method_id})<br>reference {p.reference}<br>"
-            f"implemented: {'yes' if p.implemented else 'no'}<br>"
-            f"{p.engagement.value} · {p.explanation_type.label} · {p.scope.label}")
+    pending = [m for m in p.catalogue_ids if m not in p.method_ids]
+    runs = (f"runs in nnxai: {', '.join(p.method_ids)}" if p.method_ids else "not run in nnxai") + (
+        f" (catalogue, not implemented: {', '.join(pending)})" if pending else "")
+    return (f"<b>{p.name}</b> {p.reference}<br>placed by: {p.source}<br>{runs}<br>"
+            f"{survey_papers.cell_label(p.cell)}")
 
 
-def _interactive_figure(pts: list[Point], n_done: int, n_all: int) -> go.Figure:
+def _interactive_figure(pts: list[Point]) -> go.Figure:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for (done, companion), text, _ in _GROUPS:
-        group = [p for p in pts if (p.implemented, p.companion) == (done, companion)]
+    for (done, table3), text, _ in _GROUPS:
+        group = [p for p in pts if (p.implemented, p.from_table3) == (done, table3)]
         if not group:
             continue
         fig.add_trace(go.Scatter3d(
@@ -203,7 +236,7 @@ def _interactive_figure(pts: list[Point], n_done: int, n_all: int) -> go.Figure:
             textfont={"size": 10, "color": "black" if done else "#666666"},
             hovertext=[_hover(p) for p in group], hoverinfo="text",
             marker={"size": 5 if done else 4, "color": COLOUR_DONE if done else COLOUR_TODO,
-                    "symbol": "diamond" if companion else "circle",
+                    "symbol": "circle" if table3 else "diamond",
                     "line": {"width": 1, "color": "black"} if done else {"width": 0}}))
 
     def axis(title: str, labels: list[str]) -> dict:
@@ -212,8 +245,7 @@ def _interactive_figure(pts: list[Point], n_done: int, n_all: int) -> go.Figure:
 
     n = (len(Engagement), len(ExplanationType), len(Scope))
     fig.update_layout(
-        title={"text": f"The survey's 3D taxonomy (Fig. 2): one point per reference; "
-                       f"{n_done} of {n_all} methods implemented"},
+        title={"text": f"The survey's 3D taxonomy (Fig. 2): one point per paper and cell; {_summary(pts)}"},
         scene={"xaxis": axis("engagement", [e.value.capitalize() for e in Engagement]),
                "yaxis": axis("explanation type", [t.label for t in ExplanationType]),
                "zaxis": axis("scope", [s.label for s in Scope]),
@@ -224,7 +256,7 @@ def _interactive_figure(pts: list[Point], n_done: int, n_all: int) -> go.Figure:
 
 @report_item("taxonomy3d", kind="figure")
 def write_taxonomy3d(out_dir: Path) -> list[Path]:
-    """Draw the survey's Fig. 2 from the registry: ``taxonomy3d.pdf``, ``.png`` and ``.html``.
+    """Draw the survey's Fig. 2 from its papers and the registry: ``taxonomy3d.pdf``, ``.png``, ``.html``.
 
     Parameters
     ----------
@@ -238,17 +270,15 @@ def write_taxonomy3d(out_dir: Path) -> list[Path]:
         atomically. Same registry, same bytes.
     """
     out_dir = Path(out_dir)
-    specs = registry.specs()
-    pts = points(specs)
-    n_done = sum(registry.is_implemented(s.id) for s in specs)
-    fig = _static_figure(pts, n_done, len(specs))
+    pts = points()
+    fig = _static_figure(pts)
     paths = []
     for fmt in ("pdf", "png"):
         path = out_dir / f"taxonomy3d.{fmt}"
         with atomic_open(path, "wb") as handle:
             fig.savefig(handle, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
         paths.append(path)
-    html = _interactive_figure(pts, n_done, len(specs)).to_html(
+    html = _interactive_figure(pts).to_html(
         include_plotlyjs=True, full_html=True, div_id="taxonomy3d", config={"displaylogo": False})
     paths.append(atomic_write_text(out_dir / "taxonomy3d.html", html))
     return paths

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from nnxai import data
+from nnxai.methods import fit_cache
 from nnxai.methods.base import ExplainContext
 from nnxai.models import load_model
 from nnxai.paths import CACHE_ROOT, checkpoint_path
@@ -15,6 +16,7 @@ from nnxai.paths import CACHE_ROOT, checkpoint_path
 def load_context(dataset: str, model_id: str, workdir: Path, seed: int, device: torch.device) -> ExplainContext:
     """The model (gradients enabled on its weights, as the methods expect) and the train and test splits (the
     train split read on first use: most attribution jobs never touch it)."""
+    fit_cache.use(Path(workdir) / CACHE_ROOT)     # the cell's explain and evaluate jobs share fitted states
     model = load_model(Path(workdir) / checkpoint_path(dataset, model_id), device=device, require_sidecar=True)
     for p in model.parameters():
         p.requires_grad_(True)

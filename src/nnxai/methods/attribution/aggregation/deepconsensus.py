@@ -9,7 +9,10 @@ The members are the explained network and the same network trained with other se
 the workflow trains them).  Following [116]:
 
 * **(n, k) consensus** of the predictions: an input is accepted when at least ``min_agree`` of the ``n``
-  members predict the explained class (the explained network's prediction); ``meta`` records the votes.
+  members predict the explained class (the explained network's prediction).  Only accepted inputs get a
+  consensus explanation and enter the clusters (the record's ``indices``): an input the ensemble does not
+  agree on has no consensus to explain.  ``meta`` records the votes of every candidate input
+  (``candidates``, ``votes``), so the share accepted is reported too (``consensus_agreement.prediction``).
 * **Local linear explanations** of every member for the explained class, from the local method
   ``local_method`` (for ReLU networks the gradient is the weight vector of the local linear model that
   [116] clusters; the project's ``gradient`` gives its magnitudes ``|∂S_c/∂x|``).
@@ -144,19 +147,25 @@ class DeepConsensus(LocalAggregation):
         owner = f"method {self.spec.id!r}"
         for model in models:
             check_local_applies(owner, self.local, ctx, model)
-        indices, inputs = explained_batch(self.local, ctx)
+        candidates, inputs = explained_batch(self.local, ctx)
         size = self.local.params["batch_size"]
         targets = predicted_classes(ctx.model, inputs, size)
         votes = torch.stack([predicted_classes(m, inputs, size) == targets for m in models]).sum(0)
+        accepted = (votes >= self.params["min_agree"]).cpu()
+        if not bool(accepted.any()):
+            raise ValueError(f"{owner}: the ({len(models)}, {self.params['min_agree']}) vote accepts none of the "
+                             f"{len(candidates)} inputs (votes {votes.tolist()}): lower min_agree")
+        indices, inputs, targets = np.asarray(candidates)[accepted.numpy()], inputs[accepted], targets[accepted]
         maps = np.stack([model_maps(self.local, ctx, m, inputs, targets) for m in models])
         consensus = consensus_maps(maps)
         agreement = rank_agreement(maps, consensus)
         meta = {"deepconsensus": {
             "members": [ctx.model_id] + member_ids(self.params["seeds"], ctx.model_id),
-            "votes": votes.cpu().tolist(), "min_agree": self.params["min_agree"],
+            "candidates": np.asarray(candidates).tolist(), "votes": votes.cpu().tolist(),
+            "min_agree": self.params["min_agree"],
             "spearman_pairs": agreement["pairs"].tolist(), "spearman_to_consensus": agreement["to_consensus"].tolist(),
             "clusters": matched_clusters(grey_stack(maps), self.params["n_clusters"], ctx.seed)}}
-        return AttributionMap(consensus.astype(np.float32), indices, targets.cpu().numpy(), meta), len(indices)
+        return AttributionMap(consensus.astype(np.float32), indices, targets.cpu().numpy(), meta), len(candidates)
 
 
 def grey_stack(maps: np.ndarray) -> np.ndarray:

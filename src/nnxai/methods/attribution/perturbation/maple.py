@@ -21,7 +21,8 @@ coefficient.
 Here ``f_c`` is the softmax probability of class ``c``; the forest (scikit-learn's ``RandomForestRegressor``
 with ``n_trees``, ``min_samples_leaf``, ``max_features``, seeded by the run's seed) is fitted once per model,
 by :meth:`Maple.fit`, to the vector of all class probabilities, so one neighbourhood serves every class and
-every later explanation with that model reuses it.  Features ``φ``: the
+every later explanation with that model reuses it; in a workflow run the cell's explain and evaluate jobs
+share the fitted forest (:mod:`nnxai.methods.fit_cache`).  Features ``φ``: the
 columns of a table as they are; for images the mean of each channel over each cell of a fixed grid of
 ``patch`` × ``patch`` squares (edge cells smaller when the side is not a multiple), so the coefficient of a
 (channel, cell) feature is the attribution of every pixel of that cell in that channel.  The intercepts
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnxai.methods import fit_cache
 from nnxai.methods.attribution.perturbation._train_data import check_input_shape, train_inputs
 from nnxai.methods.base import AttributionMethod
 from nnxai.ops.surrogate import LocalSurrogate, Neighbourhood
@@ -85,11 +87,20 @@ class Forest:
             self.scores = torch.cat([model(part).softmax(dim=1) for part in x_train.split(PASS_INPUTS)]).double()
         self.index = index
         self.features = grid_features(x_train, index)
-        self.forest = RandomForestRegressor(
-            n_estimators=params["n_trees"], min_samples_leaf=params["min_samples_leaf"],
-            max_features=float(params["max_features"]), random_state=seed, n_jobs=torch.get_num_threads())
-        self.forest.fit(self.features.cpu().numpy().astype(np.float32), self.scores.cpu().numpy())
-        self.leaves = self.leaves_of(x_train)
+
+        def build():
+            forest = RandomForestRegressor(
+                n_estimators=params["n_trees"], min_samples_leaf=params["min_samples_leaf"],
+                max_features=float(params["max_features"]), random_state=seed, n_jobs=torch.get_num_threads())
+            forest.fit(self.features.cpu().numpy().astype(np.float32), self.scores.cpu().numpy())
+            return forest, forest.apply(self.features.cpu().numpy().astype(np.float32))
+
+        # The explain and evaluate jobs of one cell fit the same forest: the first keeps it (fit_cache).
+        from nnxai.evaluation_cache import code_digest
+
+        key = fit_cache.digest("maple-forest", code_digest([__name__]), model, x_train, index, seed,
+                               {k: params[k] for k in ("n_trees", "min_samples_leaf", "max_features")})
+        self.forest, self.leaves = fit_cache.cached(key, build)
 
     def leaves_of(self, inputs: torch.Tensor) -> np.ndarray:
         """Leaf of each of ``inputs`` (B, ...) in every tree, (B, K)."""

@@ -20,7 +20,9 @@ above passed to it; it is split among the layer's inputs ``a_i`` with weights ``
 A ReLU, a max-pool and a flatten hand a unit's bias to the unit it reads (the max-pool to its window's
 maximum); an average pool is a linear layer without bias.  A unit whose inputs all contribute zero
 (``Σ_j |W_uj a_j| = 0``: a patch of zero pixels, dead units below) splits evenly, so that nothing is
-lost.  As every split sums to one, the input attributions ``β`` satisfy
+lost.  A layer whose bias is a map over output positions (``bias_map``: the shifted twin of
+``input_invariance``, whose first convolution absorbs the shift) gives each position's unit its own bias
+(:func:`output_bias`), so that the twin's local bias is attributed in full too.  As every split sums to one, the input attributions ``β`` satisfy
 
     Σ_i β_i(x) = b_c(x) = f_c(x) − ∇f_c(x) · x,
 
@@ -45,8 +47,16 @@ from nnxai.registry import register
 RULES = ("abs_contribution", "uniform")
 
 
-def _bias_view(bias: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return bias.reshape(1, -1, *([1] * (out.dim() - 2)))
+def output_bias(module: nn.Module, out: torch.Tensor) -> torch.Tensor | None:
+    """The bias a weighted layer adds to its outputs, broadcastable to ``out``: one per unit (``bias``), or
+    one per output position for a layer that carries a ``bias_map`` buffer (the shifted twin of input
+    invariance [143], whose first convolution absorbs the input shift in a bias map); ``None`` without."""
+    bias_map = getattr(module, "bias_map", None)
+    if bias_map is not None:
+        return bias_map.detach().to(out.dtype).reshape(1, *out.shape[1:])
+    if module.bias is None:
+        return None
+    return module.bias.detach().reshape(1, -1, *([1] * (out.dim() - 2)))
 
 
 def split_bias(module: nn.Module, a: torch.Tensor, held: torch.Tensor, rule: str) -> torch.Tensor:
@@ -93,8 +103,9 @@ def bias_backpropagation(model: nn.Module, inputs: torch.Tensor, target: torch.T
         with torch.no_grad():
             out_shape = module(a).shape                               # undo a reshape between layers
         grad, held = grad.reshape(out_shape), held.reshape(out_shape)
-        if isinstance(module, WEIGHTED) and module.bias is not None:
-            held = held + grad * _bias_view(module.bias.detach(), grad)
+        bias = output_bias(module, grad) if isinstance(module, WEIGHTED) else None
+        if bias is not None:
+            held = held + grad * bias
         if isinstance(module, WEIGHTED + AVERAGING):
             new_held = split_bias(module, a, held, rule)
         elif isinstance(module, nn.MaxPool2d):

@@ -19,10 +19,13 @@ Captum's ``LRP`` has the ε-rule and α=1, β=0 only, so the pass is written her
 (the gradient trick ``R_in = a ⊙ ∂(z · s)/∂a``, ``s = R_out / z``).  With ``rule="epsilon"`` and
 ``input_rule="epsilon"`` it equals Captum's ``LRP`` with ``EpsilonRule`` on every layer (tested).
 
-Bounds of z^B.  :meth:`LRP.fit` learns the data range of the train split: per feature ``[min, max]`` for
-tables; per channel ``[min(0, min), max(1, max)]`` for images (pixel values live in 0..1).  The record keeps
-them in ``meta["bounds"]``.  Each input widens its own box to contain it (``l = min(l, x)``,
-``h = max(h, x)``), so every numerator term is ≥ 0.
+Bounds of z^B.  :meth:`LRP.fit` learns the data range of the train split: per feature (table) or per
+channel (image) ``[min, max]``, Montavon et al.'s ``l_i, h_i``, the box the inputs live in.  Being read from
+the data, it moves with it: data shifted by a constant get a box shifted by the same constant, as input
+invariance [143] asks of a reference learnt from the data (a fixed pixel box ``[0, 1]`` would not move,
+and LRP would fail that test for a reason that is not the method's).  The record keeps them in
+``meta["bounds"]``.  Each input widens its own box to contain it (``l = min(l, x)``, ``h = max(h, x)``), so
+every numerator term is ≥ 0.
 
 Conservation.  ``Σ_i R_i = S_c(x)`` holds exactly for z^B and for αβ only when the biases are zero (and, for
 αβ, every neuron has contributions of both signs); the ε-rule loses the ε-share.  The ``conservation``
@@ -61,8 +64,7 @@ class LRP(AttributionMethod):
     needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
 
     def _fit(self, model: nn.Module, train) -> None:
-        image = self.info_.kind == "image" if self.info_ is not None else train.x.dim() == 4
-        self.bounds_ = channel_range(train.x, image)
+        self.bounds_ = channel_range(train.x)
 
     def _run(self, ctx):
         record, n_inputs = super()._run(ctx)

@@ -1,0 +1,404 @@
+"""The results document: every table and number the README and the paper report, from one run.
+
+``nnxai report results --out paper`` writes ``paper/results.md`` and ``paper/results.tex`` from this run's
+``data/metrics/all.csv`` and its explanation records, nothing typed by hand.  Every value that is a mean
+over inputs (or units) carries its 95 % bootstrap interval over them (the ``ci_low``/``ci_high`` columns of
+``all.csv``, :mod:`nnxai.intervals`); a value that is not a mean (a rule count, a p-value) is shown without
+one, and a p-value only for its own (concept, class) pair.  The document opens with what produced it: the
+code version and the configuration digest recorded in the baseline checkpoints (``nnxai show`` prints a
+record's settings).
+
+The README's results blocks are these sections, copied by ``benchmarks/findings.py`` from the default
+run, which also keeps that run's document as ``paper/results-default.md``; ``tests/test_readme_results.py``
+fails if a README block differs from it.
+
+Sections (:data:`SECTIONS`): test accuracy of every trained model; the attribution metrics on
+``shapes``/``baseline``; per-input scores of the other explanation types; the actively regularised networks
+against the baseline; the rule extractors on the planted rules; hidden semantics and explanation by
+example; the concept tests pair by pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from nnxai import registry
+from nnxai.intervals import LEVEL
+from nnxai.io import atomic_write_text
+from nnxai.report._format import latex_escape
+from nnxai.report._items import report_item
+
+NAME = "results"
+Results = dict[tuple[str, str, str, str], dict]
+
+#: The attribution table: (metric key, column title, the random-order key shown in the last row or None).
+ATTRIBUTION_COLUMNS = (
+    ("localisation.mass", "mass in evidence ↑", None),
+    ("localisation.pointing", "pointing game ↑", None),
+    ("pixel_flipping", "AOPC ↑", "pixel_flipping.random"),
+    ("insertion_deletion", "insertion − deletion ↑", "insertion_deletion.random"),
+    ("continuity", "continuity ↓", None),
+    ("sanity_model_randomisation", "model-randomisation ρ ↓", None),
+    ("sanity_data_randomisation", "data-randomisation ρ ↓", None),
+    ("roar", "ROAR accuracy ↓", "roar.random"),
+)
+#: Per-input scores of the other explanation types: (method, metric key, what it measures).
+STRUCTURED_ROWS = (
+    ("trepan", "fidelity", "agreement of the extracted tree with the network on the test split"),
+    ("trepan", "fidelity.label_accuracy", "accuracy of the tree on the true labels"),
+    ("representer_points", "representer_fidelity.prediction_agreement",
+     "the representer decomposition predicts the network's class"),
+    ("deepconsensus", "consensus_agreement.prediction", "enough ensemble members agree on the prediction"),
+)
+OWN_EXCLUDED = ("runtime",)
+#: Where the rule section reads each method's rules: the sets whose labelling rule is planted.
+RULE_DATASETS = ("monks1", "monks3", "shapes")
+LOCAL_RULE_METRICS = ("precision", "coverage", "validity", "pp_pn_validity", "flip_rate", "edits_to_flip",
+                      "gate_sparsity", "path_fidelity", "cost", "rule_size")
+LINE = 160   #: characters of one rule shown in a table cell (the record holds it whole)
+#: The plain networks whose hidden-semantics and example scores are shown (the variants: all.csv).
+HIDDEN_EXAMPLE_CELLS = (("shapes", "baseline"), ("digits", "baseline"), ("causal", "baseline"))
+
+
+def read(workdir: Path) -> Results:
+    """The rows of ``data/metrics/all.csv`` by (dataset, model, method, metric)."""
+    path = Path(workdir) / "data" / "metrics" / "all.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run the workflow first (snakemake --cores 2)")
+    with path.open() as fh:
+        return {(r["dataset"], r["model"], r["method"], r["metric"]): r for r in csv.DictReader(fh)}
+
+
+def number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def cell(row: dict | None, digits: int = 2) -> str:
+    """``value [low, high]``; empty when the run did not compute it, ``n/a`` when undefined."""
+    if row is None:
+        return ""
+    value, low, high = number(row["value"]), number(row.get("ci_low")), number(row.get("ci_high"))
+    if math.isnan(value):
+        return "n/a"
+    if math.isnan(low) or math.isnan(high):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def sizes(rows: list[dict | None]) -> str:
+    found = sorted({int(r["n"]) for r in rows if r is not None and r.get("n") and int(r["n"]) > 0})
+    return "–".join(str(n) for n in (found[:1] + found[-1:] if len(found) > 1 else found)) or "?"
+
+
+def accuracy_section(results: Results, workdir: Path) -> str:
+    models: dict[str, list[str]] = {}
+    for dataset, model, method, metric in results:
+        if method == "model" and metric == "accuracy":
+            models.setdefault(dataset, []).append(model)
+    lines = [f"Test accuracy of every trained model, {LEVEL:.0%} bootstrap interval over the test split "
+             "(`data/metrics/{dataset}/{model}/model.json`):", "",
+             "| dataset | model | test accuracy | n |", "|---|---|---|---|"]
+    for dataset in sorted(models):
+        for model in sorted(models[dataset], key=lambda m: (m != "baseline", m)):
+            row = results[dataset, model, "model", "accuracy"]
+            lines.append(f"| {dataset} | {model} | {cell(row, 3)} | {row.get('n', '')} |")
+    return "\n".join(lines)
+
+
+def attribution_section(results: Results, workdir: Path, dataset: str = "shapes", model: str = "baseline") -> str:
+    methods = [s.id for s in registry.specs() if any(k[:3] == (dataset, model, s.id) for k in results)]
+    methods = [m for m in methods if (dataset, model, m, "localisation.mass") in results]
+    titles = [title for _, title, _ in ATTRIBUTION_COLUMNS]
+    lines = ["| method | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    for method in methods:
+        cells = [cell(results.get((dataset, model, method, key))) for key, _, _ in ATTRIBUTION_COLUMNS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    randoms = []
+    for key, _, random_key in ATTRIBUTION_COLUMNS:
+        found = next((results[dataset, model, m, random_key] for m in methods
+                      if random_key and (dataset, model, m, random_key) in results), None)
+        randoms.append(cell(found))
+    lines.append("| *random order* | " + " | ".join(randoms) + " |")
+    counts = ", ".join(f"{title.rstrip(' ↑↓')} n = {sizes([results.get((dataset, model, m, key)) for m in methods])}"
+                       for key, title, _ in ATTRIBUTION_COLUMNS)
+    head = (f"Attribution metrics on `{dataset}`/`{model}` (predicted class; {LEVEL:.0%} bootstrap interval over "
+            f"the explained test inputs in brackets; ↑/↓ = higher/lower is better; empty: the metric does not "
+            f"judge the method, or the run restricts it, e.g. ROAR to `metric_params.roar.methods`; n/a: "
+            f"undefined, e.g. a rank correlation with constant maps).  Inputs per column: {counts}.")
+    return head + "\n\n" + "\n".join(lines)
+
+
+def structured_section(results: Results, workdir: Path, dataset: str = "shapes", model: str = "baseline") -> str:
+    lines = [f"Per-input scores of the other explanation types on `{dataset}`/`{model}` ({LEVEL:.0%} bootstrap "
+             "interval):", "", "| method | metric | what it measures | value | n |", "|---|---|---|---|---|"]
+    for method, key, what in STRUCTURED_ROWS:
+        row = results.get((dataset, model, method, key))
+        if row is not None:
+            lines.append(f"| {method} | `{key}` | {what} | {cell(row, 3)} | {row.get('n', '')} |")
+    return "\n".join(lines)
+
+
+def active_section(results: Results, workdir: Path) -> str:
+    """Per active variant and data set: accuracy beside the baseline's, its own explanation's scores, and the
+    passive cells better / worse / indistinguishable than on the baseline (non-overlapping intervals)."""
+    from nnxai.active.base import ACTIVE
+    from nnxai.report._results import read_results
+    from nnxai.report.active_vs_baseline import summary
+
+    compared = {(r.dataset, r.variant): r for r in summary(read_results(workdir)).itertuples()}
+    lines = [f"Each actively regularised network (survey Sec. IV) and the sparsity baselines: test accuracy "
+             f"beside the baseline's ({LEVEL:.0%} interval over the test split), the scores of the network's own "
+             "explanation (its catalogue metrics, interval over what they average), and the passive methods' "
+             "scores on it against the same methods on the baseline (`paper/tables/active_summary.md`, "
+             "`paper/figures/active_vs_baseline.png`): cells better / worse where the two intervals do not overlap, "
+             "the rest indistinguishable.", "",
+             "| data set | variant | accuracy (baseline) | its own explanation | passive cells better / worse / "
+             "indistinguishable |", "|---|---|---|---|---|"]
+    datasets = sorted({k[0] for k in results})
+    for variant in ["l1", "l2", *ACTIVE]:
+        for dataset in datasets:
+            row = results.get((dataset, variant, "model", "accuracy"))
+            if row is None:
+                continue
+            base = results.get((dataset, "baseline", "model", "accuracy"))
+            own = [(k[3], r) for k, r in sorted(results.items())
+                   if k[:3] == (dataset, variant, variant) and k[3] not in OWN_EXCLUDED]
+            own_text = "; ".join(f"`{metric}` {cell(r, 3)}" for metric, r in own) or "—"
+            c = compared.get((dataset, variant))
+            passive = f"{c.better} / {c.worse} / {c.same}" if c is not None else "—"
+            lines.append(f"| {dataset} | {variant} | {cell(row, 3)} ({cell(base, 3)}) | {own_text} | {passive} |")
+    return "\n".join(lines)
+
+
+def _rule_model(workdir: Path, dataset: str, method: str, suffix: str = ".json") -> str | None:
+    for model in ("baseline_sigmoid", "baseline"):
+        if (workdir / "data" / "explanations" / dataset / model / f"{method}{suffix}").is_file():
+            return model
+    return None
+
+
+def _short(text: str, lines: int = 4) -> str:
+    rows = text.splitlines()
+    cut = lambda r: r if len(r) <= LINE else r[:LINE - 1] + "…"      # an M-of-N chain can run for a page
+    shown = "<br>".join(cut(r).replace("|", "\\|") for r in rows[:lines])
+    return shown + (f"<br>… ({len(rows)} lines)" if len(rows) > lines else "")
+
+
+def rules_section(results: Results, workdir: Path) -> str:
+    """What every rule method extracted on the sets with a planted rule (MONK-1, MONK-3, shapes' concepts):
+    the rules as text (from the run's explanation files), whether they are the planted rule, their fidelity
+    (interval over the test split: MONK's whole 432-robot space) and their size; then one explained input of
+    each local rule method with its scores."""
+    from nnxai.explanations import load_explanation
+    from nnxai.taxonomy import ExplanationType, Scope
+
+    specs = [s for s in registry.specs() if s.explanation_type is ExplanationType.RULE
+             and s.engagement.value == "passive" and registry.is_implemented(s.id)]
+    lines = [f"Global rule extractors on the data sets whose labelling rule is planted (sigmoid MLP where the "
+             f"method ran on it, else the ReLU one; shapes: the CNN over its concept table), {LEVEL:.0%} interval "
+             "over the test split (MONK: all 432 robots); `paper/figures/rule_extractors.png` draws them:", "",
+             "| method | data set / model | extracted rules | planted rule recovered | fidelity | rules |",
+             "|---|---|---|---|---|---|"]
+    for spec in (s for s in specs if Scope.GLOBAL in s.scopes):
+        for dataset in RULE_DATASETS:
+            model = _rule_model(workdir, dataset, spec.id)
+            if model is None:
+                continue
+            record = load_explanation(workdir / "data" / "explanations" / dataset / model / f"{spec.id}.json")
+            get = lambda metric: results.get((dataset, model, spec.id, metric))
+            recovered = get("rule_recovery")
+            rec = ("yes" if number(recovered["value"]) == 1 else "no") if recovered else ""
+            lines.append(f"| {spec.id} | {dataset} / {model} | {_short(record.text)} | {rec} | "
+                         f"{cell(get('fidelity'), 3)} | {cell(get('rule_size') or get('n_leaves'), 0)} |")
+    local = [s for s in specs if Scope.GLOBAL not in s.scopes
+             and any(k[2] == s.id and k[0] in ("monks1", "shapes") for k in results)]
+    if local:
+        lines += ["", "Local and semi-local rule methods: the first explained input of each, and the scores over "
+                  f"all explained inputs ({LEVEL:.0%} interval):", "",
+                  "| method | data set / model | first explained input | scores |", "|---|---|---|---|"]
+        for spec in local:
+            for dataset in ("monks1", "shapes"):
+                model = _rule_model(workdir, dataset, spec.id) if dataset != "shapes" else (
+                    "baseline" if (workdir / "data/explanations/shapes/baseline" / f"{spec.id}.json").is_file()
+                    else None)
+                if model is None:
+                    continue
+                record = load_explanation(workdir / "data" / "explanations" / dataset / model / f"{spec.id}.json")
+                first = record.to_text().splitlines()[0] if hasattr(record, "explanations") else _short(record.text, 2)
+                scores = "; ".join(f"`{m}` {cell(results[(dataset, model, spec.id, m)], 3)}"
+                                   for m in LOCAL_RULE_METRICS if (dataset, model, spec.id, m) in results)
+                lines.append(f"| {spec.id} | {dataset} / {model} | {first.replace('|', '/')} | {scores or '—'} |")
+    return "\n".join(lines)
+
+
+def hidden_examples_section(results: Results, workdir: Path) -> str:
+    """Every score of every hidden-semantics and example method on the plain networks (with its interval
+    where it is a mean over inputs or units), and the unit-by-unit agreement with Network Dissection."""
+    from nnxai.report.unit_agreement import agreement_rows, table_rows
+    from nnxai.taxonomy import ExplanationType
+
+    types = (ExplanationType.HIDDEN_SEMANTICS, ExplanationType.EXAMPLE)
+    methods = [m for m in registry.implemented_ids() if registry.spec(m).explanation_type in types
+               and registry.spec(m).engagement.value == "passive"]
+    lines = [f"Hidden semantics and explanation by example on the plain networks ({LEVEL:.0%} bootstrap interval "
+             "where a value is a mean over inputs or units; the per-regulariser, per-layer and per-concept values "
+             "and every variant are in `all.csv`):", "",
+             "| dataset | method | metric | value | n |", "|---|---|---|---|---|"]
+    for dataset, model in HIDDEN_EXAMPLE_CELLS:
+        for method in methods:
+            keys = sorted(k[3] for k in results                 # headline values; sub-keys: all.csv
+                          if k[:3] == (dataset, model, method) and k[3] != "runtime" and "." not in k[3])
+            for key in keys:
+                row = results[dataset, model, method, key]
+                lines.append(f"| {dataset} | {method} | `{key}` | {cell(row, 3)} | {row.get('n', '')} |")
+    agreement = table_rows(agreement_rows(workdir))
+    if agreement:
+        lines += ["", "Unit concept labels against Network Dissection (`paper/tables/unit_agreement_summary.md`):", "",
+                  "| dataset | method | units | agreement | on detectors | chance |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['Data set']} | {r['Method']} | {r['Units']} | {r['Agreement']} | {r['On detectors']} | "
+                  f"{r['Chance']} |" for r in agreement if r["Model"] == "baseline"]
+    return "\n".join(lines)
+
+
+def concepts_section(results: Results, workdir: Path) -> str:
+    """The concept tests of the baseline networks, pair by pair, and the other networks as counts."""
+    from nnxai.report.concept_tests import HEADER, pair_rows
+
+    pairs, counts = pair_rows(workdir)
+    lines = ["Concept tests of TCAV [63] and ACE [115] on the baseline networks, one row per (concept, class) pair "
+             "(`paper/tables/concept_tests.md`): a p-value belongs to its pair, so pairs are aggregated only as "
+             "counts of significant ones.", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r[h] for h in HEADER) + " |" for r in pairs]
+    if counts:
+        lines += ["", "Significant pairs on the other networks: " + "; ".join(
+            f"{r['Data set']}/{r['Model']} {r['Method']} {r['Significant pairs']}" for r in counts) + "."]
+    return "\n".join(lines)
+
+
+Section = Callable[[Results, Path], str]
+#: The document's sections, in order: (key, title, builder).  The README's block ``<profile>-<key>`` is the
+#: section ``key`` of that profile's run.
+SECTIONS: tuple[tuple[str, str, Section], ...] = (
+    ("accuracy", "Test accuracy", accuracy_section),
+    ("attribution", "Attribution metrics on shapes", attribution_section),
+    ("structured", "Other explanation types on shapes", structured_section),
+    ("active", "Actively regularised networks", active_section),
+    ("rules", "Rule extraction against planted rules", rules_section),
+    ("hidden-examples", "Hidden semantics and explanation by example", hidden_examples_section),
+    ("concepts", "Concept tests", concepts_section),
+)
+
+
+def sections(workdir: Path) -> dict[str, str]:
+    """``{key: markdown}`` of every section of :data:`SECTIONS` for the run in ``workdir``."""
+    workdir = Path(workdir)
+    results = read(workdir)
+    return {key: build(results, workdir) for key, _, build in SECTIONS}
+
+
+def provenance(workdir: Path) -> str:
+    """What produced the run: the code version and configuration digest of each baseline checkpoint."""
+    found = []
+    for path in sorted((Path(workdir) / "data" / "checkpoints").glob("*/baseline*.json")):
+        if path.stem not in ("baseline", "baseline_sigmoid"):
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append(f"{path.parent.name}/{path.stem}: code {record.get('code_version', '?')}, "
+                     f"config {record.get('config_hash', '?')}")
+    return "; ".join(found) or "no checkpoint records found"
+
+
+def markdown(workdir: Path, parts: dict[str, str] | None = None) -> str:
+    parts = sections(workdir) if parts is None else parts
+    lines = ["<!-- generated by `nnxai report results` from data/metrics/all.csv and the records; do not edit -->",
+             "", "# Results", "", f"Produced by: {provenance(workdir)}.  Each value's settings: "
+             "`nnxai show data/explanations/<dataset>/<model>/<method>.*` (its record) and the config profile.", ""]
+    for key, title, _ in SECTIONS:
+        lines += [f"## {title}", "", f"<!-- section:{key} -->", parts[key], f"<!-- /section:{key} -->", ""]
+    return "\n".join(lines)
+
+
+def section_of(document: str, key: str) -> str:
+    """The text of section ``key`` in a rendered document (what :func:`markdown` put between its markers)."""
+    match = re.search(rf"<!-- section:{re.escape(key)} -->\n(.*?)\n<!-- /section:{re.escape(key)} -->", document, re.S)
+    if match is None:
+        raise KeyError(f"the document has no section {key!r}")
+    return match.group(1)
+
+
+# ----------------------------------------------------------------------------- LaTeX
+_CODE = re.compile(r"`([^`]*)`")
+_EMPH = re.compile(r"(?<![\\*])\*([^*]+)\*")
+
+
+def _inline_tex(text: str) -> str:
+    """LaTeX of one line of this module's Markdown: code spans, emphasis, escaped pipes, ``<br>``."""
+    text = text.replace("\\|", "|").replace("<br>", " / ")
+    out, last = [], 0
+    for match in _CODE.finditer(text):
+        out.append(_emph_tex(text[last:match.start()]))
+        out.append(r"\texttt{" + latex_escape(match.group(1)) + "}")
+        last = match.end()
+    out.append(_emph_tex(text[last:]))
+    return "".join(out)
+
+
+def _emph_tex(text: str) -> str:
+    parts = _EMPH.split(text)
+    return "".join(r"\emph{" + latex_escape(p) + "}" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def markdown_to_tex(text: str) -> str:
+    """LaTeX of this module's Markdown: paragraphs, ``##`` headings and pipe tables (as ``longtable``)."""
+    out, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("<!--") or not line.strip():
+            i += 1
+            continue
+        if line.startswith("# "):
+            out.append(r"\section*{" + latex_escape(line[2:]) + "}")
+        elif line.startswith("## "):
+            out.append(r"\subsection*{" + latex_escape(line[3:]) + "}")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                if not re.fullmatch(r"\|(\s*-+\s*\|)+", lines[i].strip()):
+                    rows.append(_cells(lines[i]))
+                i += 1
+            width = max(len(r) for r in rows)
+            column = rf">{{\raggedright\arraybackslash}}p{{{0.96 / width:.3f}\linewidth}}"
+            out += [r"{\scriptsize", r"\begin{longtable}{" + column * width + "}", r"\toprule",
+                    " & ".join(_inline_tex(c) for c in rows[0]) + r" \\", r"\midrule", r"\endhead"]
+            out += [" & ".join(_inline_tex(c) for c in r + [""] * (width - len(r))) + r" \\" for r in rows[1:]]
+            out += [r"\bottomrule", r"\end{longtable}}"]
+            continue
+        else:
+            out.append(_inline_tex(line))
+        out.append("")
+        i += 1
+    return "\n".join(out) + "\n"
+
+
+@report_item(NAME, kind="document")
+def write_results(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
+    """Write ``results.md`` and ``results.tex`` (the results document) from the run in ``workdir``."""
+    text = markdown(Path(workdir))
+    out_dir = Path(out_dir)
+    return [atomic_write_text(out_dir / f"{NAME}.md", text + "\n" if not text.endswith("\n") else text),
+            atomic_write_text(out_dir / f"{NAME}.tex", markdown_to_tex(text))]
