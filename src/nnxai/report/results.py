@@ -273,13 +273,20 @@ def concepts_section(results: Results, workdir: Path) -> str:
     from nnxai.report.concept_tests import HEADER, pair_rows
 
     pairs, counts = pair_rows(workdir)
-    lines = ["Concept tests of TCAV [63] and ACE [115] on the baseline networks, one row per (concept, class) pair "
-             "(`paper/tables/concept_tests.md`): a p-value belongs to its pair, so pairs are aggregated only as "
-             "counts of significant ones.", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r[h] for h in HEADER) + " |" for r in pairs]
-    if counts:
-        lines += ["", "Significant pairs on the other networks: " + "; ".join(
-            f"{r['Data set']}/{r['Model']} {r['Method']} {r['Significant pairs']}" for r in counts) + "."]
+    named = [r for r in pairs if r["Method"] == "tcav"]
+    discovered: dict[tuple[str, str], list[bool]] = {}    # ACE's concepts are clusters it found, not names
+    for r in pairs:
+        if r["Method"] != "tcav":
+            discovered.setdefault((r["Data set"], r["Method"]), []).append(r["Significant"] == "yes")
+    lines = ["Concept tests of TCAV [63] on the baseline networks, one row per (named concept, class) pair "
+             "(`paper/tables/concept_tests.md` also lists ACE's [115] discovered concepts pair by pair): a p-value "
+             "belongs to its pair, so pairs are aggregated only as counts of significant ones.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r[h] for h in HEADER) + " |" for r in named]
+    summary = [f"{d}/baseline {m} {sum(v)} of {len(v)}" for (d, m), v in discovered.items()]
+    summary += [f"{r['Data set']}/{r['Model']} {r['Method']} {r['Significant pairs']}" for r in counts]
+    if summary:
+        lines += ["", "Significant pairs elsewhere: " + "; ".join(summary) + "."]
     return "\n".join(lines)
 
 
