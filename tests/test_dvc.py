@@ -50,6 +50,8 @@ def test_push_clone_pull_roundtrip(smoke_run, tmp_path):
     for sub in ("data/prepared", "data/checkpoints", "data/explanations", "data/metrics", "paper/tables",
                 "paper/figures"):
         shutil.copytree(smoke_run / sub, repo / sub)
+    for document in ("paper/results.md", "paper/results.tex"):        # the results document, beside the tables
+        shutil.copy2(smoke_run / document, repo / document)
     assert (repo / ".dvc/config").is_file(), ".dvc/ must be committed"
 
     (repo / "configs/dvc_params.yaml").write_text("profile: smoke\ncores: 2\n")

@@ -144,7 +144,8 @@ def test_editing_a_method_reruns_exactly_its_jobs_and_their_downstream(smoke_run
     groups = targets(load_config({"profile": "smoke"}))
     expected = ({explanation_path(d, m, "lime") for d, m in cells}
                 | {f"data/metrics/{d}/{m}/lime.json" for d, m in cells}
-                | set(groups["aggregate"]) | set(groups["tables"]) | set(groups["figures"]))
+                | set(groups["aggregate"]) | set(groups["tables"]) | set(groups["figures"])
+                | set(groups["documents"]))
     assert cells and pending == expected, sorted(pending ^ expected)
 
 

@@ -173,11 +173,12 @@ def test_jobs_through_slurm_match_the_local_run(request, tmp_path):
     removed += sorted((copy / "data/metrics").glob("*/*/model.json"))[:1]   # evaluate_model, where the DAG has it
     for path in removed:
         path.unlink()
-    # Targets: the removed files, all.csv and one table and one figure made from it (not all of them: every
-    # job costs seconds of start-up here).
+    # Targets: the removed files, all.csv and one table, one figure and the results document made from it
+    # (not all of them: every job costs seconds of start-up here).
     table, figure = (sorted((local / "paper" / kind).glob(pattern))[0].relative_to(local)
                      for kind, pattern in (("tables", "*.md"), ("figures", "*.png")))
-    targets = [str(p.relative_to(copy)) for p in removed] + ["data/metrics/all.csv", str(table), str(figure)]
+    targets = [str(p.relative_to(copy)) for p in removed] + ["data/metrics/all.csv", str(table), str(figure),
+                                                             "paper/results.md"]
     mtime = ("--rerun-triggers=mtime",)   # "=": the targets that follow are not taken as more triggers
     dry = snakemake(copy, "-n", "--cores", "1", *mtime, *targets)
     planned = job_stats(dry.stdout + dry.stderr)
