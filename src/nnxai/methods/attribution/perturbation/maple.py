@@ -89,11 +89,12 @@ class Forest:
         self.features = grid_features(x_train, index)
 
         def build():
+            features = self.features.cpu().numpy().astype(np.float32)
             forest = RandomForestRegressor(
                 n_estimators=params["n_trees"], min_samples_leaf=params["min_samples_leaf"],
                 max_features=float(params["max_features"]), random_state=seed, n_jobs=torch.get_num_threads())
-            forest.fit(self.features.cpu().numpy().astype(np.float32), self.scores.cpu().numpy())
-            return forest, forest.apply(self.features.cpu().numpy().astype(np.float32))
+            forest.fit(features, self.scores.cpu().numpy())
+            return forest, forest.apply(features)
 
         # The explain and evaluate jobs of one cell fit the same forest: the first keeps it (fit_cache).
         from nnxai.evaluation_cache import code_digest
