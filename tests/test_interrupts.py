@@ -169,6 +169,27 @@ def test_sigterm_unwinds_and_removes_the_temporary_file(tmp_path):
     assert proc.returncode == 143 and not target.exists() and not list(target.parent.glob(TEMP_GLOB))
 
 
+def test_sigterm_while_the_temporary_file_is_created_leaves_none(tmp_path, monkeypatch):
+    """The signal arrives the instant the temporary file exists, before its name is recorded."""
+    import tempfile
+
+    from nnxai import io as nio
+    from nnxai.cli import _Terminated, _sigterm_unwinds
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_sigterm(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    target = tmp_path / "result.npz"
+    with pytest.raises(_Terminated), _sigterm_unwinds(), nio.atomic_open(target) as handle:
+        handle.write(b"never")
+    assert not target.exists() and not list(tmp_path.glob(TEMP_GLOB))
+
+
 def test_sigterm_of_a_stage_says_so_and_leaves_no_temporary_file(tmp_path):
     proc = _start("prepare", tmp_path)
     folder = tmp_path / STAGES["prepare"]["folder"]

@@ -18,7 +18,9 @@ import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -80,22 +82,58 @@ def rerun_hint(path: str | Path) -> str:
 
 # --- output -----------------------------------------------------------------------------------------
 
+_HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM and Ctrl-C wait until the block ends, then run the handlers they would have run: the
+    temporary file's creation and the record of its name are one step, so an interrupt never leaves a
+    temporary file whose name nobody holds.  (Python-level, not ``pthread_sigmask``: torch's threads would
+    receive a blocked process-directed signal and the main thread would still run its handler at once.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield                       # only the main thread runs signal handlers
+        return
+    pending: list[tuple[int, Any]] = []
+    previous = {}
+    try:
+        for signum in _HELD_SIGNALS:
+            previous[signum] = signal.signal(signum, lambda number, frame: pending.append((number, frame)))
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in pending[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are ordinary files
+    fd = tmp = None
     try:
-        with os.fdopen(fd, mode) as handle:
+        with _signals_held():    # a signal arriving here is raised when the block ends, inside this try
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are ordinary files
+        handle = os.fdopen(fd, mode)
+        fd = None                       # the handle owns it now
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
