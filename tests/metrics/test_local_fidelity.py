@@ -121,3 +121,15 @@ def test_missing_intercepts_are_a_clear_error():
         LocalFidelity(n_samples=10)(record, ctx, method)
     with pytest.raises(ParamError, match="'local_fidelity'.n_samples: 0 is out of range, expected >= 1"):
         LocalFidelity(n_samples=0)
+
+
+def test_an_input_whose_leaves_hold_no_held_out_point_is_left_out():
+    """MAPLE's neighbourhood of an input is the held-out points sharing a leaf with it; where none does (a far
+    input, a small test split), that input has no neighbourhood and no score, and the others still count."""
+    model, ctx = linear_context()
+    method = Maple(**MAPLE)
+    record = method.explain(ctx)
+    far = torch.full((1, 4), 50.0)
+    hood = next(method.neighbourhoods(model, far, 1, 0, far.clone()))   # the pool holds only the input itself
+    assert len(hood.inputs) == 0 and hood.features.shape == (0, 4)
+    assert score(method, ctx, record)["local_fidelity"] < 1e-10

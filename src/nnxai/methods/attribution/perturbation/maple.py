@@ -61,7 +61,8 @@ def grid_index(shape: tuple[int, ...], patch: int) -> torch.Tensor:
 
 def grid_features(inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``φ(x)``: the mean of ``inputs`` (N, ...) over the elements of each feature of ``index``; float64."""
-    flat, idx = inputs.reshape(len(inputs), -1).double(), index.reshape(-1).to(inputs.device)
+    idx = index.reshape(-1).to(inputs.device)
+    flat = inputs.reshape(len(inputs), idx.numel()).double()     # explicit width: a pool may hold no point
     n_features = int(idx.max()) + 1
     total = torch.zeros(len(inputs), n_features, dtype=torch.float64, device=inputs.device)
     total.index_add_(1, idx, flat)
