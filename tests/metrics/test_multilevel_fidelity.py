@@ -34,15 +34,19 @@ def test_query_design_starts_with_the_inputs_and_is_seeded():
     assert np.array_equal(kept, again[1])
 
 
-def mame_record(x, targets, levels, patch_size, level=0):
+def mame_record(x, targets, levels, patch_size, level=0, score="probability", per_channel=None):
     tree = {"patch_size": patch_size, "n_groups": len(levels[0]["coefficients"][0]), "level": level,
-            "levels": levels}
-    return AttributionMap(np.zeros_like(x.numpy()), np.arange(len(x)), targets, {"mame": tree, "method": "mame"})
+            "levels": levels, "score": score}
+    per_channel = [0.0] * x.shape[1] if per_channel is None else per_channel
+    return AttributionMap(np.zeros_like(x.numpy()), np.arange(len(x)), targets,
+                          {"mame": tree, "method": "mame", "baseline": {"kind": "mean", "per_channel": per_channel}})
 
 
-def slow_fidelity(model, x, targets, labels, coefficients, patch_size, members, kept):
-    """Query by query, then a least-squares fit of one intercept per cluster (fixed slopes)."""
+def slow_fidelity(model, x, targets, labels, coefficients, patch_size, members, kept, score, per_channel):
+    """Query by query (absent patches at the per-channel reference), then a least-squares fit of one intercept
+    per cluster (fixed slopes)."""
     n_cols = -(-x.shape[3] // patch_size)
+    reference = torch.tensor(per_channel, dtype=x.dtype)[:, None, None].expand(x.shape[1:])
     outputs, linear = [], []
     for i, s in zip(members, kept):
         mask = torch.zeros(x.shape[1:])
@@ -50,7 +54,9 @@ def slow_fidelity(model, x, targets, labels, coefficients, patch_size, members, 
             for w in range(x.shape[3]):
                 mask[:, h, w] = float(s[(h // patch_size) * n_cols + w // patch_size])
         with torch.no_grad():
-            outputs.append(float(model((x[i] * mask)[None])[0, targets[i]]))
+            logits = model((x[i] * mask + reference * (1 - mask))[None])[0]
+            values = logits.softmax(0) if score == "probability" else logits
+            outputs.append(float(values[targets[i]]))
         linear.append(float(np.dot(s, coefficients[labels[i]])))
     outputs, linear = np.array(outputs), np.array(linear)
     cluster = labels[members]
@@ -60,7 +66,8 @@ def slow_fidelity(model, x, targets, labels, coefficients, patch_size, members, 
     return 1 - error / ((outputs - outputs.mean()) ** 2).sum()
 
 
-def test_per_level_fidelity_matches_a_slow_reimplementation():
+@pytest.mark.parametrize("score, per_channel", [("probability", [0.3, -0.2]), ("logit", [0.0, 0.0])])
+def test_per_level_fidelity_matches_a_slow_reimplementation(score, per_channel):
     torch.manual_seed(0)
     model = tiny_convnet(0, in_channels=2, n_classes=3)
     x = torch.rand(5, 2, 6, 6)
@@ -70,11 +77,11 @@ def test_per_level_fidelity_matches_a_slow_reimplementation():
               {"labels": [0, 0, 1, 1, 1], "coefficients": rng.normal(size=(2, 9)).tolist()},
               {"labels": [0] * 5, "coefficients": rng.normal(size=(1, 9)).tolist()}]
     ctx = toy_context(model, x, x, n_classes=3, seed=7)
-    scores = Fidelity(n_queries=23)(mame_record(x, targets, levels, patch_size=2, level=1), ctx)
+    scores = Fidelity(n_queries=23)(mame_record(x, targets, levels, 2, 1, score, per_channel), ctx)
     members, kept = query_design(5, 9, 23, seed=7)
     for k, level in enumerate(levels):
         expected = slow_fidelity(model, x, targets, np.asarray(level["labels"]), np.asarray(level["coefficients"]),
-                                 2, members, kept)
+                                 2, members, kept, score, per_channel)
         assert scores[f"fidelity.level{k}"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert scores["fidelity"] == scores["fidelity.level1"]
 
@@ -90,3 +97,6 @@ def test_fidelity_scores_rule_sets_and_mame_trees_only():
     bad = mame_record(x, np.array([0, 0]), [{"labels": [0, 1], "coefficients": [[0.0] * 3, [0.0] * 3]}], 2)
     with pytest.raises(ValueError, match="3 feature groups"):
         Fidelity(n_queries=0)(bad, ctx)
+    levels = [{"labels": [0, 1], "coefficients": [[0.0] * 4, [0.0] * 4]}]
+    with pytest.raises(ValueError, match="class score 'margin'"):
+        Fidelity(n_queries=0)(mame_record(x, np.array([0, 0]), levels, 2, score="margin"), ctx)

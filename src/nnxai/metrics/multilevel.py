@@ -3,12 +3,15 @@ level").  Called by the ``fidelity`` metric (:mod:`nnxai.metrics.rules`) for att
 metric is registered here.
 
 A level's cluster explanation ``θ_c`` is a linear model over LIME's interpretable features of the input's
-feature groups (``s_g = 1``: group ``g`` kept, ``0``: zeroed; see :mod:`nnxai.methods.attribution.aggregation.mame`),
-with one intercept ``b_c`` per cluster:
+feature groups (``s_g = 1``: group ``g`` kept, ``0``: at the reference ``x_ref`` the method recorded in
+``meta["baseline"]``; see :mod:`nnxai.methods.attribution.aggregation.mame`), with one intercept ``b_c`` per
+cluster:
 
-    f_t(x_i ⊙ s) ≈ b_c + Σ_g s_g θ_c,g        for the members ``i`` of cluster ``c``,
+    f_t(x_ref + s ⊙ (x_i − x_ref)) ≈ b_c + Σ_g s_g θ_c,g        for the members ``i`` of cluster ``c``,
 
-``f_t`` the logit of the explained class.  The queries are the members' own inputs (``s = 1``) and
+``f_t`` the score of the explained class the tree models (``meta["mame"]["score"]``: the softmax
+probability, as MAME's LIME losses fit it, or the logit).  The queries are the members' own inputs
+(``s = 1``) and
 ``n_queries`` perturbed copies: member ``q mod N`` with every group kept with probability ½ (seeded by
 ``ctx.seed``).  ``b_c`` is the least-squares intercept over the cluster's queries and the level's fidelity
 the coefficient of determination ``R² = 1 − Σ (f − f̂)² / Σ (f − mean f)²`` over all queries.  Finer levels
@@ -21,7 +24,10 @@ import numpy as np
 import torch
 
 from nnxai.ops.groups import feature_groups
-from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs
+from nnxai.metrics.attribution import FORWARD_BATCH, class_scores, explained_inputs, reference_from_meta
+
+#: The class scores a tree may model (``meta["mame"]["score"]``).
+SCORES = ("probability", "logit")
 
 
 def mame_tree(record) -> dict:
@@ -43,14 +49,15 @@ def query_design(n_inputs: int, n_groups: int, n_queries: int, seed: int) -> tup
 
 @torch.no_grad()
 def query_outputs(model, inputs: torch.Tensor, targets: torch.Tensor, index: np.ndarray, members: np.ndarray,
-                  kept: np.ndarray) -> np.ndarray:
-    """``f_t(x_i ⊙ s)`` for every query, batched."""
+                  kept: np.ndarray, reference: torch.Tensor, score: str) -> np.ndarray:
+    """``f_t(x_ref + s ⊙ (x_i − x_ref))`` for every query (``score``: the probability or the logit), batched."""
     group = torch.as_tensor(index, dtype=torch.long, device=inputs.device)
     out = []
     for start in range(0, len(members), FORWARD_BATCH):
         who = torch.as_tensor(members[start:start + FORWARD_BATCH], dtype=torch.long, device=inputs.device)
         mask = torch.as_tensor(kept[start:start + FORWARD_BATCH], device=inputs.device)[:, group]
-        out.append(class_scores(model, inputs[who] * mask.to(inputs.dtype), targets[who], softmax=False))
+        composed = reference + mask.to(inputs.dtype) * (inputs[who] - reference)
+        out.append(class_scores(model, composed, targets[who], softmax=score == "probability"))
     return torch.cat(out).cpu().numpy()
 
 
@@ -75,8 +82,12 @@ def level_fidelity(record, ctx, n_queries: int) -> dict[str, float]:
     if n_groups != tree["n_groups"]:
         raise ValueError(f"the MAME tree has {tree['n_groups']} feature groups, the inputs {tuple(inputs.shape[1:])} "
                          f"with patch size {tree['patch_size']} have {n_groups}")
+    if tree.get("score") not in SCORES:
+        raise ValueError(f"the MAME tree models the class score {tree.get('score')!r}, expected one of {SCORES} "
+                         f"(rerun its explain stage)")
+    reference = reference_from_meta(record.meta, inputs)
     members, kept = query_design(len(inputs), n_groups, int(n_queries), ctx.seed)
-    outputs = query_outputs(ctx.model, inputs, targets, index, members, kept)
+    outputs = query_outputs(ctx.model, inputs, targets, index, members, kept, reference, tree["score"])
     out = {}
     for k, level in enumerate(tree["levels"]):
         out[f"fidelity.level{k}"] = level_r2(outputs, members, kept, np.asarray(level["labels"]),
