@@ -3,6 +3,7 @@
 #   snakemake --cores 2                          default profile (README: numbers and timings)
 #   snakemake --cores 2 --config profile=smoke   toy sizes, the whole DAG in minutes
 #   snakemake --cores 2 --directory /tmp/run     relocated: every output under /tmp/run
+#   snakemake --cores 2 paper                    the PDF: paper/main.tex with every generated table and figure
 import shlex
 import sys
 from pathlib import Path
@@ -144,6 +145,16 @@ rule make_figure:
     shell: "python -m nnxai report {wildcards.figure} --out paper/figures > {log} 2>&1"
 
 
+rule build_paper:
+    input: generated=wf.paper_inputs(CFG), code=wf.code_inputs(CFG, "paper"),
+           source=str(Path(workflow.basedir) / "paper/main.tex"),   # the repository's, wherever the run is
+    output: wf.PAPER_PDF,
+    conda: ENV
+    log: "logs/report/paper.log",
+    benchmark: "logs/benchmarks/report/paper.tsv",
+    shell: "python -m nnxai paper --source {input.source:q} > {log} 2>&1"
+
+
 # Stage groups (what dvc.yaml's stages call): `snakemake train_all --cores 2` (target first: --config swallows what follows).
 rule prepare_all:
     input: TARGETS["prepared"],
@@ -157,6 +168,9 @@ rule evaluate_all:
 rule report_all:
     input: TARGETS["tables"], TARGETS["figures"], TARGETS["documents"],
 
+rule paper:
+    input: TARGETS["paper"],
+
 
 # Persistent worker (issue 10): on a local run, every `python -m nnxai` job runs in a fork of one process that
 # imported torch, captum and the registries once (~0.1 s instead of ~4 s of start-up per job); results are
@@ -166,7 +180,10 @@ from nnxai import worker as nnxai_worker
 # two and picks the same jobs here (no priorities, no temp files); see nnxai/scheduling.py.
 from nnxai.scheduling import prefer_greedy
 
+localrules: build_paper   # TeX Live where Snakemake runs (a cluster's login node), not on the compute nodes
+
 onstart:
+    wf.check_paper_tools(workflow)
     prefer_greedy(workflow)
     nnxai_worker.start_for_workflow(workflow)
 

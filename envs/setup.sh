@@ -4,6 +4,7 @@
 #   bash envs/setup.sh                       create or reuse the environment, install nnxai from this checkout
 #   NNXAI_EXTRAS=test,slurm bash envs/setup.sh   the same with the SLURM executor plugin (configs/slurm/)
 #   NNXAI_EXTRAS=test,bench bash envs/setup.sh   the same with Quantus, for benchmarks/ (a separate environment)
+#   NNXAI_NO_TEX=1 bash envs/setup.sh        without TeX Live (envs/tex.sh, called last, installs it with apt)
 #
 # The default extras are `test` (pytest).  The `slurm` extra is opt-in because the executor plugin asks
 # `scontrol show config` for MinJobAge when Snakemake starts: on a machine where SLURM is installed but its
@@ -49,3 +50,11 @@ for pth in "$venv"/lib/python*/site-packages/__editable__.nnxai-*.pth; do
 done
 ln -sfn "$venv" "$root/.venv"
 echo "envs/setup.sh: ready: $root/.venv -> $venv" >&2
+
+# TeX Live for the paper (the rule build_paper: paper/main.pdf) and pdftotext for its tests, installed with
+# apt when missing (envs/tex.sh; root or sudo).  NNXAI_NO_TEX=1 skips it; without TeX, a run that would
+# build the PDF stops before its first job and says what to do.
+if [ -z "${NNXAI_NO_TEX:-}" ]; then
+  bash "$root/envs/tex.sh" || echo "envs/setup.sh: warning: TeX Live is missing (envs/tex.sh failed): paper/main.pdf will" \
+    "not build; \`snakemake --cores 2 evaluate_all report_all\` runs everything else" >&2
+fi

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nnxai.dvc_yaml import STAGES
+
 from e2e_helpers import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +52,7 @@ def test_push_clone_pull_roundtrip(smoke_run, tmp_path):
     for sub in ("data/prepared", "data/checkpoints", "data/explanations", "data/metrics", "paper/tables",
                 "paper/figures"):
         shutil.copytree(smoke_run / sub, repo / sub)
-    for document in ("paper/results.md", "paper/results.tex"):        # the results document, beside the tables
+    for document in ("paper/results.md", "paper/results.tex", "paper/main.pdf"):   # the results document, the PDF
         shutil.copy2(smoke_run / document, repo / document)
     assert (repo / ".dvc/config").is_file(), ".dvc/ must be committed"
 
@@ -59,9 +61,9 @@ def test_push_clone_pull_roundtrip(smoke_run, tmp_path):
     # dvc repro runs every stage's Snakemake target; the smoke outputs are there already, so Snakemake
     # finds nothing to do and DVC records (and caches) the outputs in dvc.lock.
     repro = dvc("repro", cwd=repo)
-    assert repro.count("Running stage") == 4
+    assert repro.count("Running stage") == len(STAGES) == 5
     logs = sorted((repo / ".snakemake/log").glob("*.log"))
-    assert len(logs) == 4 and all("Nothing to be done" in p.read_text() for p in logs)
+    assert len(logs) == len(STAGES) and all("Nothing to be done" in p.read_text() for p in logs)
     assert "changed" not in dvc("status", cwd=repo).lower()
     dvc("remote", "add", "-d", "local", str(remote), cwd=repo)
     dvc("push", "prepare", "train", cwd=repo)

@@ -109,6 +109,36 @@ def test_tables_list_every_registry_id(smoke_run):
     assert not re.search(r'<script[^>]+src="https?://', html)
 
 
+def _letters(text: str) -> str:
+    """Only the letters of ``text``, lower-cased: PDF text and LaTeX source compare after line breaks,
+    hyphenation, ligatures and markup are gone."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKC", text).lower() if c.isalpha() and c.isascii())
+
+
+def _caption(tex: str) -> str:
+    """The first words of a generated table's caption, without LaTeX markup."""
+    caption = re.search(r"\\caption\{(.*)", tex).group(1)
+    caption = re.sub(r"\$[^$]*\$|\\[a-zA-Z]+|\[[^\]]*\]", " ", caption)
+    return " ".join(caption.split()[:8])
+
+
+def test_the_paper_pdf_holds_every_generated_table_and_the_results(smoke_run):
+    from nnxai.report import REPORT_ITEMS
+    from nnxai.report.results import SECTIONS
+
+    pdf = smoke_run / "paper/main.pdf"
+    text = _letters(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout)
+    tables = [name for name, item in REPORT_ITEMS.items() if item.kind == "table"]
+    assert tables
+    for name in tables:
+        caption = _caption((smoke_run / f"paper/tables/{name}.tex").read_text())
+        assert len(_letters(caption)) > 20 and _letters(caption) in text, (name, caption)
+    for _, title, _ in SECTIONS:
+        assert _letters(title) in text, title
+
+
 def test_nothing_left_to_do_and_rerun_one_stage(smoke_run):
     dry = snakemake(smoke_run, "-n", "--cores", "2")
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -145,7 +175,7 @@ def test_editing_a_method_reruns_exactly_its_jobs_and_their_downstream(smoke_run
     expected = ({explanation_path(d, m, "lime") for d, m in cells}
                 | {f"data/metrics/{d}/{m}/lime.json" for d, m in cells}
                 | set(groups["aggregate"]) | set(groups["tables"]) | set(groups["figures"])
-                | set(groups["documents"]))
+                | set(groups["documents"]) | set(groups["paper"]))
     assert cells and pending == expected, sorted(pending ^ expected)
 
 

@@ -160,6 +160,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_paper(args) -> int:
+    from nnxai.report.paper_pdf import build
+
+    print(build(Path(args.workdir), source=args.source, quiet=not args.verbose))
+    return 0
+
+
 def cmd_show(args) -> int:
     from nnxai.show import show
 
@@ -278,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".", type=cli_checks.folder)
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("paper", help="compile paper/main.tex with the generated tables, figures and results into "
+                       "paper/main.pdf (latexmk; `bash envs/tex.sh` installs TeX Live)")
+    p.add_argument("--workdir", default=".", type=cli_checks.folder,
+                   help="work directory whose paper/ holds the generated tables and figures (default: .)")
+    p.add_argument("--source", type=Path, help="the LaTeX source (default: <workdir>/paper/main.tex; the "
+                   "workflow passes the repository's)")
+    p.set_defaults(func=cmd_paper)
+
     p = sub.add_parser("show", help="print an explanation record as text (rules, counterfactuals, examples, ...)")
     p.add_argument("file",
                    help="a record, e.g. data/explanations/monks1/baseline_sigmoid/mofn.json")
@@ -287,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("targets", help="list the outputs of a profile's run")
     p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--stage", choices=["prepared", "checkpoints", "explanations", "metrics", "aggregate",
-                                       "tables", "figures", "documents"])
+                                       "tables", "figures", "documents", "paper"])
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("dvc-yaml", help="print dvc.yaml as the code generates it (stages, code deps)")
@@ -312,9 +327,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from nnxai.io import BadFileError
     from nnxai.models import CheckpointError
     from nnxai.registration import UnknownEntryError
+    from nnxai.report.paper_pdf import PaperBuildError
 
     return (ConfigError, cli_checks.SettingsError, BadFileError, CheckpointError, ValueError, UnknownEntryError,
-            OSError)
+            OSError, PaperBuildError)
 
 
 class _Terminated(BaseException):

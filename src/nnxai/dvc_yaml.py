@@ -47,6 +47,7 @@ def stage_modules() -> dict[str, list[str]]:
                              *sorted({registry.get(m).__module__ for m in registry.implemented_ids()}),
                              *sorted({cls.__module__ for cls in metrics().values()})],
         "report": [CLI, *sorted({item.writer.__module__ for _, item in REPORT_ITEMS.items()})],
+        "paper": [CLI, "nnxai.report.paper_pdf"],
     }
 
 
@@ -64,6 +65,8 @@ STAGES = {
                         "      - paper/figures:", "          cache: false", "          persist: true",
                         "      - paper/results.md:", "          cache: false", "          persist: true",
                         "      - paper/results.tex:", "          cache: false", "          persist: true"]},
+    "paper": {"target": "paper", "data": ["paper/main.tex", "paper/tables", "paper/figures", "paper/results.tex"],
+              "outs": ["      - paper/main.pdf:", "          cache: false", "          persist: true"]},
 }
 
 

@@ -213,6 +213,8 @@ def code_modules(cfg: dict, stage: str, **wildcards: str) -> list[str]:
         modules += [registered[m].__module__ for m in metrics_for(cfg, wildcards["dataset"], wildcards["model"], method)]
     elif stage == "report":
         modules.append(REPORT_ITEMS[wildcards["item"]].writer.__module__)
+    elif stage == "paper":
+        modules.append("nnxai.report.paper_pdf")
     return modules
 
 
@@ -258,6 +260,37 @@ def _manifest(modules: tuple[str, ...], workdir: str) -> str:
     return relative
 
 
+#: The compiled paper (nnxai.report.paper_pdf): paper/main.tex with every generated table, figure and document.
+PAPER_PDF = "paper/main.pdf"
+
+
+def paper_inputs(cfg: dict) -> list[str]:
+    """What the paper's build reads besides its source (the repository's ``paper/main.tex``): the generated
+    tables (.tex), figures (.pdf) and documents (.tex)."""
+    out = targets(cfg)
+    return ([p for p in out["tables"] + out["documents"] if p.endswith(".tex")]
+            + [p for p in out["figures"] if p.endswith(".pdf")])
+
+
+def needs_tex(workflow) -> bool:
+    """Whether the jobs Snakemake is about to run include the paper's build (checked before any job runs)."""
+    try:
+        jobs = list(workflow.dag.needrun_jobs())
+    except AttributeError:           # another Snakemake API: assume it does, the check is cheap
+        return True
+    return any(PAPER_PDF in map(str, job.output) for job in jobs)
+
+
+def check_paper_tools(workflow) -> None:
+    """Stop a run that would build the paper without TeX, before its first job (not after 30 minutes)."""
+    from nnxai.report.paper_pdf import missing_tools
+
+    if needs_tex(workflow) and missing_tools():
+        raise RuntimeError(f"{PAPER_PDF} needs {', '.join(missing_tools())}, not found on PATH: run `bash envs/tex.sh` "
+                           f"(Debian's TeX Live, with apt), or ask for everything but the PDF: "
+                           f"`snakemake --cores 2 evaluate_all report_all`")
+
+
 def experiment_cells(cfg: dict) -> list[tuple[str, str, str]]:
     return [(d, m, meth) for d in cfg["datasets"] for m in models_for(cfg, d) for meth in methods_for(cfg, d, m)]
 
@@ -277,6 +310,7 @@ def targets(cfg: dict) -> dict[str, list[str]]:
     out["tables"] = [f"paper/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
     out["figures"] = [f"paper/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
     out["documents"] = [f"paper/{d}.{ext}" for d in DOCUMENTS for ext in DOCUMENT_FORMATS]
+    out["paper"] = [PAPER_PDF]
     return out
 
 
@@ -289,7 +323,7 @@ def write_code_manifests(cfg: dict, workdir: str | Path = ".") -> int:
     jobs += [("evaluate", {"dataset": d, "model": m, "method": MODEL_ROW}) for d, m in model_cells(cfg)]
     for d, m, x in experiment_cells(cfg):
         jobs += [("explain", {"dataset": d, "model": m, "method": x}), ("evaluate", {"dataset": d, "model": m, "method": x})]
-    jobs += [("aggregate", {})] + [("report", {"item": item}) for item in REPORT_ITEMS.names()]
+    jobs += [("aggregate", {}), ("paper", {})] + [("report", {"item": item}) for item in REPORT_ITEMS.names()]
     sets = {_module_set(cfg, stage, **wildcards) for stage, wildcards in jobs}
     for modules in sets:
         _manifest(modules, str(Path(workdir).resolve()))

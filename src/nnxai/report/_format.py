@@ -51,6 +51,15 @@ _LATEX_UNICODE = {
     "‘": "`",
     "’": "'",
     "†": r"\dag{}",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "±": r"$\pm$",
+    "∈": r"$\in$",
+    "∧": r"$\wedge$",
+    "∨": r"$\vee$",
+    "¬": r"$\neg$",
+    "²": r"\textsuperscript{2}",
+    "µ": r"$\mu$",
     "ň": r"\v{n}",
     "é": r"\'e",
     CHECK: r"$\checkmark$",
@@ -103,8 +112,30 @@ def latex_escape(text: str) -> str:
             out.append("``" if open_quote else "''")
             open_quote = not open_quote
         else:
-            out.append(_LATEX_SPECIAL.get(char) or _LATEX_UNICODE.get(char, char))
+            out.append(_LATEX_SPECIAL.get(char) or _LATEX_UNICODE.get(char) or _other_unicode(char))
     return "".join(out)
+
+
+_GREEK = {name: f"$\\{name}$" for name in (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon phi chi "
+    "psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega").split()}
+
+
+def _other_unicode(char: str) -> str:
+    """A character :data:`_LATEX_UNICODE` does not list: Latin letters as they are (``inputenc`` prints
+    them), Greek letters as math, anything else as its code point, so that no text can stop the paper's
+    build with "Unicode character not set up for use with LaTeX"."""
+    if ord(char) < 0x180:          # ASCII, Latin-1 and Latin Extended-A: utf8 inputenc with T1 fonts
+        return char
+    import unicodedata
+
+    name = unicodedata.name(char, "")
+    if name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER ")):
+        word = name.split("LETTER ")[1].lower()
+        word = word.capitalize() if "CAPITAL" in name else word
+        if word in _GREEK:
+            return _GREEK[word]
+    return f"\\texttt{{U+{ord(char):04X}}}"
 
 
 def md_escape(text: str) -> str:

@@ -293,6 +293,23 @@ def concepts_section(results: Results, workdir: Path) -> str:
 Section = Callable[[Results, Path], str]
 #: The document's sections, in order: (key, title, builder).  The README's block ``<profile>-<key>`` is the
 #: section ``key`` of that profile's run.
+def findings_section(results: Results, workdir: Path) -> str:
+    """The published findings of :mod:`nnxai.report.findings`, each with its rule, measurement and verdict."""
+    from nnxai.report import findings as pub
+
+    rows = pub.evaluate(results)
+    tally = pub.counts(rows)
+    lines = [f"Each published statement is checked by the rule beside it, fixed in `nnxai/report/findings.py` "
+             f"before the numbers were read; values are means with their {LEVEL:.0%} interval over the explained "
+             "inputs (units, pairs) in brackets.  *inconclusive*: the intervals overlap; *not applicable*: this run "
+             "did not measure it.  Verdicts over all rows: " + ", ".join(f"{n} {v}" for v, n in tally.items()) + ".",
+             "", "| published finding | rule | network | measured | verdict |", "|---|---|---|---|---|"]
+    for finding, cell, measured, verdict in rows:
+        shown = f"*{verdict}*" if verdict == pub.NOT_REPRODUCED else verdict
+        lines.append(f"| {finding.statement} ({finding.source}) | {finding.rule} | {cell} | {measured} | {shown} |")
+    return "\n".join(lines)
+
+
 SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("accuracy", "Test accuracy", accuracy_section),
     ("attribution", "Attribution metrics on shapes", attribution_section),
@@ -301,6 +318,7 @@ SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("rules", "Rule extraction against planted rules", rules_section),
     ("hidden-examples", "Hidden semantics and explanation by example", hidden_examples_section),
     ("concepts", "Concept tests", concepts_section),
+    ("findings", "Published findings re-checked", findings_section),
 )
 
 
