@@ -2,7 +2,7 @@
 :mod:`nnxai.report.results`), every number with its 95% bootstrap interval over the explained inputs.
 
 Writes one README block per section (``<profile>-accuracy``, ``-attribution``, ``-structured``, ``-active``,
-``-rules``, ``-hidden-examples``, ``-concepts``, ``-findings``) and keeps the run's whole document as
+``-rules``, ``-hidden-examples``, ``-concepts``, ``-seeds``, ``-findings``) and keeps the run's whole document as
 ``paper/results-<profile>.md``: ``tests/test_readme_results.py`` fails if a README block differs from the
 section of that file, so no result in the README is typed by hand.
 

@@ -185,3 +185,27 @@ def test_a_target_the_run_does_not_explain_is_refused_while_planning():
     with pytest.raises(ValueError, match=r"does not train causal/l1"):
         explain_inputs(cfg, "causal", "l1", "gradient")
     assert explain_inputs(cfg, "shapes", "baseline", "cam")[0] == "data/checkpoints/shapes/baseline.pt"
+
+
+def test_seed_replicas_train_everywhere_and_run_their_methods_on_the_baselines_inputs():
+    from nnxai.config import ConfigError, count_cap
+    from nnxai.metrics.base import metrics
+
+    cfg = load_config({})
+    block = cfg["seed_replicas"]
+    for dataset in cfg["datasets"]:
+        models = targets(cfg)["checkpoints"]
+        for k in block["seeds"]:
+            assert f"data/checkpoints/{dataset}/baseline_seed{k}.pt" in models
+            assert f"data/metrics/{dataset}/baseline_seed{k}/model.json" in targets(cfg)["metrics"]   # accuracy
+    assert methods_for(cfg, "shapes", "baseline_seed1") == [m for m in methods_for(cfg, "shapes", "baseline")
+                                                           if m in block["methods"]]
+    assert "digits" not in block["datasets"] and methods_for(cfg, "digits", "baseline_seed1") == []
+    scored = set(metrics_for(cfg, "shapes", "baseline_seed1", "gradient"))
+    assert scored and not {m for m in scored if metrics()[m].reexplains or m == "roar"}
+    assert scored <= set(metrics_for(cfg, "shapes", "baseline", "gradient"))
+    assert count_cap(cfg, "shapes", "baseline_seed1") == count_cap(cfg, "shapes", "baseline")   # the same inputs
+    with pytest.raises(ConfigError, match="seed_replicas"):
+        load_config({"seed_replicas": {"seeds": [0], "datasets": None, "methods": None}})
+    with pytest.raises(ConfigError, match="seed_replicas"):
+        load_config({"seed_replicas": {"seeds": [1], "datasets": None, "methods": ["not_a_method"]}})

@@ -151,6 +151,17 @@ def config_parameters() -> dict[str, Param]:
         "variant_methods": List("the passive methods run on l1, l2 and the active networks (each network's own "
                                 "explanation always runs); null: every method that applies", item=Choice(
                                     "a method id", catalogue), unique=True, nullable=True),
+        "seed_replicas": Block("the baseline retrained with other training seeds (baseline_seed<k>), so that every "
+                               "reported number shows its spread over training seeds beside its interval over inputs", {
+            "seeds": List("seed offsets k: baseline_seed<k> is trained on every data set whose models include the "
+                          "baseline, and its test accuracy reported", item=Int("a seed offset", low=1), min_items=0,
+                          unique=True),
+            "datasets": List("data sets on which the replicas also run the seed methods; null: every data set",
+                             item=Choice("a data set id", lambda: sorted(DATASETS)), min_items=0, unique=True,
+                             nullable=True),
+            "methods": List("methods run on the replicas there, scored by the metrics that neither re-run the method "
+                            "nor retrain; null: every method that applies", item=Choice("a method id", catalogue),
+                            min_items=0, unique=True, nullable=True)}),
         "variant_n_explain": Int("every other variant but the baseline (l1, l2, the active methods' networks) "
                                  "explains and is scored on at most this many test inputs, a subset of the "
                                  "baseline's (paired comparisons); null: as many as the baseline", low=1,
@@ -486,9 +497,25 @@ def variant_why_not(model: str, dataset: str) -> str | None:
 
 def models_for(cfg: dict, dataset: str) -> list[str]:
     """The variants trained on ``dataset``: its own list under ``models``, else its kind's, without the
-    variants whose design does not fit it (:func:`variant_why_not`)."""
+    variants whose design does not fit it (:func:`variant_why_not`), then the seed replicas of its baseline
+    (``seed_replicas.seeds``)."""
     key = dataset if dataset in cfg["models"] else DATASETS[dataset].kind
-    return [m for m in listed_models(cfg, key) if variant_why_not(m, dataset) is None]
+    listed = [m for m in listed_models(cfg, key) if variant_why_not(m, dataset) is None]
+    if "baseline" in listed:
+        listed += [f"baseline_seed{k}" for k in seed_replica_seeds(cfg)]
+    return list(dict.fromkeys(listed))
+
+
+def seed_replica_seeds(cfg: dict) -> list[int]:
+    return list((cfg.get("seed_replicas") or {}).get("seeds") or [])
+
+
+def is_seed_replica(model: str | None) -> bool:
+    """The baseline retrained with another training seed (``baseline_seed<k>``)."""
+    if model is None:
+        return False
+    var = variant(model)
+    return var.seed_offset > 0 and not is_variant(model) and not var.shuffle_labels
 
 
 def train_settings(cfg: dict, dataset: str, model_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nnxai import codedeps, registry
-from nnxai.config import is_variant, method_params, metric_params, models_for, selected_methods, train_settings
+from nnxai.config import is_seed_replica, is_variant, method_params, metric_params, models_for, selected_methods, train_settings
 from nnxai.data import DATASETS, SPLITS
 from nnxai.io import atomic_write_text
 from nnxai.paths import (CACHE_ROOT, MODEL_ROW, checkpoint_path, explanation_path, metrics_path,  # noqa: F401
@@ -79,11 +79,20 @@ def methods_for(cfg: dict, dataset: str, model: str) -> list[str]:
             continue   # the profile runs a subset of the passive methods on the regularised networks
         if variant(model).controls and not compared_with_control(cls, info):
             continue   # a control exists for one check ([75]); only what that check compares is explained
+        if is_seed_replica(model) and not seed_replica_runs(cfg, dataset, m):
+            continue   # the replicas measure the seed spread of the methods seed_replicas names
         local = cfg["method_params"].get(m, {}).get("local_method") if "local_method" in cls.parameters else None
         if local is not None and registry.get(local).why_not(info, traits) is not None:
             continue   # a composite (SpRAy, MAME, DeepConsensus) runs where its local method does
         out.append(m)
     return out
+
+
+def seed_replica_runs(cfg: dict, dataset: str, method: str) -> bool:
+    """Whether the seed replicas (``baseline_seed<k>``) run ``method`` on ``dataset`` (``seed_replicas``)."""
+    block = cfg.get("seed_replicas") or {}
+    datasets, methods = block.get("datasets"), block.get("methods")
+    return (datasets is None or dataset in datasets) and (methods is None or method in methods)
 
 
 def compared_with_control(method_cls: type, info) -> bool:
@@ -121,6 +130,7 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
             if registered[m].control_why_not(model) is None
             and not (registered[m].reexplains and is_variant(model) and not variant_reexplains_on(cfg, dataset))
+            and not (is_seed_replica(model) and (registered[m].reexplains or m in RETRAINING_METRICS))
             and registered[m].cell_why_not(RunPlan(cfg), dataset, model, method) is None]
 
 

@@ -91,3 +91,14 @@ def test_the_section_tallies_its_rows(tmp_path):
     tally = pub.counts(pub.evaluate(rows))
     assert f"{tally[pub.REPRODUCED]} reproduced" in text and tally[pub.REPRODUCED] == 1
     assert "| shapes/baseline | integrated_gradients 0.01 [0.005, 0.02] | reproduced |" in text
+
+
+def test_a_conclusion_must_survive_the_seed_replicas():
+    """The baseline's verdict stands only where every retrained seed that measured it agrees."""
+    rows = rows_of(integrated_gradients__completeness=(0.01, 0.005, 0.02))
+    rows["shapes", "baseline_seed1", "integrated_gradients", "completeness"] = row(0.01, 0.004, 0.03)
+    [(_, _, measured, verdict)] = [r for r in pub.evaluate(rows) if r[0].key == "completeness-ig"]
+    assert verdict == pub.REPRODUCED and "the same on 1 other training seed" in measured
+    rows["shapes", "baseline_seed2", "integrated_gradients", "completeness"] = row(0.06, 0.03, 0.09)
+    [(_, cell, measured, verdict)] = [r for r in pub.evaluate(rows) if r[0].key == "completeness-ig"]
+    assert cell == "shapes/baseline" and verdict == pub.INCONCLUSIVE and "seed2: inconclusive" in measured

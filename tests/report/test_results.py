@@ -68,3 +68,25 @@ def test_document_sections_round_trip_and_latex(run, tmp_path):
 def test_a_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the workflow first"):
         results.sections(tmp_path)
+
+
+def test_the_seed_spread_is_set_against_the_interval_over_inputs(tmp_path):
+    """Spread = largest minus smallest over the baseline and its replicas; it *moves* where it exceeds the
+    half-width of the baseline's interval (0.396-0.404 on pixel flipping: spread 0.1 moves; accuracy's 0.004
+    stays within 0.01)."""
+    write_run(tmp_path, [
+        ("shapes", "baseline", "model", "accuracy", 0.996, 0, 0.99, 1.0, 500),
+        ("shapes", "baseline_seed1", "model", "accuracy", 0.992, 1, 0.98, 1.0, 500),
+        ("shapes", "baseline_seed2", "model", "accuracy", 0.994, 2, 0.98, 1.0, 500),
+        ("shapes", "baseline", "gradient", "pixel_flipping", 0.40, 0, 0.396, 0.404, 60),
+        ("shapes", "baseline_seed1", "gradient", "pixel_flipping", 0.30, 1, 0.29, 0.31, 60),
+        ("shapes", "baseline_seed2", "gradient", "pixel_flipping", 0.35, 2, 0.34, 0.36, 60),
+        ("causal", "baseline", "model", "accuracy", 0.9, 0, 0.85, 0.95, 100),      # no replica: not listed
+    ])
+    text = results.seeds_section(results.read(tmp_path), tmp_path)
+    assert "1 of 2 numbers move" in text and "other seeds (seed1, seed2)" in text
+    assert "| shapes | (model) | test accuracy | 0.996 [0.990, 1.000] | 0.992 / 0.994 | 0.004 | within |" in text
+    assert "| shapes | gradient | AOPC | 0.400 [0.396, 0.404] | 0.300 / 0.350 | 0.100 | *moves* |" in text
+    assert "causal" not in text
+    alone = {k: v for k, v in results.read(tmp_path).items() if not k[1].startswith("baseline_seed")}
+    assert "No seed replica was measured" in results.seeds_section(alone, tmp_path)

@@ -8,7 +8,9 @@ pairs) with each other or with a bound the cited paper gives, so a verdict is on
 
 * ``reproduced`` — the intervals show what the paper states;
 * ``not reproduced`` — the intervals show the opposite (or the bound is missed by the whole interval);
-* ``inconclusive`` — the intervals overlap (or straddle the bound): the run cannot tell;
+* ``inconclusive`` — the intervals overlap (or straddle the bound), or a seed replica of the baseline
+  (``baseline_seed<k>``, ``seed_replicas`` of the config) that measured it gives another verdict: the run
+  cannot tell;
 * ``not applicable`` — the run did not measure it (a profile without that method, data set or metric).
 
 A finding is checked on every baseline network of the run that has its numbers (``baseline`` on the image
@@ -20,6 +22,7 @@ a result: the table says so, nothing is tuned until it does.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -301,13 +304,39 @@ def _cells(results: Results, images_only: bool) -> list[tuple[str, str]]:
                    and (not images_only or d in DATASETS and DATASETS[d].kind == "image")})
 
 
+def _replicas(results: Results, dataset: str, model: str) -> list[str]:
+    """The seed replicas of the baseline on ``dataset`` that the run measured (``baseline_seed<k>``)."""
+    if model != "baseline":
+        return []
+    found = {m for d, m, _, _ in results if d == dataset and re.fullmatch(r"baseline_seed\d+", m)}
+    return sorted(found, key=lambda m: int(m[len("baseline_seed"):]))
+
+
+def _with_seeds(finding: Finding, results: Results, dataset: str, model: str) -> Verdict | None:
+    """The verdict on the baseline, kept only where every seed replica that measured it gives the same one
+    (a conclusion must survive retraining with another seed); otherwise inconclusive."""
+    out = finding.check(results, dataset, model)
+    if out is None:
+        return None
+    measured, verdict = out
+    seeds = [(m, v[1]) for m in _replicas(results, dataset, model)
+             if (v := finding.check(results, dataset, m)) is not None]
+    if not seeds:
+        return measured, verdict
+    if all(v == verdict for _, v in seeds):
+        return f"{measured}; the same on {len(seeds)} other training seed(s)", verdict
+    others = ", ".join(f"{m[len('baseline_'):]}: {v}" for m, v in seeds)
+    return f"{measured}; other training seeds: {others}", INCONCLUSIVE
+
+
 def evaluate(results: Results) -> list[tuple[Finding, str, str, str]]:
     """``(finding, cell, measured, verdict)`` for every finding on every baseline cell that has its
-    numbers; one ``not applicable`` row for a finding no cell has."""
+    numbers (checked again on the cell's seed replicas, :func:`_with_seeds`); one ``not applicable`` row
+    for a finding no cell has."""
     rows = []
     for finding in FINDINGS:
         found = [(f"{d}/{m}", *out) for d, m in _cells(results, finding.images_only)
-                 if (out := finding.check(results, d, m)) is not None]
+                 if (out := _with_seeds(finding, results, d, m)) is not None]
         rows += [(finding, cell, measured, verdict) for cell, measured, verdict in found] or \
             [(finding, "—", "not measured in this run", NOT_APPLICABLE)]
     return rows

@@ -293,6 +293,50 @@ def concepts_section(results: Results, workdir: Path) -> str:
 Section = Callable[[Results, Path], str]
 #: The document's sections, in order: (key, title, builder).  The README's block ``<profile>-<key>`` is the
 #: section ``key`` of that profile's run.
+def _replicas(results: Results, dataset: str) -> list[str]:
+    found = {m for d, m, _, _ in results if d == dataset and re.fullmatch(r"baseline_seed\d+", m)}
+    return sorted(found, key=lambda m: int(m[len("baseline_seed"):]))
+
+
+def seeds_section(results: Results, workdir: Path) -> str:
+    """How far each number moves when the baseline is retrained with another seed (``seed_replicas``),
+    beside its interval over the inputs: the test accuracies, and the attribution metrics the replicas ran."""
+    lines = [f"The baseline retrained with other training seeds (`baseline_seed<k>`, `seed_replicas` in the "
+             f"config): each value of the baseline with its {LEVEL:.0%} interval over the inputs, the replicas' "
+             "values on the same inputs, and the spread (largest minus smallest over all seeds).  *moves*: the "
+             "spread exceeds the half-width of the baseline's interval, so that number would change beyond its "
+             "stated interval under a rerun with another seed.", ""]
+    rows, moved, total = [], 0, 0
+    datasets = sorted({d for d, m, _, _ in results if m == "baseline" and _replicas(results, d)})
+    for dataset in datasets:
+        replicas = _replicas(results, dataset)
+        keys = [("model", "accuracy", "test accuracy")]
+        methods = sorted({x for d, m, x, _ in results if d == dataset and m in replicas and x != "model"})
+        keys += [(x, key, title.rstrip(" ↑↓")) for x in methods for key, title, _ in ATTRIBUTION_COLUMNS]
+        for method, metric, title in keys:
+            base = results.get((dataset, "baseline", method, metric))
+            seeds = [results.get((dataset, r, method, metric)) for r in replicas]
+            values = [number(x["value"]) for x in [base, *seeds] if x is not None]
+            if base is None or len(values) < 2 or any(math.isnan(v) for v in values):
+                continue
+            spread = max(values) - min(values)
+            low, high = number(base.get("ci_low")), number(base.get("ci_high"))
+            half = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else math.nan
+            moves = not math.isnan(half) and spread > half
+            total += 1
+            moved += moves
+            shown = " / ".join(f"{number(x['value']):.3f}" if x is not None else "–" for x in seeds)
+            rows.append(f"| {dataset} | {method if method != 'model' else '(model)'} | {title} | {cell(base, 3)} | "
+                        f"{shown} | {spread:.3f} | {'*moves*' if moves else 'within'} |")
+    if not rows:
+        return "\n".join(lines[:1] + ["", "No seed replica was measured in this run."])
+    lines += [f"{moved} of {total} numbers move across training seeds by more than their interval's half-width.", "",
+              "| dataset | method | metric | baseline [95% interval] | other seeds (" +
+              ", ".join(r[len('baseline_'):] for r in _replicas(results, datasets[0])) + ") | spread | seed spread |",
+              "|---|---|---|---|---|---|---|", *rows]
+    return "\n".join(lines)
+
+
 def findings_section(results: Results, workdir: Path) -> str:
     """The published findings of :mod:`nnxai.report.findings`, each with its rule, measurement and verdict."""
     from nnxai.report import findings as pub
@@ -318,6 +362,7 @@ SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("rules", "Rule extraction against planted rules", rules_section),
     ("hidden-examples", "Hidden semantics and explanation by example", hidden_examples_section),
     ("concepts", "Concept tests", concepts_section),
+    ("seeds", "Spread over training seeds", seeds_section),
     ("findings", "Published findings re-checked", findings_section),
 )
 
