@@ -11,6 +11,7 @@ interval (counts, p-values) changed at all.
     .venv/bin/python benchmarks/reproducibility.py --reference RUN_A              # reruns the profile from nothing
     .venv/bin/python benchmarks/reproducibility.py --reference RUN_A --rerun RUN_B
     .venv/bin/python benchmarks/reproducibility.py ... --csv benchmarks/results/reproducibility.csv
+    .venv/bin/python benchmarks/reproducibility.py ... --readme "how the rerun differs"   # the README's block
 
 ``RUN_A``/``RUN_B`` are run folders (``benchmarks/budget.py`` keeps them).  The exit status is 0 whatever is
 found: a number that moves is a result to report, not a failure.
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", help="the profile to rerun when --rerun is not given")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--csv", type=Path, help="write every compared value and its status here")
+    parser.add_argument("--readme", metavar="NOTE", help="also write the report to the README's block "
+                        "'reproducibility', headed by the two runs' provenance and NOTE (how the rerun differs)")
     args = parser.parse_args(argv)
     reference = read(args.reference)
     if args.rerun is None:
@@ -117,7 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         args.rerun, _ = run(args.profile, args.cores)
         print(f"rerun folder: {args.rerun}")
     rows = compare(reference, read(args.rerun))
-    print(report(rows))
+    text = report(rows)
+    print(text)
+    if args.readme is not None:
+        from _readme import write_block
+
+        from nnxai.report.results import provenance
+
+        head = (f"Reference run: {provenance(args.reference)}.  Rerun: {provenance(args.rerun)}.  "
+                f"{args.readme.strip()}")
+        write_block("reproducibility", head + "\n\n" + text)
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with args.csv.open("w", newline="") as fh:

@@ -82,33 +82,30 @@ Verdict = tuple[str, str]          # (measured, verdict)
 Check = Callable[[Results, str, str], Verdict | None]
 
 
-def higher(metric: str, a: str, b: str, b_metric: str | None = None) -> Check:
-    """``a`` scores higher than ``b`` on ``metric``: reproduced when a's interval lies wholly above b's, not
-    reproduced when wholly below, inconclusive when they overlap."""
+def _ordered(metric: str, a: str, b: str, b_metric: str | None, a_above: bool) -> Check:
     def check(results, dataset, model):
         x = interval(results, dataset, model, a, metric)
         y = interval(results, dataset, model, b if b_metric is None else a, b_metric or metric)
         if x is None or y is None:
             return None
         (xl, xh), (yl, yh) = bounds(x), bounds(y)
+        if not a_above:                       # a below b: mirror both intervals
+            (xl, xh), (yl, yh) = (-xh, -xl), (-yh, -yl)
         verdict = REPRODUCED if xl > yh else NOT_REPRODUCED if xh < yl else INCONCLUSIVE
         other = b if b_metric is None else b_metric.rsplit(".", 1)[-1]
         return f"{a} {x.text()} vs {other} {y.text()}", verdict
     return check
 
 
+def higher(metric: str, a: str, b: str, b_metric: str | None = None) -> Check:
+    """``a`` scores higher than ``b`` on ``metric`` (or than ``a``'s own ``b_metric``): reproduced when a's
+    interval lies wholly above b's, not reproduced when wholly below, inconclusive when they overlap."""
+    return _ordered(metric, a, b, b_metric, a_above=True)
+
+
 def lower(metric: str, a: str, b: str, b_metric: str | None = None) -> Check:
     """``a`` scores lower than ``b`` on ``metric`` (the mirror of :func:`higher`)."""
-    def check(results, dataset, model):
-        x = interval(results, dataset, model, a, metric)
-        y = interval(results, dataset, model, b if b_metric is None else a, b_metric or metric)
-        if x is None or y is None:
-            return None
-        (xl, xh), (yl, yh) = bounds(x), bounds(y)
-        verdict = REPRODUCED if xh < yl else NOT_REPRODUCED if xl > yh else INCONCLUSIVE
-        other = b if b_metric is None else b_metric.rsplit(".", 1)[-1]
-        return f"{a} {x.text()} vs {other} {y.text()}", verdict
-    return check
+    return _ordered(metric, a, b, b_metric, a_above=False)
 
 
 def not_better_than_random(metric: str, method: str, random_metric: str) -> Check:
@@ -124,26 +121,28 @@ def not_better_than_random(metric: str, method: str, random_metric: str) -> Chec
     return check
 
 
-def below(metric: str, method: str, bound: float) -> Check:
-    """The value is below ``bound``: reproduced when the whole interval is, not reproduced when none of it is."""
+def _bounded(metric: str, method: str, bound: float, above_it: bool) -> Check:
     def check(results, dataset, model):
         x = interval(results, dataset, model, method, metric)
         if x is None:
             return None
         low, high = bounds(x)
-        return f"{method} {x.text()}", REPRODUCED if high < bound else NOT_REPRODUCED if low >= bound else INCONCLUSIVE
+        if not above_it:                      # below the bound: mirror
+            low, high, limit = -high, -low, -bound
+        else:
+            limit = bound
+        return f"{method} {x.text()}", REPRODUCED if low > limit else NOT_REPRODUCED if high <= limit else INCONCLUSIVE
     return check
+
+
+def below(metric: str, method: str, bound: float) -> Check:
+    """The value is below ``bound``: reproduced when the whole interval is, not reproduced when none of it is."""
+    return _bounded(metric, method, bound, above_it=False)
 
 
 def above(metric: str, method: str, bound: float) -> Check:
     """The value is above ``bound`` (the mirror of :func:`below`)."""
-    def check(results, dataset, model):
-        x = interval(results, dataset, model, method, metric)
-        if x is None:
-            return None
-        low, high = bounds(x)
-        return f"{method} {x.text()}", REPRODUCED if low > bound else NOT_REPRODUCED if high <= bound else INCONCLUSIVE
-    return check
+    return _bounded(metric, method, bound, above_it=True)
 
 
 def concept_significant(method: str, pair: str) -> Check:
