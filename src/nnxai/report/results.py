@@ -345,8 +345,9 @@ def findings_section(results: Results, workdir: Path) -> str:
     tally = pub.counts(rows)
     lines = [f"Each published statement is checked by the rule beside it, fixed in `nnxai/report/findings.py` "
              f"before the numbers were read; values are means with their {LEVEL:.0%} interval over the explained "
-             "inputs (units, pairs) in brackets.  *inconclusive*: the intervals overlap; *not applicable*: this run "
-             "did not measure it.  Verdicts over all rows: " + ", ".join(f"{n} {v}" for v, n in tally.items()) + ".",
+             "inputs (units, pairs) in brackets.  *inconclusive*: the intervals overlap, or a seed replica of the "
+             "baseline that measured it gives another verdict; *not applicable*: this run did not measure it.  "
+             "Verdicts over all rows: " + ", ".join(f"{n} {v}" for v, n in tally.items()) + ".",
              "", "| published finding | rule | network | measured | verdict |", "|---|---|---|---|---|"]
     for finding, cell, measured, verdict in rows:
         shown = f"*{verdict}*" if verdict == pub.NOT_REPRODUCED else verdict
