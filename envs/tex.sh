@@ -6,7 +6,7 @@
 #   bash envs/tex.sh          install what is missing (apt-get update first), then check
 #   bash envs/tex.sh check    exit 1, naming what is missing, without installing
 #
-# Packages (--no-install-recommends, ~25 s and ~350 MB on a Debian 12 machine):
+# Packages (--no-install-recommends):
 #   latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended lmodern poppler-utils
 set -euo pipefail
 
