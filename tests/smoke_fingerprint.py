@@ -63,7 +63,7 @@ def _csv(path: Path) -> str:
 def _table(path: Path) -> str:
     text = path.read_text()
     if path.stem == TIMED_TABLE:   # measured seconds per input: blank every duration
-        text = re.sub(r"\d+(\.\d+)?(e[+-]?\d+)?\s*(ms|s|µs|min)(?!\w)", "<t>", text)
+        text = re.sub(r"\d+(\.\d+)?(e[+-]?\d+)?\s*(ms|s|µs|\$\\mu\$s|min)(?!\w)", "<t>", text)   # LaTeX: $\mu$s
     return _sha(text.encode())
 
 

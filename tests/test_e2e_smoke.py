@@ -169,11 +169,19 @@ def _pending_after_touching(smoke_run, relative: str) -> set[str]:
 def test_editing_a_method_reruns_exactly_its_jobs_and_their_downstream(smoke_run):
     """Code is a dependency: lime.py's change reruns LIME's explanations, their metric files, all.csv and the
     report, and nothing else (not MAPLE, its sibling; not training)."""
+    from nnxai.workflow import code_files
+
     pending = _pending_after_touching(smoke_run, "nnxai/methods/attribution/perturbation/lime.py")
-    cells = [(d, m) for d, m, x in experiment_cells(load_config({"profile": "smoke"})) if x == "lime"]
-    groups = targets(load_config({"profile": "smoke"}))
-    expected = ({explanation_path(d, m, "lime") for d, m in cells}
-                | {f"data/metrics/{d}/{m}/lime.json" for d, m in cells}
+    cfg = load_config({"profile": "smoke"})
+    cells = [(d, m) for d, m, x in experiment_cells(cfg) if x == "lime"]
+    # ... and the jobs of every method whose code imports lime.py (MAME fits LIME's loss), found independently
+    lime = "src/nnxai/methods/attribution/perturbation/lime.py"
+    users = [(d, m, x) for d, m, x in experiment_cells(cfg)
+             if lime in code_files(cfg, "explain", dataset=d, model=m, method=x)]
+    assert ("mame" in {x for _, _, x in users}) and "maple" not in {x for _, _, x in users}
+    groups = targets(cfg)
+    expected = ({explanation_path(d, m, x) for d, m, x in users}
+                | {f"data/metrics/{d}/{m}/{x}.json" for d, m, x in users}
                 | set(groups["aggregate"]) | set(groups["tables"]) | set(groups["figures"])
                 | set(groups["documents"]) | set(groups["paper"]))
     assert cells and pending == expected, sorted(pending ^ expected)

