@@ -193,8 +193,8 @@ def test_jobs_through_slurm_match_the_local_run(request, tmp_path):
 
     every = snakemake(tmp_path / "dry", "-n", "--cores", "1")
     rules = set(job_stats(every.stdout + every.stderr))
-    local = {"build_paper"}     # the Snakefile's localrules: TeX where Snakemake runs, not on the compute nodes
-    assert rules - local <= set(ran), f"rules never sent through SLURM: {sorted(rules - local - set(ran))}"
+    local_rules = {"build_paper"}   # the Snakefile's localrules: TeX where Snakemake runs, not on compute nodes
+    assert rules - local_rules <= set(ran), f"rules never sent through SLURM: {sorted(rules - local_rules - set(ran))}"
     for rel in [*(p.relative_to(local) for p in (local / "data/prepared" / dataset).glob("*.npz")), checkpoint]:
         assert (fresh / rel).read_bytes() == (local / rel).read_bytes(), rel
     for path in removed:
