@@ -303,10 +303,8 @@ def _cells(results: Results, images_only: bool) -> list[tuple[str, str]]:
                    and (not images_only or d in DATASETS and DATASETS[d].kind == "image")})
 
 
-def _replicas(results: Results, dataset: str, model: str) -> list[str]:
-    """The seed replicas of the baseline on ``dataset`` that the run measured (``baseline_seed<k>``)."""
-    if model != "baseline":
-        return []
+def seed_replicas(results: Results, dataset: str) -> list[str]:
+    """The seed replicas of the baseline on ``dataset`` that the run measured (``baseline_seed<k>``), by k."""
     found = {m for d, m, _, _ in results if d == dataset and re.fullmatch(r"baseline_seed\d+", m)}
     return sorted(found, key=lambda m: int(m[len("baseline_seed"):]))
 
@@ -318,7 +316,7 @@ def _with_seeds(finding: Finding, results: Results, dataset: str, model: str) ->
     if out is None:
         return None
     measured, verdict = out
-    seeds = [(m, v[1]) for m in _replicas(results, dataset, model)
+    seeds = [(m, v[1]) for m in (seed_replicas(results, dataset) if model == "baseline" else [])
              if (v := finding.check(results, dataset, m)) is not None]
     if not seeds:
         return measured, verdict

@@ -293,14 +293,11 @@ def concepts_section(results: Results, workdir: Path) -> str:
 Section = Callable[[Results, Path], str]
 #: The document's sections, in order: (key, title, builder).  The README's block ``<profile>-<key>`` is the
 #: section ``key`` of that profile's run.
-def _replicas(results: Results, dataset: str) -> list[str]:
-    found = {m for d, m, _, _ in results if d == dataset and re.fullmatch(r"baseline_seed\d+", m)}
-    return sorted(found, key=lambda m: int(m[len("baseline_seed"):]))
-
-
 def seeds_section(results: Results, workdir: Path) -> str:
     """How far each number moves when the baseline is retrained with another seed (``seed_replicas``),
     beside its interval over the inputs: the test accuracies, and the attribution metrics the replicas ran."""
+    from nnxai.report.findings import seed_replicas as _replicas
+
     lines = [f"The baseline retrained with other training seeds (`baseline_seed<k>`, `seed_replicas` in the "
              f"config): each value of the baseline with its {LEVEL:.0%} interval over the inputs, the replicas' "
              "values on the same inputs, and the spread (largest minus smallest over all seeds).  *moves*: the "
