@@ -64,3 +64,19 @@ def test_clark_moments_of_a_maximum_match_monte_carlo():
     top = torch.maximum(a, b)
     assert float(mean) == pytest.approx(float(top.mean()), abs=0.01)
     assert float(var) == pytest.approx(float(top.var()), abs=0.01)
+
+
+def test_a_gate_scales_the_gaussian_by_its_value_at_the_mean():
+    """The template mask [70] as a constant factor: μ' = g μ, v' = g² v with g the template of each map's
+    peak of μ; with v = 0 the network's own output."""
+    from nnxai.active.hidden_semantics.interpretable_cnn import TemplateMask, peak_masks
+    from nnxai.methods.attribution.shapley._lpdn import layer_moments
+
+    gen = torch.Generator().manual_seed(0)
+    mean, var = torch.rand(2, 3, 4, 4, generator=gen), torch.rand(2, 3, 4, 4, generator=gen)
+    mask = TemplateMask(beta=1.0)
+    gate = peak_masks(mean, 1.0)
+    out_mean, out_var = layer_moments(mask, mean, var)
+    torch.testing.assert_close(out_mean, gate * mean)
+    torch.testing.assert_close(out_var, gate * gate * var)
+    assert torch.equal(layer_moments(mask, mean, torch.zeros_like(var))[0], mask(mean))

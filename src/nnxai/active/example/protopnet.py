@@ -232,7 +232,8 @@ class ProtoPNet(ActiveMethod):
     id = "protopnet"
     description = "ProtoPNet: prototype patches, Clst/Sep, push and sparse last layer [123]"
     architectures = frozenset({"cnn"})
-    traits = {"gap_head": False, "activation": "sigmoid", "standard_layers": False}   # the add-on ends in a sigmoid
+    traits = {"gap_head": False, "activation": "sigmoid", "standard_layers": False,   # the add-on ends in a sigmoid
+              "added_layers": ("the prototype layer (log-similarity of the least L2 distance to each prototype)",)}
     parameters = {
         "prototypes_per_class": Int("m_k, prototypes per class (paper: 10)", low=1, high=1000),
         "prototype_depth": Int("channels D of the add-on layers and of each 1x1 prototype (paper: 128..512 "

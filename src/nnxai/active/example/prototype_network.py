@@ -202,7 +202,8 @@ class PrototypeNetwork(ActiveMethod):
     id = "prototype_network"
     description = "autoencoder with a prototype layer, trained on CE + λ R + λ1 R1 + λ2 R2 [76]"
     architectures = frozenset({"cnn"})
-    traits = {"gap_head": False, "standard_layers": False}
+    traits = {"gap_head": False, "standard_layers": False,
+              "added_layers": ("the prototype layer (squared L2 distance of the encoding to each prototype)",)}
     parameters = {
         "n_prototypes": Int("m, prototypes of the prototype layer (paper, MNIST: 15)", low=1, high=10_000),
         "latent_channels": Int("maps of the encoder's last (latent) layer (paper, MNIST: 10)", low=1, high=4096),

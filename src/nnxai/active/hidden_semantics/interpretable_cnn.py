@@ -10,7 +10,8 @@ Every filter ``f`` of the top conv layer (``conv3`` here, after its ReLU; an ``n
   test.  The template is applied without its factor ``τ`` — ``max(1 − β ‖[i, j] − μ̂‖₁ / n, −1)``, 1 at
   the peak — as the authors' code does (``getMask.m``); ``τ`` only rescales the map, which ``τ = 0.5/n²``
   would shrink ~100× before the head.  The mask is a constant in the backward pass (it depends on ``x``
-  through an argmax only).
+  through an argmax only): given the input, an element-wise gate, which is how the layer-walking
+  attribution methods treat it (:mod:`nnxai.methods.attribution.propagation._lrp_rules`).
 * **The filter loss** (Sec. 3.1): ``Loss_f = −MI(X; T) = −Σ_T p(T) Σ_x p(x|T) log[p(x|T) / p(x)]`` with
   ``p(x|T) = exp(tr(x·T)) / Z_T``, ``Z_T = Σ_{x∈X} exp(tr(x·T))``, ``p(x) = Σ_T p(T) p(x|T)``,
   ``p(T_μ) = α / n²``, ``p(T⁻) = 1 − α``.  ``X`` is the set of the filter's (pre-mask) feature maps on the
@@ -171,9 +172,11 @@ class InterpretableCNN(ActiveMethod):
     id = "interpretable_cnn"
     description = 'Interpretable CNN: template-masked top filters with the mutual-information filter loss [70]'
     architectures = frozenset({"cnn"})
-    #: The template mask is a layer type of its own: methods whose fixed per-layer rules cover only the
-    #: standard ones (LRP, DASP's LPDN, bias attribution) cannot propagate through it.
-    traits = {"standard_layers": False}
+    #: The template mask is a layer the base ConvNet lacks (``standard_layers`` false: the rebuilds of the
+    #: invariance metrics do not apply), declared in ``added_layers``: an element-wise gate, fixed given the
+    #: input, for which the layer-walking methods (LRP, DeepLIFT, bias attribution, DASP's LPDN) have a rule
+    #: (nnxai.methods.attribution.propagation._lrp_rules.WalksLayers).
+    traits = {"standard_layers": False, "added_layers": ("TemplateMask",)}
     parameters = {
         "weight": Float("weight of the filter loss: CE + weight · mean_f Loss_f, Loss_f = −MI(X; T) (the "
                         "paper's λ, here on the mean over filters)", low=0.0),

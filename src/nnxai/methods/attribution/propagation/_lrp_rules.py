@@ -11,14 +11,25 @@ forward pass and a rule that maps a signal at the layer's output to one at its i
   ``R_in = a ⊙ ∂(ℓ(a) · s)/∂a`` with ``s = R / z`` (stabilised), i.e. ``R_i = Σ_j a_i w_ij R_j / z_j``.
 
 Supported modules: ``Linear``, ``Conv2d`` (zero padding), ``MaxPool2d``, ``AdaptiveAvgPool2d``,
-``AvgPool2d``, ``Flatten``, ``ReLU``, ``Dropout`` and ``Identity`` (eval mode).  Anything else (a sigmoid, a
-batch norm, a residual connection) is a ``ValueError`` naming it.
+``AvgPool2d``, ``Flatten``, ``ReLU``, ``Dropout`` and ``Identity`` (eval mode), and the element-wise *gates*
+of :func:`gate_types`.  Anything else (a sigmoid, a batch norm, a residual connection) is a ``ValueError``
+naming it.
+
+Gates.  The interpretable CNN of Zhang et al. [70] adds one layer to the base ConvNet, the template mask
+``y = x ∘ g(x)``: ``g`` is the template of each filter map's peak (``argmax``), so given the input it is a
+fixed factor per unit, piecewise constant in ``x`` (zero derivative almost everywhere), like a max-pool's
+switches.  Each walker has a rule for such a gate from its own paper's treatment of multiplicative gates
+(LRP: signal-take-all, relevance passes unchanged; DeepLIFT: the multiplier is the gate; BBp: the gate
+scales the linear path and adds no bias; LPDN: a Gaussian scaled by a constant); :func:`fixed_gate` gives
+``g``.  :class:`WalksLayers` lets a walker apply to a network whose added layers (the trait
+``added_layers`` an active method declares) are all gates, and names the one it has no rule for otherwise.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +59,64 @@ def check_module_type(module: nn.Module, owner: str, supported: tuple[type, ...]
         raise ValueError(f"{owner}: Conv2d padding_mode {module.padding_mode!r} is not supported")
 
 
+#: Class names of the element-wise gates the walkers have a rule for (the trait ``added_layers`` names these).
+GATE_LAYERS = frozenset({"TemplateMask"})
+
+
+@functools.cache
+def gate_types() -> tuple[type, ...]:
+    """The gate modules of :data:`GATE_LAYERS`: the interpretable CNN's template mask [70].  Imported on
+    first use: the active methods' package imports the methods."""
+    from nnxai.active.hidden_semantics.interpretable_cnn import TemplateMask
+    return (TemplateMask,)
+
+
+def is_gate(module: nn.Module) -> bool:
+    """Whether ``module`` is an element-wise gate ``y = x ∘ g(x)`` with ``g`` fixed given ``x``."""
+    return isinstance(module, gate_types())
+
+
+def fixed_gate(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """``g(a)``, shaped like ``a``: for the template mask, each filter map's template at its peak,
+    ``max(1 − β ‖[i, j] − μ̂‖₁ / n, −1)`` ([70] Sec. 3.1), so that ``module(a) = a ∘ g(a)``."""
+    from nnxai.active.hidden_semantics.interpretable_cnn import peak_masks
+    return peak_masks(a, module.beta)
+
+
 def check_lrp_module(module: nn.Module, owner: str) -> None:
-    """Raise ``ValueError`` unless the LRP rules cover ``module`` (:data:`SUPPORTED`; ReLU networks only)."""
-    check_module_type(module, owner, SUPPORTED, "LRP's rules for ReLU networks")
+    """Raise ``ValueError`` unless the LRP rules cover ``module`` (:data:`SUPPORTED` and the gates; ReLU
+    networks only)."""
+    check_module_type(module, owner, SUPPORTED + gate_types(), "LRP's rules for ReLU networks")
+
+
+class WalksLayers:
+    """Mixin of the methods that walk a network's chain of layers with a rule per layer type (LRP,
+    DeepLIFT, bias attribution, DASP): placed before the method's base class, it refines
+    ``needs_standard_layers``.  A network that adds layers to the base ConvNet/MLP (trait
+    ``standard_layers`` false) is walked when the active method declares them (trait ``added_layers``,
+    class names) and each is one of :attr:`walkable_layers`; otherwise the reason names the layer that
+    :attr:`rules_source` gives no rule for.  An undeclared addition is refused as before."""
+
+    needs_standard_layers: ClassVar[bool] = True
+    #: The added layer types the walker has a rule for (module docstring, "Gates").
+    walkable_layers: ClassVar[frozenset[str]] = GATE_LAYERS
+    #: Where the walker's per-layer rules come from, for the reason it gives.
+    rules_source: ClassVar[str] = "its paper"
+
+    @classmethod
+    def why_not(cls, info: Any, traits: dict[str, Any]) -> str | None:
+        reason = super().why_not(info, {**traits, "standard_layers": True})
+        if reason is not None or traits.get("standard_layers", True):
+            return reason
+        added = traits.get("added_layers")
+        if added is None:
+            return (f"walks the network layer by layer with the rules of {cls.rules_source}; this network adds "
+                    "layers to the base ConvNet/MLP that it does not name (trait added_layers)")
+        missing = sorted(set(added) - cls.walkable_layers)
+        if missing:
+            return (f"walks the network layer by layer, and {cls.rules_source} gives no rule for "
+                    f"{', '.join(missing)}, which this network adds to the base ConvNet/MLP")
+        return None
 
 
 def layer_chain(model: nn.Module, example: torch.Tensor, owner: str,

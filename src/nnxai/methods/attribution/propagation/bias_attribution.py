@@ -20,7 +20,11 @@ above passed to it; it is split among the layer's inputs ``a_i`` with weights ``
 A ReLU, a max-pool and a flatten hand a unit's bias to the unit it reads (the max-pool to its window's
 maximum); an average pool is a linear layer without bias.  A unit whose inputs all contribute zero
 (``Σ_j |W_uj a_j| = 0``: a patch of zero pixels, dead units below) splits evenly, so that nothing is
-lost.  A layer whose bias is a map over output positions (``bias_map``: the shifted twin of
+lost.  An element-wise gate ``y = x ∘ g(x)`` (the interpretable CNN's template mask [70],
+:mod:`._lrp_rules`) is, around ``x``, the linear map ``diag(g(x))`` without bias (the gate is piecewise
+constant in ``x``): it scales the linear path (``∂f_c/∂x_i = g_i ∂f_c/∂y_i``) and each output unit hands its
+bias to the one input it reads (``α = 1``), so the identity below holds on the interpretable CNN too.  A
+layer whose bias is a map over output positions (``bias_map``: the shifted twin of
 ``input_invariance``, whose first convolution absorbs the shift) gives each position's unit its own bias
 (:func:`output_bias`), so that the twin's local bias is attributed in full too.  As every split sums to one, the input attributions ``β`` satisfy
 
@@ -38,8 +42,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, WEIGHTED, layer_chain, linear_map, replay,
-                                                  safe_divide, vjp)
+from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, WEIGHTED, WalksLayers, fixed_gate, is_gate,
+                                                              layer_chain, linear_map, replay, safe_divide, vjp)
 from nnxai.methods.base import AttributionMethod
 from nnxai.params import Choice
 from nnxai.registry import register
@@ -110,15 +114,18 @@ def bias_backpropagation(model: nn.Module, inputs: torch.Tensor, target: torch.T
             new_held = split_bias(module, a, held, rule)
         elif isinstance(module, nn.MaxPool2d):
             (new_held,) = vjp(module, [a], held)                      # to each window's maximum
-        else:                                                         # ReLU, Flatten, Dropout, Identity
+        else:                                                         # ReLU, Flatten, Dropout, Identity, gate
             new_held = held.reshape(a.shape)
-        (grad,) = vjp(module, [a], grad)
+        if is_gate(module):                                           # the gate scales the linear path
+            grad = grad.reshape(a.shape) * fixed_gate(module, a)
+        else:
+            (grad,) = vjp(module, [a], grad)
         held = new_held
     return held.reshape(inputs.shape)
 
 
 @register("bias_attribution")
-class BiasAttribution(AttributionMethod):
+class BiasAttribution(WalksLayers, AttributionMethod):
     """Bias back-propagation [111]: the input attribution of the bias term of the local linear model.
 
     Notes
@@ -130,7 +137,7 @@ class BiasAttribution(AttributionMethod):
                   "rule": Choice("how a unit splits the bias it holds among its inputs, weights α_ui of [111] "
                                  "Sec. 3: in proportion to |W_ui a_i|, or evenly", RULES)}
     activations = frozenset({"relu"})
-    needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
+    rules_source = "bias back-propagation [111]"
     claims_completeness = True
     #: Σ attributions = f_c(x) − ∇f_c(x)·x (the local bias), not f_c(x) − f_c(x_ref): read by the
     #: completeness metric.

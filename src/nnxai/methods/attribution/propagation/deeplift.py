@@ -29,6 +29,17 @@ Max-pooling uses the *gradient* rule of [112] (the multiplier of the argmax of `
 authors' code for max-pooling): summation-to-delta is then exact on MLPs and on CNNs whose max-pools select
 the same unit for ``x`` and ``x_ref``, and only approximate otherwise (measured in the tests).
 
+Element-wise gates (the interpretable CNN's template mask [70], ``y = x ∘ g(x)``, :mod:`._lrp_rules`).  For a
+product ``y = x₁ x₂`` [112] splits ``Δy`` between the two factors; the gate ``g`` is a function of the
+whole map through its argmax, with no multiplier of its own to pass on (zero derivative almost everywhere),
+so it is treated as a fixed factor: the multiplier of the signal is the gate, ``m = g``.  Choice for the
+reference, whose peak (and so template) may differ: ``g`` is the gate of the explained input ``x``, as the
+gradient rule at max-pooling takes the switches of ``x``.  This is also what Captum's ``DeepLift`` does
+(``rule="rescale"``: the mask is no nonlinearity it knows, so its gradient ``g(x)`` is used), so both rules
+agree there.  Summation-to-delta is exact when every map peaks at the same position for ``x`` and
+``x_ref`` (and the max-pools agree), and approximate otherwise: at the mask ``Δy − g(x) ∘ Δx =
+x_ref ∘ (g(x) − g(x_ref))``, non-zero where the templates differ.
+
 Reference: ``baseline`` ``"zero"`` or ``"mean"`` (per-channel mean of the train split), recorded in
 ``meta["baseline"]`` exactly as :mod:`.integrated_gradients` does (learnt by ``fit``).
 """
@@ -38,7 +49,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.propagation._lrp_rules import IDENTITY, WEIGHTED, layer_chain, linear_map, replay, vjp
+from nnxai.methods.attribution.propagation._lrp_rules import (IDENTITY, WEIGHTED, WalksLayers, fixed_gate, is_gate,
+                                                              layer_chain, linear_map, replay, vjp)
 from nnxai.methods.attribution._reference import ReferenceAttribution
 from nnxai.params import Choice
 from nnxai.registry import register
@@ -87,7 +99,8 @@ def chain_deeplift(chain, x: torch.Tensor, reference: torch.Tensor, target: torc
     """DeepLIFT contributions ``m ⊙ (x − x_ref)`` by a backward pass of multipliers over ``chain``.
 
     ``rule="reveal_cancel"`` applies RevealCancel at ReLUs that follow a weighted layer; ``"rescale"``
-    (kept to cross-check this pass against Captum) applies ``m = Δy/Δz`` at every ReLU.
+    (kept to cross-check this pass against Captum) applies ``m = Δy/Δz`` at every ReLU.  A gate multiplies
+    by its value at ``x`` (module docstring).
     """
     with torch.no_grad():
         acts, refs = replay(chain, x), replay(chain, reference.expand_as(x))
@@ -109,6 +122,8 @@ def chain_deeplift(chain, x: torch.Tensor, reference: torch.Tensor, target: torc
             m = m * torch.where(big, dy / torch.where(big, dz, 1.0), _relu_prime(a))
         elif isinstance(module, IDENTITY):
             m = m.reshape(a.shape)
+        elif is_gate(module):                   # the gate of x, for the reference too (module docstring)
+            m = m * fixed_gate(module, a)
         elif isinstance(module, WEIGHTED):
             w = module.weight.detach()
             (m,) = vjp(lambda t: linear_map(module, t, w), [a], m)
@@ -119,7 +134,7 @@ def chain_deeplift(chain, x: torch.Tensor, reference: torch.Tensor, target: torc
 
 
 @register("deeplift")
-class DeepLift(ReferenceAttribution):
+class DeepLift(WalksLayers, ReferenceAttribution):
     """DeepLIFT [112] of the class logit against a reference, rescale or reveal-cancel rule.
 
     Notes
@@ -131,7 +146,7 @@ class DeepLift(ReferenceAttribution):
                   "rule": Choice("multiplier rule at the ReLUs: rescale ([112] Sec. 3.5.2) or RevealCancel "
                                  "([112] Sec. 3.5.3)", RULES)}
     activations = frozenset({"relu"})
-    needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
+    rules_source = "DeepLIFT [112]"
     claims_completeness = True
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,

@@ -12,7 +12,12 @@ relevance to its inputs in proportion to their contributions ``z_ij = a_i w_ij``
   ``R_i = Σ_j (x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻) / Σ_i' (…) · R_j``; ``input_rule="epsilon"``: as hidden ε;
 * ``MaxPool2d``: winner-take-all ([113] Sec. 4.2.1); ``AdaptiveAvgPool2d``/``AvgPool2d``: a linear layer
   with positive weights, always the ε-rule (an αβ split would multiply its relevance by α, as a pool has no
-  negative part); ``ReLU``, ``Flatten``: relevance passes unchanged.
+  negative part); ``ReLU``, ``Flatten``: relevance passes unchanged;
+* an element-wise gate ``y = x ∘ g(x)`` (the interpretable CNN's template mask [70], :mod:`._lrp_rules`):
+  *signal-take-all*, the rule of Arras et al. (2017, "Explaining recurrent neural network predictions in
+  sentiment analysis", for the multiplicative gates of LSTMs): the gate gets no relevance and the signal
+  ``x_i`` all of ``R_i``, i.e. relevance passes unchanged, as through a ReLU.  Where the template is
+  negative the ReLU after the mask zeroes the unit, so it holds no relevance to pass.
 
 Captum's ``LRP`` has the ε-rule and α=1, β=0 only, so the pass is written here
 (:mod:`._lrp_rules`): forward replay of the model's chain of layers, then one vectorised rule per layer
@@ -29,7 +34,8 @@ every numerator term is ≥ 0.
 
 Conservation.  ``Σ_i R_i = S_c(x)`` holds exactly for z^B and for αβ only when the biases are zero (and, for
 αβ, every neuron has contributions of both signs); the ε-rule loses the ε-share.  The ``conservation``
-metric measures the gap.
+metric measures the gap.  A gate conserves relevance, so these statements hold for the interpretable CNN as
+for the base ConvNet (tested).
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, IDENTITY, WEIGHTED, alpha_beta_rule,
-                                                  epsilon_rule, layer_chain, replay, winner_take_all, zb_rule)
+from nnxai.methods.attribution.propagation._lrp_rules import (AVERAGING, IDENTITY, WEIGHTED, WalksLayers,
+                                                              alpha_beta_rule, epsilon_rule, is_gate, layer_chain,
+                                                              replay, winner_take_all, zb_rule)
 from nnxai.methods.base import AttributionMethod
 from nnxai.ops.maps import channel_range
 from nnxai.params import Choice, Float
@@ -49,7 +56,7 @@ INPUT_RULES = ("zb", "epsilon")
 
 
 @register("lrp")
-class LRP(AttributionMethod):
+class LRP(WalksLayers, AttributionMethod):
     """Layer-wise relevance propagation [113] of the class logit: ε or αβ rule, z^B or ε at the input."""
 
     parameters = {**AttributionMethod.parameters,
@@ -61,7 +68,7 @@ class LRP(AttributionMethod):
                   "input_rule": Choice("rule of the first weighted layer: z^B (Montavon et al. 2017 Eq. 12) "
                                        "or ε", INPUT_RULES)}
     activations = frozenset({"relu"})
-    needs_standard_layers = True   # rules for the base layers only (nnxai.methods.base.Method)
+    rules_source = "LRP [113] (and Arras et al.'s signal-take-all for gates)"
 
     def _fit(self, model: nn.Module, train) -> None:
         self.bounds_ = channel_range(train.x)
@@ -111,7 +118,7 @@ class LRP(AttributionMethod):
         for k in range(len(chain) - 1, -1, -1):
             module, a = chain[k].module, acts[k]
             relevance = relevance.reshape(acts[k + 1].shape)
-            if isinstance(module, IDENTITY):
+            if isinstance(module, IDENTITY) or is_gate(module):     # a gate: signal-take-all (module doc)
                 relevance = relevance.reshape(a.shape)
             elif isinstance(module, nn.MaxPool2d):
                 relevance = winner_take_all(module, a, relevance)

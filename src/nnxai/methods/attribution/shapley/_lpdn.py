@@ -21,6 +21,12 @@ network's units under a random coalition of input players.  Layers (``μ, v`` in
 - ``AdaptiveAvgPool2d`` (output 1 × 1) / ``AvgPool2d``: ``μ'`` the mean, ``v'`` the sum of variances over
   the window divided by its size squared.
 - ``Flatten``, ``Identity``, ``Dropout`` (eval): unchanged.
+- An element-wise gate ``y = x ∘ g(x)`` (the interpretable CNN's template mask [70], see
+  :mod:`~nnxai.methods.attribution.propagation._lrp_rules`): a Gaussian scaled by a constant,
+  ``μ' = g μ``, ``v' = g² v``, with the gate taken at the mean, ``g = g(μ)`` (the template of each map's
+  peak of ``μ``).  Choice: under a random coalition the peak, and so ``g``, is itself random; assumed
+  density filtering keeps one Gaussian per unit, and the gate at the mean is exact where the distribution
+  is a point (``v = 0``: the empty and the full coalition).
 
 :func:`probabilistic_chain` reads a model's layers in call order (a plain chain, checked by replaying it)
 and refuses any other module with a ``ValueError`` naming it.
@@ -34,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnxai.methods.attribution.propagation._lrp_rules import Layer, check_module_type, layer_chain
+from nnxai.methods.attribution.propagation._lrp_rules import (Layer, check_module_type, fixed_gate, gate_types,
+                                                              is_gate, layer_chain)
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (nn.Flatten, nn.Identity, nn.Dropout)
@@ -109,6 +116,12 @@ def avg_pool_moments(module: nn.Module, mean, var) -> tuple[torch.Tensor, torch.
     return module(mean), module(var) / (kernel[0] * kernel[1])
 
 
+def gate_moments(module: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moments of ``x ∘ g`` with the gate fixed at the mean, ``g = g(μ)`` (module docstring)."""
+    gate = fixed_gate(module, mean)
+    return mean * gate, var * gate * gate
+
+
 def layer_moments(module: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(μ', v')`` of one layer of an LPDN (module docstring)."""
     if isinstance(module, nn.Linear):
@@ -124,11 +137,13 @@ def layer_moments(module: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> t
         return max_pool_moments(module, mean, var)
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
         return avg_pool_moments(module, mean, var)
+    if is_gate(module):
+        return gate_moments(module, mean, var)
     return mean, var                                                            # PASS_THROUGH
 
 
 def _check_module(module: nn.Module, owner: str) -> None:
-    check_module_type(module, owner, SUPPORTED, "the LPDN")
+    check_module_type(module, owner, SUPPORTED + gate_types(), "the LPDN")
     if isinstance(module, nn.MaxPool2d) and (module.padding != 0 or module.dilation != 1 or module.ceil_mode):
         raise ValueError(f"{owner}: MaxPool2d with padding, dilation or ceil_mode is not supported")
     if isinstance(module, nn.AvgPool2d) and module.padding != 0:

@@ -22,7 +22,8 @@ Input layer.  As in [106], the first layer's moments are computed exactly.  The 
 outside a unit's receptive field contribute 0), these moments are exact per unit for convolutions too.
 The deeper layers receive the normal approximation with these moments and propagate it with assumed
 density filtering, treating units as independent (the LPDN; ReLU exact for a Gaussian input, sigmoid by
-the probit approximation, max-pool by Clark's moment matching, see :mod:`._lpdn`).  ``f`` is the
+the probit approximation, max-pool by Clark's moment matching, the interpretable CNN's template mask as a
+constant factor taken at the mean, see :mod:`._lpdn`).  ``f`` is the
 explained class's logit; its expected value is the output mean.
 
 Players.  DASP's players are input features; for tables every feature is one, as in [106].  For images
@@ -44,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnxai.methods.attribution.propagation._lrp_rules import WalksLayers
 from nnxai.methods.attribution.shapley._lpdn import Layer, probabilistic_chain, propagate
 from nnxai.methods.attribution.shapley._shapley_players import PlayerAttribution
 from nnxai.ops.groups import spread_over_players
@@ -108,7 +110,7 @@ def dasp_values(chain: list[Layer], x: torch.Tensor, reference: torch.Tensor, ta
 
 
 @register("dasp")
-class Dasp(PlayerAttribution):
+class Dasp(WalksLayers, PlayerAttribution):
     """DASP [106]: Shapley values of the class logit from LPDN moments per player and coalition size.
 
     The ``2 n²`` LPDN rows of ``batch_size`` inputs share passes (of at most :data:`PASS_ELEMENTS` unit
@@ -116,11 +118,12 @@ class Dasp(PlayerAttribution):
 
     Notes
     -----
-    Supports chains of ``Linear``/``Conv2d`` (first), ``ReLU``, ``Sigmoid``, ``MaxPool2d``, average pools and
-    ``Flatten`` (:mod:`._lpdn`): the project's MLPs and ConvNets; anything else is a ``ValueError``.
+    Supports chains of ``Linear``/``Conv2d`` (first), ``ReLU``, ``Sigmoid``, ``MaxPool2d``, average pools,
+    ``Flatten`` and the interpretable CNN's template mask (:mod:`._lpdn`): the project's MLPs and ConvNets
+    and the interpretable CNN; anything else is a ``ValueError``.
     """
 
-    needs_standard_layers = True   # LPDN rules for the base layers only (nnxai.methods.base.Method)
+    rules_source = "the LPDN of DASP [106]"
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                   baselines: torch.Tensor | None = None) -> torch.Tensor:
