@@ -235,6 +235,10 @@ def _check_evaluate(settings: dict, method: str | None) -> None:
         if unknown:
             raise SettingsError(f"--settings.methods.{method_id}: unknown metrics {unknown}; known: "
                                 f"{', '.join(sorted(registered))}")
+        of_model = [m for m in metric_ids if "model" in registered[m].kinds]
+        if of_model:
+            raise SettingsError(f"--settings.methods.{method_id}: {of_model} score the model, not an "
+                                f"explanation (model_metrics: true computes them)")
         used.update(metric_ids)
     given = settings["metric_params"]
     if set(given) != used:

@@ -2,13 +2,16 @@
 
 import io
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import nnxai
 from nnxai.models import CheckpointError, ConvNet, MLP, build_network, load_model, save_checkpoint, variant
+from nnxai.models.checkpoint import verify_sidecar
 from nnxai.training.trainer import TrainConfig, train_model
 
 
@@ -240,3 +243,24 @@ def test_networks_keep_channels_last_weights_and_their_values():
     torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-6)
     mlp = build_network("mlp", n_features=4, n_classes=3, hidden=[8])
     assert all(p.is_contiguous() for p in mlp.parameters())      # no convolution: nothing changes
+
+
+OLD_CHECKPOINTS = Path(__file__).parent / "fixtures" / "old_checkpoints"
+
+
+@pytest.mark.parametrize("cell", ["shapes_baseline", "causal_baseline_sigmoid"])
+def test_pre_active_checkpoints_still_load(cell):
+    """Checkpoints written by commit 65568b5, before the active methods and their extra modules (see
+    fixtures/README.md), load with today's public ``nnxai.load_model`` and pass the pipeline's sidecar check
+    (the ``.pt``'s sha256 in the old ``.json``): no extras, the same record, and the old code's predictions on the saved test inputs (logits to float rounding: another CPU may round
+    differently; classes exactly)."""
+    expected = np.load(OLD_CHECKPOINTS / "expected.npz")
+    model = nnxai.load_model(OLD_CHECKPOINTS / f"{cell}.pt")
+    assert model.extras == {} and "extras" not in model.checkpoint and not model.training
+    sidecar = verify_sidecar(OLD_CHECKPOINTS / f"{cell}.pt", required=True)
+    assert model.checkpoint["architecture"] == sidecar["architecture"]
+    assert model.checkpoint["arch_kwargs"] == sidecar["arch_kwargs"]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(expected[f"{cell}.x"]))
+    torch.testing.assert_close(logits, torch.from_numpy(expected[f"{cell}.logits"]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), expected[f"{cell}.classes"])

@@ -32,11 +32,21 @@ def firing_rules(rules: RuleSet, features: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked(rules) -> RuleSet:
+    if not isinstance(rules, RuleSet):
+        raise ValueError(f"apl scores RuleSet records, got {type(rules).__name__}")
+    return rules
+
+
+def split_path_lengths(rules, ctx) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rule_path_lengths` of the test split, read in the rule set's feature space."""
+    return rule_path_lengths(rules, split_features(ctx.test, _checked(rules).feature_space))
+
+
 def rule_path_lengths(rules: RuleSet, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Path length of each row (its rule's ``path_length``, else its number of conditions; 0 for the default)
     and the index of the rule it falls in."""
-    if not isinstance(rules, RuleSet):
-        raise ValueError(f"apl scores RuleSet records, got {type(rules).__name__}")
+    _checked(rules)
     lengths = np.array([rule.get("path_length", len(rule["conditions"])) for rule in rules.rules] + [0],
                        dtype=np.float64)
     fired = firing_rules(rules, features)
@@ -53,7 +63,7 @@ class AveragePathLength(Metric):
     description = "average decision-path length of the explanation tree on the test split (lower: simpler)"
 
     def __call__(self, record, ctx, method=None):
-        lengths, _ = rule_path_lengths(record, split_features(ctx.test, record.feature_space))
+        lengths, _ = split_path_lengths(record, ctx)
         return {"apl": PerInput(lengths)}
 
 
@@ -67,7 +77,7 @@ class RegionalAveragePathLength(Metric):
     description = "average path length of each region's tree on the test inputs of that region (lower: simpler)"
 
     def __call__(self, record, ctx, method=None):
-        lengths, fired = rule_path_lengths(record, split_features(ctx.test, record.feature_space))
+        lengths, fired = split_path_lengths(record, ctx)
         region = np.array([rule.get("region", -1) for rule in record.rules] + [-1])[fired]
         out = {"regional_apl": PerInput(lengths)}
         per_region = {}

@@ -1,4 +1,5 @@
-"""Stage ``evaluate``: score a model (accuracy) or its explanations with their metrics, each metric value
+"""Stage ``evaluate``: score a model with its own metrics (kind ``model``: its accuracy,
+:mod:`nnxai.metrics.accuracy`) or its explanations with their metrics, each explanation's metric value
 computed once per content (:mod:`nnxai.evaluation_cache`)."""
 
 from __future__ import annotations
@@ -12,21 +13,25 @@ from nnxai import data, registry
 from nnxai.evaluation_cache import MetricCache, cell_key
 from nnxai.explanations import load_explanation
 from nnxai.explanations.checks import SplitBounds
-from nnxai.intervals import FILE_KEY, PerInput, summarise, to_file
+from nnxai.intervals import FILE_KEY, summarise, to_file
 from nnxai.io import atomic_write_json
-from nnxai.metrics.base import metrics
+from nnxai.metrics.accuracy import model_metric_ids
+from nnxai.metrics.base import Metric, metrics
 from nnxai.paths import MODEL_ROW, checkpoint_path, explanation_path, metrics_path, prepared_path
 from nnxai.stages._common import log, sweep
 from nnxai.stages.context import load_context
 from nnxai.training.runtime import resolve_device, seed_everything, set_threads
-from nnxai.training.trainer import accuracy
 
 
 def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progress: bool = True) -> list[Path]:
-    """Score the model (accuracy) and each of its explanations named in ``settings["methods"]`` with the
-    metrics listed there; write one ``{method}.json`` per explanation and ``model.json``."""
+    """Score the model (its own metrics, :func:`score_model`) and each of its explanations named in
+    ``settings["methods"]`` with the metrics listed there; write one ``{method}.json`` per explanation and
+    ``model.json``."""
     registered = metrics()
     plan = settings["methods"]
+    misplaced = sorted({m for ids in plan.values() for m in ids} & set(model_metric_ids(registered)))
+    if misplaced:
+        raise ValueError(f"{misplaced} score the model, not an explanation: model_metrics computes them")
     instances = {m: registered[m](**settings["metric_params"].get(m, {}))      # bad params fail first
                  for m in sorted({m for ids in plan.values() for m in ids})}
     outputs = [metrics_path(dataset, model_id, m) for m in plan] + (
@@ -39,10 +44,8 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
     job = {"seed": settings["seed"], "device": str(ctx.device), "threads": settings["threads"]}
     written = []
     if settings["model_metrics"]:
-        correct = accuracy(ctx.model, ctx.test.x, ctx.test.y, per_input=True)
-        values, intervals = summarise({"accuracy": PerInput(correct)}, settings["seed"])
         written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, MODEL_ROW),
-                                         {**values, FILE_KEY: to_file(intervals)}))
+                                         score_model(registered, settings["metric_params"], ctx, settings["seed"])))
     for method_id, metric_ids in tqdm(sorted(plan.items()), desc=f"evaluate {dataset}/{model_id}",
                                       disable=not progress):
         record = load_explanation(Path(workdir) / explanation_path(dataset, model_id, method_id), bounds)
@@ -72,3 +75,16 @@ def evaluate(dataset: str, model_id: str, settings: dict, workdir: Path, progres
         written.append(atomic_write_json(Path(workdir) / metrics_path(dataset, model_id, method_id),
                                          {**values, FILE_KEY: dict(sorted(intervals.items()))}))
     return written
+
+
+def score_model(registered: dict[str, type[Metric]], metric_params: dict, ctx, seed: int) -> dict:
+    """``model.json``: the values of the metrics that score the model itself (:func:`model_metric_ids`: the
+    test accuracy), with their intervals under :data:`~nnxai.intervals.FILE_KEY`.  Not cached: one pass over
+    the test split."""
+    values: dict[str, float] = {}
+    intervals: dict = {}
+    for metric_id in model_metric_ids(registered):
+        computed, spread = summarise(registered[metric_id](**metric_params.get(metric_id, {}))(None, ctx), seed)
+        values.update(computed)
+        intervals.update(spread)
+    return {**values, FILE_KEY: to_file(intervals)}
