@@ -164,7 +164,54 @@ def test_a_listed_method_that_fits_no_model_of_the_run_is_refused_naming_what_it
     is a config error before any job, naming the method, each model and what the method needs there."""
     with pytest.raises(ConfigError, match=r"config.methods: 'cam' applies to no model of this run \(causal/baseline: "
                                           r"needs image data, causal is tabular; causal/baseline_sigmoid: .*"
-                                          r"it runs on CNNs with a GAP head"):
+                                          r"this implementation runs on CNNs with a global-average-pool head"):
         load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal"],
                      "models": {"causal": ["baseline", "baseline_sigmoid"]}})
     assert load_config({"profile": "smoke", "methods": ["cam", "gradient"], "datasets": ["causal", "shapes"]})
+
+
+def test_kt_on_the_shapes_cnn_is_refused_before_any_job_naming_the_model_and_what_kt_needs():
+    """Issue 12's example: KT [81] reads the rules of sigmoid units of an MLP over tabular inputs; asked for on
+    ``shapes``, where every network is a ReLU CNN, the config is refused (load_config runs before any job is
+    planned), naming the method, each model and what KT needs there, then what this implementation runs on."""
+    with pytest.raises(ConfigError) as err:
+        load_config({"methods": ["kt"], "datasets": ["shapes"]})
+    message = str(err.value)
+    assert message.startswith("config.methods: 'kt' applies to no model of this run"), message
+    assert "shapes/baseline: needs tabular data, shapes is image" in message, message
+    assert "this implementation runs on sigmoid MLPs" in message and "on tabular data" in message, message
+
+
+def test_a_refusal_says_what_the_implementation_runs_on_not_the_catalogue_s_wider_claim():
+    """Global CEM [92] explains image CNNs in its paper, but this implementation reads tables only (its
+    scope_note: "Tables only: ..."); the refusal on ``shapes`` says so and why, instead of following "needs
+    tabular data" with the catalogue's "it runs on image CNNs, tabular MLPs"."""
+    with pytest.raises(ConfigError) as err:
+        load_config({"methods": ["global_cem"], "datasets": ["shapes"]})
+    message = str(err.value)
+    assert "shapes/baseline: needs tabular data, shapes is image" in message, message
+    assert "this implementation runs on MLPs on tabular data (Tables only: " in message, message
+    assert "image CNNs" not in message, message
+
+
+def test_the_dual_net_starts_phase_two_after_forty_percent_of_its_training_in_every_profile():
+    """[122]: the mask optimiser exploits after 6000 of 15000 batches (40 %); the config counts epochs, so every
+    profile's ``exploration_epochs`` is 40 % of the epochs the dual-net trains on ``planted``."""
+    from nnxai.config import training_for
+
+    for profile in ("default", "smoke", "paper"):
+        cfg = load_config({"profile": profile})
+        epochs = training_for(cfg, "planted", "mlp")["epochs"]
+        assert cfg["active_params"]["dualnet"]["exploration_epochs"] == 0.4 * epochs, profile
+
+
+@pytest.mark.parametrize("rule, named", [
+    ({"expox": ["lime"]}, r"variant_reexplain_methods: unknown key 'expox'; allowed: l1, l2, .*expo"),
+    ({"baseline": ["lime"]}, r"variant_reexplain_methods: unknown key 'baseline'; allowed: l1, l2"),
+    ({"expo": ["limey"]}, r"variant_reexplain_methods.expo\[0\]: 'limey' is not one of .*'lime', 'maple'"),
+    ({"expo": ["lime", "lime"]}, r"variant_reexplain_methods.expo: items must be distinct"),
+])
+def test_variant_reexplain_methods_refuses_unknown_ids_naming_those_that_exist(rule, named):
+    """The rule maps a regularised network (l1, l2, an active method's variant) to implemented method ids."""
+    with pytest.raises(ConfigError, match=named):
+        load_config({"variant_reexplain_methods": rule})

@@ -107,7 +107,8 @@ def test_code_files_are_the_job_s_own_code():
     assert "src/nnxai/metrics/local_fidelity.py" in scored and "src/nnxai/metrics/concepts.py" not in scored
     assert "src/nnxai/methods/attribution/perturbation/lime.py" in scored
     model_only = code_inputs(cfg, "evaluate", dataset="shapes", model="baseline", method=MODEL_ROW)
-    assert not any("/metrics/" in p and not p.endswith(("base.py", "__init__.py")) for p in model_only)
+    # the model's own row reads the model's metric (accuracy), none of the explanations' metrics
+    assert not any("/metrics/" in p and not p.endswith(("base.py", "__init__.py", "accuracy.py")) for p in model_only)
 
 
 def test_code_inputs_are_one_manifest_of_the_code_files_and_their_digests(tmp_path):
@@ -180,7 +181,8 @@ def test_a_target_the_run_does_not_explain_is_refused_while_planning():
 
     cfg = load_config({"profile": "smoke"})
     with pytest.raises(ValueError, match=r"cam does not run on causal/baseline: needs image data, causal is "
-                                         r"tabular; cam runs on CNNs with a GAP head"):
+                                         r"tabular; this implementation of cam runs on CNNs with a "
+                                         r"global-average-pool head and a linear output layer on image data"):
         explain_inputs(cfg, "causal", "baseline", "cam")
     with pytest.raises(ValueError, match=r"does not train causal/l1"):
         explain_inputs(cfg, "causal", "l1", "gradient")
@@ -209,3 +211,29 @@ def test_seed_replicas_train_everywhere_and_run_their_methods_on_the_baselines_i
         load_config({"seed_replicas": {"seeds": [0], "datasets": None, "methods": None}})
     with pytest.raises(ConfigError, match="seed_replicas"):
         load_config({"seed_replicas": {"seeds": [1], "datasets": None, "methods": ["not_a_method"]}})
+
+
+def test_expo_s_claim_is_scored_by_the_re_running_metrics_on_its_network_only():
+    """``variant_reexplain_methods: {expo: [lime, maple, expo]}``: on the ExpO network, on every data set it
+    trains on, LIME, MAPLE and ExpO's own local model get the metrics that re-run the method (ExpO's claim
+    [120]: stability, with continuity and the rest), while ``variant_reexplain_datasets: []`` keeps them off
+    every other method and network; the baselines keep them all."""
+    from nnxai.config import models_for
+    from nnxai.metrics.base import metrics
+
+    cfg = load_config({})
+    assert cfg["variant_reexplain_methods"] == {"expo": ["lime", "maple", "expo"]}
+    assert cfg["variant_reexplain_datasets"] == []
+    reexplaining = {m for m, cls in metrics().items() if cls.reexplains}
+    expo_sets = [d for d in cfg["datasets"] if "expo" in models_for(cfg, d)]
+    assert {"shapes", "planted"} <= set(expo_sets)
+    for dataset in expo_sets:
+        assert "stability" in metrics_for(cfg, dataset, "expo", "expo")
+        for method in ("lime", "maple"):
+            assert {"continuity", "sanity_model_randomisation"} <= set(metrics_for(cfg, dataset, "expo", method))
+        assert not reexplaining & set(metrics_for(cfg, dataset, "expo", "gradient"))
+        assert not reexplaining & set(metrics_for(cfg, dataset, "l1", "lime"))
+        assert "continuity" in metrics_for(cfg, dataset, "baseline", "lime")
+    none = load_config({"variant_reexplain_methods": {"expo": []}})
+    assert "stability" not in metrics_for(none, "shapes", "expo", "expo")
+    assert "continuity" not in metrics_for(none, "shapes", "expo", "lime")

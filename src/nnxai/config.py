@@ -22,7 +22,7 @@ from nnxai.active.base import ACTIVE
 from nnxai.data import DATASETS
 from nnxai.data.splits import SPLITS
 from nnxai.metrics import metrics
-from nnxai.models.variants import variant, variant_pattern
+from nnxai.models.variants import VARIANTS, variant, variant_pattern
 from nnxai.params import (Block, Choice, Float, Int, List, MappingOf, OneOf, Overrides, Param, ParamError, Str,
                           check_params, params_schema)
 from nnxai.profiles import PROFILES
@@ -72,6 +72,11 @@ def _variant_ids() -> Param:
                 "registered active method whose design fits the data set)",
                 item=Str("a model variant id", pattern=f"{variant_pattern().strip('^$')}|{ALL_ACTIVE}"),
                 min_items=0, unique=True)
+
+
+def regularised_variant_ids() -> list[str]:
+    """The registered variants :func:`is_variant` counts as regularised networks: l1, l2, the active ones."""
+    return [v for v in VARIANTS if is_variant(v)]
 
 
 def listed_models(cfg: dict, key: str) -> list[str]:
@@ -148,6 +153,13 @@ def config_parameters() -> dict[str, Param]:
                                            "networks (elsewhere they score the baseline only); null: every data set",
                                            item=Choice("a data set id", lambda: sorted(DATASETS)), min_items=0,
                                            unique=True, nullable=True),
+        "variant_reexplain_methods": MappingOf(
+            "per regularised network (l1, l2, an active method's variant): methods whose explanations of it the "
+            "re-running metrics also score, on every data set it trains on, beside variant_reexplain_datasets "
+            "(expo: [lime, maple, expo] scores ExpO's claim [120] on the post-hoc explainers it regularises for)",
+            values=List("method ids", item=Choice("an implemented method id", lambda: registry.implemented_ids()),
+                        min_items=0, unique=True),
+            keys=regularised_variant_ids),
         "variant_methods": List("the passive methods run on l1, l2 and the active networks (each network's own "
                                 "explanation always runs); null: every method that applies", item=Choice(
                                     "a method id", catalogue), unique=True, nullable=True),
@@ -254,10 +266,11 @@ def check_listed_methods_apply(cfg: dict) -> None:
     """A method the config lists by name (``methods: [kt, ...]``) must run on at least one model of the run:
     otherwise the run would silently do nothing for it.  The error names the method, each model of the run
     and what the method needs there (``Method.why_not``: KT on a ReLU CNN needs sigmoid units and tabular
-    inputs)."""
+    inputs), then what this implementation runs on (:func:`nnxai.workflow.implementation_runs_on`: from the
+    class's declarations and its scope_note, not the catalogue's description of the method)."""
     if cfg["methods"] == "all":
         return
-    from nnxai.workflow import cell_why_not
+    from nnxai.workflow import cell_why_not, implementation_runs_on
 
     cells = [(d, m) for d in cfg["datasets"] for m in models_for(cfg, d)]
     for method_id in cfg["methods"]:
@@ -266,9 +279,9 @@ def check_listed_methods_apply(cfg: dict) -> None:
             continue
         reasons = [f"{d}/{m}: {why}" for d, m, why in reasons]
         shown = "; ".join(reasons[:6]) + (f"; ... ({len(reasons) - 6} more)" if len(reasons) > 6 else "")
-        raise ConfigError(f"config.methods: {method_id!r} applies to no model of this run ({shown}); it runs on "
-                          f"{registry.spec(method_id).runs_on}: add a data set and model it fits to "
-                          f"config.datasets / config.models, or remove it")
+        raise ConfigError(f"config.methods: {method_id!r} applies to no model of this run ({shown}); this "
+                          f"implementation runs on {implementation_runs_on(method_id)}: add a data set and model "
+                          f"it fits to config.datasets / config.models, or remove it")
 
 
 def check_methods_on_data(cfg: dict) -> None:

@@ -129,7 +129,8 @@ def metrics_for(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     registered = metrics()
     return [m for m in applicable_metrics(registry.get(method), DATASETS[dataset])
             if registered[m].control_why_not(model) is None
-            and not (registered[m].reexplains and is_variant(model) and not variant_reexplains_on(cfg, dataset))
+            and not (registered[m].reexplains and is_variant(model)
+                     and not variant_reexplains_on(cfg, dataset, model, method))
             and not (is_seed_replica(model) and (registered[m].reexplains or m in RETRAINING_METRICS))
             and registered[m].cell_why_not(RunPlan(cfg), dataset, model, method) is None]
 
@@ -150,11 +151,16 @@ def job_priority(cfg: dict, dataset: str, model: str, method: str) -> int:
                    for m in metrics_for(cfg, dataset, model, method)))
 
 
-def variant_reexplains_on(cfg: dict, dataset: str) -> bool:
+def variant_reexplains_on(cfg: dict, dataset: str, model: str | None = None, method: str | None = None) -> bool:
     """Whether the metrics that re-run a method score l1, l2 and the active networks on ``dataset``
-    (``variant_reexplain_datasets``; null: everywhere)."""
+    (``variant_reexplain_datasets``; null: everywhere), or, wherever ``model`` trains, ``method`` on it
+    (``variant_reexplain_methods``: ``{expo: [lime, maple, expo]}`` scores ExpO's claim [120], that its
+    regularised networks give post-hoc explainers better neighbourhood fidelity and stability, on every
+    data set the ExpO network trains on, at the cost of these few cells only)."""
     allowed = cfg.get("variant_reexplain_datasets")
-    return allowed is None or dataset in allowed
+    if allowed is None or dataset in allowed:
+        return True
+    return method is not None and method in (cfg.get("variant_reexplain_methods") or {}).get(model, ())
 
 
 def cell_why_not(cfg: dict, dataset: str, model: str, method: str) -> str | None:
@@ -171,14 +177,52 @@ def cell_why_not(cfg: dict, dataset: str, model: str, method: str) -> str | None
     return why or "the config does not select it on this model (config.methods, config.variant_methods)"
 
 
+#: How a refusal names what a method's class declares (``Method.architectures``, ``Method.activations``).
+ARCHITECTURE_NOUNS = {"cnn": "CNNs", "mlp": "MLPs"}
+ACTIVATION_NAMES = {"relu": "ReLU", "sigmoid": "sigmoid"}
+ALL_MODALITIES = frozenset({"image", "tabular"})
+
+
+def implementation_runs_on(method: str) -> str:
+    """What this implementation of ``method`` runs on, in words, from what its class declares (modalities,
+    architectures, activations, the ``needs_*`` requirements, ``only_models``), followed by its
+    ``scope_note`` on why, where the implementation is narrower than the method.
+
+    The refusals say this, not the catalogue's ``runs_on``: that describes the published method, and can
+    contradict the refusal it follows (global CEM [92] explains image CNNs too; ours reads tables only, so a
+    refusal saying "needs tabular data" went on "it runs on image CNNs, tabular MLPs")."""
+    cls = registry.get(method)
+    return f"{declared_scope(cls)} ({cls.scope_note})" if cls.scope_note else declared_scope(cls)
+
+
+def declared_scope(cls: type) -> str:
+    """The networks and data a method class declares it runs on, in words ("sigmoid MLPs with the base MLP
+    layers only on tabular data")."""
+    units = "" if set(cls.activations) >= set(ACTIVATION_NAMES) else \
+        "/".join(ACTIVATION_NAMES.get(a, a) for a in sorted(cls.activations)) + " "
+    nets = " and ".join(ARCHITECTURE_NOUNS.get(a, a) for a in sorted(cls.architectures))
+    layers = "/".join({"cnn": "ConvNet", "mlp": "MLP"}.get(a, a) for a in sorted(cls.architectures))
+    parts = [("a global-average-pool head", cls.needs_gap_head), ("a linear output layer", cls.needs_linear_head),
+             (f"the base {layers} layers only", cls.needs_standard_layers)]
+    features = [text for text, needed in parts if needed]
+    text = units + nets + (" with " + " and ".join(features) if features else "")
+    if cls.needs_masks:
+        text += " on images with pixel-level concept masks"
+    elif cls.needs_concepts and "image" in cls.modalities:
+        text += f" on {'tables or ' if 'tabular' in cls.modalities else ''}images with concept features"
+    elif not cls.modalities >= ALL_MODALITIES:
+        text += f" on {' and '.join(sorted(cls.modalities))} data"
+    return text + (f", the {'/'.join(sorted(cls.only_models))} network only" if cls.only_models is not None else "")
+
+
 def explain_inputs(cfg: dict, dataset: str, model: str, method: str) -> list[str]:
     """What one explain job reads: the checkpoint, the prepared splits and what the method asks for.  A cell
     the run does not explain (a target asked by path: KT on a ReLU CNN) is refused here, while Snakemake
     plans, before any job."""
     why = cell_why_not(cfg, dataset, model, method)
     if why is not None:
-        raise ValueError(f"{method} does not run on {dataset}/{model}: {why}; {method} runs on "
-                         f"{registry.spec(method).runs_on}")
+        raise ValueError(f"{method} does not run on {dataset}/{model}: {why}; this implementation of {method} "
+                         f"runs on {implementation_runs_on(method)}")
     extra = registry.get(method).required_inputs(method_params(cfg, method, dataset, model), dataset, model)
     return [checkpoint_path(dataset, model)] + [prepared_path(dataset, s) for s in SPLITS] + list(extra)
 

@@ -140,7 +140,7 @@ def test_config_defaults_rank_the_planted_features_above_chance(one_thread):
     """The default profile's own values (``active_params.dualnet``: |M| 16, selector every 8 steps, widths
     [100, 50, 10], rate 1e-3), on the default profile's 2000 planted rows, for 25 epochs instead of 200.
 
-    With 25 epochs the run stays in phase I (``exploration_epochs`` 80): the ranking comes from the
+    With 25 epochs the run stays in phase I (``exploration_epochs`` 40): the ranking comes from the
     selector trained on random masks and the final local search.  Chance: a random top 4 of 12 holds
     4/12 = 1/3 of the 4 planted features on average, and 3 or more of them with probability 33/495 = 0.067;
     the test asks for 3 of 4 (measured: 4 of 4)."""

@@ -5,13 +5,16 @@ later is covered without editing this file: per-input attribution, global concep
 ACE), aggregations over a local method (SpRAy, MAME, DeepConsensus), rules (TREPAN), hidden semantics
 (Network Dissection) and examples (representer points).  Each method runs through ``explain``, the one
 entry point the pipeline calls, on every cell of the ``smoke`` profile it applies to (the pipeline's own
-choice: :func:`nnxai.workflow.methods_for`), with its ``smoke`` parameters resolved as the pipeline
-resolves them (:func:`nnxai.config.method_params`: composites get their local method's block).  The cells
-are the smoke data sets prepared by :func:`nnxai.data.prepare` at toy sizes (``shapes`` images with
-concepts and masks, the ``causal`` table), each with one small seeded network per model variant that
-changes what applies (ReLU CNN, ReLU MLP, sigmoid MLP), trained a few steps so that it predicts more than
-one class; the checkpoints a method reads besides its model (``required_inputs``: DeepConsensus's seed
-variants) are written to the work directory.  A method that applies to no cell fails, it is never skipped.
+choice: :func:`nnxai.workflow.methods_for`, with ``variant_methods`` ignored: every method that applies runs
+on every active network of the profile, where the smoke run itself explains them with one method of each
+family), with its ``smoke`` parameters resolved as the pipeline resolves them
+(:func:`nnxai.config.method_params`: composites get their local method's block).  The cells are the smoke
+data sets prepared by :func:`nnxai.data.prepare` at toy sizes (``shapes`` images with concepts and masks,
+the ``causal`` and ``planted`` tables, MONK-1), each with one small seeded network per model variant that
+changes what applies (ReLU CNN, ReLU MLP, sigmoid MLP, each active method's network), trained a few steps
+so that it predicts more than one class; the checkpoints a method reads besides its model
+(``required_inputs``: DeepConsensus's seed variants) are written to the work directory.  A method that
+applies to no cell fails, it is never skipped.
 
 Checked, for each method and cell:
 
@@ -57,6 +60,9 @@ from nnxai.training.runtime import seed_everything, set_threads
 from nnxai.workflow import methods_for, model_traits_for, models_for
 
 CFG = load_config({"profile": "smoke"})
+#: The smoke profile with every applicable method on l1, l2 and the active networks: its
+#: ``variant_methods`` (one method of each family there) bounds the smoke run's time, not this test's.
+EVERY_METHOD = {**CFG, "variant_methods": None}
 SEED = 3
 #: Toy split sizes: enough concept examples for TCAV/ACE and per-class clusters for SpRAy.
 SIZES = {"train": 48, "val": 1, "test": 16}
@@ -68,12 +74,13 @@ TIMING = {"seconds", "seconds_per_input"}
 
 def smoke_cells() -> list[tuple[str, str]]:
     """(dataset, model variant) cells of the smoke profile; a variant is kept where it lets some method run
-    on traits no earlier cell of the data set had (``baseline_shuffled_labels`` differs only in training)."""
+    on traits no earlier cell of the data set had (``baseline_shuffled_labels``, ``l1`` and ``l2`` differ only
+    in training; every active network runs its own explanation, so each is kept)."""
     cells, covered = [], set()
     for dataset in CFG["datasets"]:
         for model_id in models_for(CFG, dataset):
             traits = tuple(sorted(model_traits_for(CFG, dataset, model_id).items()))
-            new = {(dataset, traits, m) for m in methods_for(CFG, dataset, model_id)} - covered
+            new = {(dataset, traits, m) for m in methods_for(EVERY_METHOD, dataset, model_id)} - covered
             if new:
                 cells.append((dataset, model_id))
                 covered |= new
@@ -84,7 +91,8 @@ CELLS = smoke_cells()
 
 
 def cells_of(method_id: str) -> list[tuple[str, str]]:
-    return [(d, m) for d, m in CELLS if method_id in methods_for(CFG, d, m)]
+    """The cells the method runs on: every cell it applies to, the active networks included."""
+    return [(d, m) for d, m in CELLS if method_id in methods_for(EVERY_METHOD, d, m)]
 
 
 def params_of(method_id: str) -> dict:
@@ -311,6 +319,17 @@ def test_every_implemented_method_is_a_case():
     kinds = {registry.get(m).record_type.kind for m in implemented}
     assert {"attribution", "rule", "hidden_semantics", "example", "concept_attribution"} <= kinds
     assert all(cells_of(m) for m in implemented), [m for m in implemented if not cells_of(m)]
+
+
+def test_every_method_that_applies_runs_on_every_active_network():
+    """What smoke.yaml and the README say of this file: each active network of the smoke profile is a cell,
+    and every method that applies there runs on it, not only the profile's ``variant_methods``."""
+    active = [(d, m) for d in CFG["datasets"] for m in models_for(CFG, d) if variant(m).active is not None]
+    assert active and set(active) <= set(CELLS), set(active) - set(CELLS)
+    for dataset, model_id in active:
+        for method_id in methods_for(EVERY_METHOD, dataset, model_id):
+            assert (dataset, model_id) in cells_of(method_id), (method_id, dataset, model_id)
+    assert "lime" not in (CFG["variant_methods"] or []) and ("shapes", "expo") in cells_of("lime")
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])

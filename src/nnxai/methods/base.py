@@ -94,6 +94,9 @@ class Method(Declared, ABC):
     # Model variants the method is run on (None: every variant it applies to); e.g. DeepConsensus compares
     # the baseline with its other seeds, which is meaningless for the shuffled-label control.
     only_models: ClassVar[frozenset[str] | None] = None
+    #: Why this implementation is narrower than the published method, where it is (global CEM reads tables
+    #: only); a refusal quotes it after what the class declares (:func:`nnxai.workflow.implementation_runs_on`).
+    scope_note: ClassVar[str | None] = None
     #: Whether ``variant_n_explain`` and ``control_n_explain`` cap its counts on l1/l2, the active networks and
     #: the shuffled-label control: not for a method whose result is a population of maps (SpRAy's clusters
     #: need ~n_neighbors inputs per class).

@@ -119,6 +119,9 @@ class GlobalCEM(RuleExtractor):
 
     modalities = frozenset({"tabular"})
     architectures = frozenset({"mlp"})
+    scope_note = ("Tables only: the image models' rules read shapes' concept table, whose network is reached "
+                  "through a renderer that has no gradient; CEM's FISTA needs one in the space the Boolean "
+                  "features are built in")
     parameters = {
         "n_inputs": Int("training inputs explained by CEM, whose PPs and PNs become Boolean features (all of a "
                         "smaller train split)", low=1, at_most="train"),
