@@ -222,6 +222,42 @@ def test_minibatch_lissa_estimates_the_exact_inverse(damped):
     assert float((s - exact).norm() / exact.norm()) < 0.1
 
 
+def test_auto_solver_on_a_small_mlp_is_the_closed_form_all_parameter_influence(damped):
+    """solver auto on an MLP (57 parameters) runs CG over all parameters: every I_up,loss = −∇L(z_i)ᵀ (H + λI)⁻¹
+    ∇L(z_t) with H the explicit Hessian (paper Eq. 2), to the CG tolerance."""
+    net, x, y, lam = damped["net"], damped["x"], damped["y"], damped["cg"]["lam"]
+    model = MLP(5, 3, hidden=(6,))
+    model.load_state_dict({k: v.float() for k, v in net.state_dict().items()})
+    method = InfluenceFunctions(**params(solver="auto", damping=lam)).fit(model, PreparedSplit(x=x, y=y))
+    assert method.solver_ == "cg"
+    x_test = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
+    y_test = torch.tensor([0, 1, 2])
+    got = method.influence(model, x_test, y_test, torch.arange(3))
+    # the closed form on the float32 model's own weights (float64 copy), independently of the method's copy
+    ref_net = full.float64_copy(model)
+    a = explicit_hessian(ref_net, x, y, lam)
+    g_test, _ = full.loss_gradients(ref_net, x_test, y_test)
+    per_example = full._looped_per_example(ref_net, x.double(), y)
+    exact = -torch.linalg.solve(a, g_test.T).T @ per_example.T
+    assert got["iterations"] and not any(got["negative_curvature"])
+    torch.testing.assert_close(got["influence"], exact, rtol=1e-7, atol=1e-9 * float(exact.abs().max()))
+
+
+def test_auto_solver_keeps_the_head_on_a_network_above_the_size_limit():
+    from nnxai.methods.example.influence_functions import AUTO_MAX_PARAMETERS, resolve_solver
+
+    torch.manual_seed(0)
+    cnn = ConvNet(3, 2, widths=(8, 16, 16))
+    mlp = MLP(17, 2, hidden=(32, 16))                  # the MONK's MLP: the largest tabular network here
+    assert sum(q.numel() for q in cnn.parameters()) > AUTO_MAX_PARAMETERS
+    assert sum(q.numel() for q in mlp.parameters()) <= AUTO_MAX_PARAMETERS
+    assert resolve_solver("auto", cnn) == "head" and resolve_solver("auto", mlp) == "cg"
+    assert all(resolve_solver(s, m) == s for s in ("head", "cg", "lissa") for m in (cnn, mlp))
+    model, ctx = logistic_problem()
+    record = InfluenceFunctions(**params(solver="auto", n_explain=2)).explain(ctx)
+    assert record.extra["solver"] == "cg" and "cg_iterations" in record.extra
+
+
 # -- the solvers agree on logistic regression, the one case where the head is every parameter -----------------
 
 @pytest.fixture(scope="module")
@@ -394,7 +430,7 @@ def test_head_solver_needs_logits_from_the_linear_head():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"solver": "exact"}, r"solver: 'exact' is not one of 'head', 'lissa', 'cg'"),
+    ({"solver": "exact"}, r"solver: 'exact' is not one of 'auto', 'head', 'lissa', 'cg'"),
     ({"damping": 0.0}, r"damping: 0\.0 is out of range, expected > 0"),
     ({"top_k": 0}, r"top_k: 0 is out of range"),
     ({"lissa": {"depth": 10, "scale": 0.0, "repeats": 1, "batch_size": 1}}, r"lissa\.scale: 0\.0 is out of range"),
