@@ -165,8 +165,10 @@ def monk_context(problem: int) -> tuple[ExplainContext, nn.Module]:
 @pytest.mark.parametrize("problem", [1, 3])
 def test_monks(problem):
     """The system equals the network on all 432 robots (fidelity 1, outputs to 1e-5 of the float32 net),
-    so it recovers the planted rule exactly when the network does: MONK-1 (the net fits all 432 robots),
-    not MONK-3 (trained on 5 % noisy labels, the net misclassifies 16 robots)."""
+    so it recovers the planted rule exactly when the network does (one machine measured: MONK-1, the net fits
+    all 432 robots; not MONK-3, trained on 5 % noisy labels, the net misclassifies 16 robots; which robots a
+    net gets right depends on its trained weights).  Its size is the architecture's: one rule per unit of the
+    second hidden layer, each over the first layer's 32 propositions."""
     ctx, net = monk_context(problem)
     record = FuzzyRules().explain(ctx)
     x = ctx.test.x.numpy().astype(np.float64)
@@ -178,9 +180,6 @@ def test_monks(problem):
     network_right = float(np.mean(net(ctx.test.x).argmax(1).numpy() == ctx.test.y.numpy()))
     recovery = RuleRecovery()(record, ctx)
     assert recovery["rule_recovery"] == float(network_right == 1.0)
-    assert (problem, recovery["rule_recovery"]) in {(1, 1.0), (3, 0.0)}      # as measured
-    if problem == 3:
-        assert network_right == pytest.approx(1 - 16 / 432)
     assert RuleSize()(record) == {"rule_size": 16.0, "rule_size.antecedents": 32.0}
     assert "[a5=1]" in record.text and "is greater than approximately" in record.text
     assert sum(r["support"] for r in record.rules) > 0

@@ -113,31 +113,37 @@ def equalities(record) -> list:
 
 
 def test_monks1_first_order_rule_a1_equals_a2():
-    """The issue's claim holds: from GRG's 7 propositional rules of a sigmoid MLP that fits MONK-1, Gyan's
-    LGG of the three "a1 = k and a2 = k -> yes" rules is the single first-order rule a1 = a2 -> yes; the
-    list (5 rules) is still the planted rule on all 432 robots, with GRG's fidelity."""
+    """The issue's claim holds: from GRG's propositional rules of a sigmoid MLP that fits MONK-1, Gyan's LGG
+    of the "a1 = k and a2 = k -> yes" rules is the single first-order rule a1 = a2 -> yes, and the list, no
+    longer than GRG's, is still the planted rule on all 432 robots with GRG's fidelity.  Measured: 7
+    propositional rules, 5 after generalisation (GRG reads only the training robots, so a network that fits
+    them gives these counts; they are not [86]'s claim)."""
     ctx = monks_context(1, "sigmoid")
     record = Gyan(**PARAMS).explain(ctx)
     propositional = GreedyRuleGeneration(**PARAMS).explain(ctx)
     assert equalities(record) == [["a1", "a2"]]
     assert "yes(X) :- a1(X, V0), a2(X, V0)." in record.meta["clauses"]
-    assert record.meta["n_propositional_rules"] == len(propositional.rules) == 7
+    assert record.meta["n_propositional_rules"] == len(propositional.rules)
     assert record.meta["first_order_rules"] == 1
     assert RuleRecovery()(record, ctx)["rule_recovery"] == 1.0, record.text
-    assert RuleSize()(record)["rule_size"] == 5
+    assert RuleSize()(record)["rule_size"] < len(propositional.rules)
     fidelity = Fidelity(n_queries=0)
     assert float(fidelity(record, ctx)["fidelity"]) == float(fidelity(propositional, ctx)["fidelity"])
     assert sum(r["support"] for r in record.rules) == len(ctx.train.y)
 
 
 def test_monks3_no_first_order_rule():
-    """MONK-3 has no equality between attributes to find: Gyan merges one pair of GRG's 15 rules, states no
-    first-order literal, and, as GRG (see test_grg), does not recover the planted rule from a network that
-    memorised the 6 flipped training labels; it keeps GRG's training fidelity (every robot)."""
+    """MONK-3 has no equality between attributes to find: Gyan states no first-order literal, keeps no more
+    rules than GRG gave it (measured: 15 merged to 14), and, as GRG (see test_grg), keeps GRG's
+    training fidelity (every robot), so from a network that memorised the flipped training labels it cannot
+    give the planted rule, which those labels contradict (rule_recovery 0)."""
     ctx = monks_context(3, "sigmoid")
     record = Gyan(**PARAMS).explain(ctx)
+    propositional = GreedyRuleGeneration(**PARAMS).explain(ctx)
     assert equalities(record) == [] and record.meta["first_order_rules"] == 0
-    assert record.meta["n_propositional_rules"] == 15 and len(record.rules) == 14
-    assert RuleRecovery()(record, ctx)["rule_recovery"] == 0.0
+    assert record.meta["n_propositional_rules"] == len(propositional.rules)
+    assert len(record.rules) <= len(propositional.rules)
     train_ok = record.predict(ctx.train.x.numpy()) == predict_classes(ctx.model, ctx.train.x)
     assert train_ok.all()
+    assert len(ctx.train.meta["flipped_train_rows"]) > 0    # and the network fits them (monks_context asserts it)
+    assert RuleRecovery()(record, ctx)["rule_recovery"] == 0.0

@@ -30,6 +30,12 @@ Adaptations, all documented:
   :func:`nnxai.data.shapes.render` and labelled by the CNN; training examples are labelled on their real
   images.  This is TREPAN's query generation carried over faithfully to images.
 
+What follows from the gain criterion: a concept that no single test separates is out of reach.  On MONK-1,
+(a1 = a2) or (a5 = 1), the root splits on a5 = 1, but under a5 != 1 the label is a1 = a2 and every single
+one-hot test has exactly zero information gain there (P(a1 = a2 | a1 = k) = P(a1 = a2) = 1/3), so no test is
+significant and the node stays a leaf; the M-of-N test 2-of-{a1 = k, a2 = k} would gain, but the beam only
+refines a seed that the gain criterion picked (``tests/methods/test_trepan.py`` checks this on the robot space).
+
 The output is a :class:`~nnxai.explanations.RuleSet` with one rule per leaf, whose conditions are the path's
 M-of-N tests (a false branch is written as the complement ``(n-m+1)-of-{NOT l}``), so the rules are mutually
 exclusive and exhaustive; ``tree`` holds ``depth``, ``n_leaves``, ``n_internal``, ``n_queries`` and the nodes.
