@@ -40,3 +40,19 @@ def test_show_prints_unit_images_and_surrogates(tmp_path, capsys):
                            parameters={"w": np.zeros((8, 4)), "b": np.zeros(8)}, meta={"method": "mimic"})
     assert main(["show", str(mimic.save(tmp_path / "s.npz"))]) == 0
     assert "40 parameters in 2 arrays" in capsys.readouterr().out
+
+
+def test_show_prints_mmd_critic_prototypes_and_criticisms(tmp_path, capsys):
+    """MMD-critic [147] selects prototypes and criticisms; `show` prints both, with class and witness."""
+    from nnxai.explanations import Examples
+
+    record = Examples(indices=[5], targets=[1], examples=[[40]], scores=[[0.5]],
+                      extra={"prototypes": [40, 41], "prototype_classes": [1, 0], "prototype_witness": [0.001, -0.002],
+                             "criticisms": [7, 8, 9], "criticism_classes": [0, 1, 1],
+                             "criticism_witness": [0.25, -0.125, 0.0625]},
+                      meta={"method": "mmd_critic", "dataset": "shapes", "model": "baseline"})
+    assert main(["show", str(record.save(tmp_path / "mmd.json")), "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 prototypes (training positions): 40 (class 1, witness +0.001), 41 (class 0, witness -0.002)" in out
+    assert "3 criticisms (training positions): 7 (class 0, witness +0.25), 8 (class 1, witness -0.125), ... 1 more" in out
+    assert "test input 5 (class 1): training examples [40]" in out

@@ -1,8 +1,10 @@
 """``python -m nnxai show FILE``: an explanation record as a person reads it.
 
 Rules print as IF-THEN text, local rules and counterfactuals per explained input, examples as the training
-positions beside each test input, unit concepts and concept scores as tables, unit images as the units they
-show, surrogate models as their architecture, attribution maps as their most relevant features.  The header says which method made the record, on which data set and model.
+positions beside each test input (MMD-critic's [147] prototypes and criticisms first, with their classes and
+witness values), unit concepts and concept scores as tables, unit images as the units they show, surrogate
+models as their architecture, attribution maps as their most relevant features.  The header says which method
+made the record, on which data set and model.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def render(record: Explanation, limit: int = 10) -> str:
                  f"{[round(float(s), 4) for s in list(s_)[:8]]}"
                  for i, t, e, s_ in zip(record.indices, record.targets, record.examples, record.scores)]
         more = len(lines) - limit
-        return "\n".join(lines[:limit] + ([f"... {more} more inputs"] if more > 0 else []))
+        return "\n".join(_selected_examples(record.extra, limit) + lines[:limit]
+                         + ([f"... {more} more inputs"] if more > 0 else []))
     if isinstance(record, UnitConcepts):
         units = sorted(record.units, key=lambda u: -float(u.get("score", 0.0)))
         lines = [f"{u.get('layer')}:{u.get('unit')}  {u.get('concept')}  score {float(u.get('score', 0.0)):.3f}"
@@ -71,6 +74,30 @@ def render(record: Explanation, limit: int = 10) -> str:
                          + ", ".join(f"{j} ({row[j]:+.3g})" for j in top))
         return "\n".join(lines)
     raise ValueError(f"cannot show a {type(record).__name__}")
+
+
+def _selected_examples(extra: dict, limit: int) -> list[str]:
+    """MMD-critic's selection [147]: its prototypes and its criticisms, each as training positions with their
+    classes and witness values (``extra["prototypes"]``, ``extra["criticisms"]``; nothing for other records)."""
+    lines = []
+    for kind in ("prototypes", "criticisms"):
+        positions = list(extra.get(kind) or [])
+        if not positions:
+            continue
+        singular = kind[:-1]
+        classes, witness = list(extra.get(f"{singular}_classes") or []), list(extra.get(f"{singular}_witness") or [])
+        shown = [_selected(p, classes[j] if j < len(classes) else None, witness[j] if j < len(witness) else None)
+                 for j, p in enumerate(positions[:limit])]
+        more = len(positions) - limit
+        lines.append(f"{len(positions)} {kind} (training positions): " + ", ".join(shown)
+                     + (f", ... {more} more" if more > 0 else ""))
+    return lines
+
+
+def _selected(position, cls, witness) -> str:
+    details = [f"class {cls}"] if cls is not None else []
+    details += [f"witness {float(witness):+.3g}"] if witness is not None else []
+    return f"{position} ({', '.join(details)})" if details else str(position)
 
 
 def _short(value) -> str:

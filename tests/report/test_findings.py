@@ -102,3 +102,93 @@ def test_a_conclusion_must_survive_the_seed_replicas():
     rows["shapes", "baseline_seed2", "integrated_gradients", "completeness"] = row(0.06, 0.03, 0.09)
     [(_, cell, measured, verdict)] = [r for r in pub.evaluate(rows) if r[0].key == "completeness-ig"]
     assert cell == "shapes/baseline" and verdict == pub.INCONCLUSIVE and "seed2: inconclusive" in measured
+
+
+# ------------------------------------------------------------------ the active networks' own claims
+def cell(dataset, model, method, metric, numbers):
+    return {(dataset, model, method, metric): row(*numbers)}
+
+
+def verdicts_of(key, rows):
+    """``[(cell, measured, verdict)]`` of the registered finding ``key`` on ``rows``."""
+    return [(c, m, v) for f, c, m, v in pub.evaluate(rows) if f.key == key]
+
+
+@pytest.mark.parametrize("dapr, baseline, verdict", [
+    ((0.8, 0.75, 0.85), (0.6, 0.55, 0.65), pub.REPRODUCED),
+    ((0.2, 0.1, 0.3), (0.7, 0.68, 0.72), pub.NOT_REPRODUCED),
+    ((0.7, 0.6, 0.8), (0.7, 0.68, 0.72), pub.INCONCLUSIVE),
+])
+def test_dapr_attributions_are_compared_with_the_same_explainer_on_the_plain_baseline(dapr, baseline, verdict):
+    """[121]: the prior biases the network's attributions towards the (planted) truth."""
+    rows = {**cell("planted", "dapr", "integrated_gradients", "prior_agreement", dapr),
+            **cell("planted", "baseline", "integrated_gradients", "prior_agreement", baseline),
+            # a sigmoid baseline is built otherwise: never the reference, however it scores
+            **cell("planted", "baseline_sigmoid", "integrated_gradients", "prior_agreement", (0.0, 0.0, 0.0))}
+    [(where, measured, got)] = verdicts_of("dapr-attribution-prior", rows)
+    assert where == "planted/dapr" and got == verdict
+    assert "dapr/integrated_gradients" in measured and "baseline/integrated_gradients" in measured
+
+
+@pytest.mark.parametrize("expo, baseline, verdict", [
+    ((0.01, 0.005, 0.02), (0.05, 0.04, 0.06), pub.REPRODUCED),       # lower error: better fidelity
+    ((0.08, 0.07, 0.09), (0.05, 0.04, 0.06), pub.NOT_REPRODUCED),
+    ((0.05, 0.03, 0.07), (0.05, 0.04, 0.06), pub.INCONCLUSIVE),
+])
+def test_expo_fidelity_is_a_lower_neighbourhood_error_than_the_baselines(expo, baseline, verdict):
+    for explainer in ("lime", "maple"):
+        rows = {**cell("planted", "expo", explainer, "local_fidelity", expo),
+                **cell("planted", "baseline", explainer, "local_fidelity", baseline)}
+        [(where, _, got)] = verdicts_of(f"expo-fidelity-{explainer}", rows)
+        assert where == "planted/expo" and got == verdict
+
+
+def test_expo_is_stated_of_tables_only():
+    rows = {**cell("shapes", "expo", "lime", "local_fidelity", (0.01, 0.005, 0.02)),
+            **cell("shapes", "baseline", "lime", "local_fidelity", (0.05, 0.04, 0.06))}
+    assert verdicts_of("expo-fidelity-lime", rows) == [("—", "not measured in this run", pub.NOT_APPLICABLE)]
+
+
+def test_a_claim_of_no_accuracy_loss_fails_only_when_the_network_is_shown_worse():
+    baseline = cell("planted", "baseline", "model", "accuracy", (0.96, 0.94, 0.98))
+    on_par = {**baseline, **cell("planted", "expo", "model", "accuracy", (0.945, 0.92, 0.96))}
+    worse = {**baseline, **cell("planted", "expo", "model", "accuracy", (0.85, 0.82, 0.88))}
+    assert verdicts_of("expo-accuracy", on_par)[0][2] == pub.REPRODUCED
+    assert verdicts_of("expo-accuracy", worse)[0][2] == pub.NOT_REPRODUCED
+
+
+@pytest.mark.parametrize("quality, verdict", [((1.0,), pub.REPRODUCED), ((0.75,), pub.NOT_REPRODUCED)])
+def test_dualnet_ranking_is_read_once_on_its_own_network(quality, verdict):
+    """[122]: the planted relevant features ranked first; one row per data set, however many baselines."""
+    rows = {**cell("planted", "dualnet", "dualnet", "ranking_quality", quality),
+            **cell("planted", "baseline", "gradient", "ranking_quality", (1.0,)),
+            **cell("planted", "baseline_sigmoid", "gradient", "ranking_quality", (1.0,))}
+    [(where, measured, got)] = verdicts_of("dualnet-relevant-first", rows)
+    assert where == "planted/dualnet" and got == verdict and "other training seed" not in measured
+
+
+@pytest.mark.parametrize("l2x, verdict", [((0.5,), pub.REPRODUCED), ((1.0,), pub.INCONCLUSIVE)])
+def test_dualnet_against_l2x_is_a_strict_comparison_of_one_number_each(l2x, verdict):
+    rows = {**cell("planted", "dualnet", "dualnet", "ranking_quality", (1.0,)),
+            **cell("planted", "baseline", "l2x", "ranking_quality", l2x)}
+    assert verdicts_of("dualnet-vs-l2x", rows)[0][2] == verdict
+
+
+@pytest.mark.parametrize("objects, verdict", [((0.9, 0.85, 0.95), pub.REPRODUCED),
+                                              ((0.1, 0.05, 0.15), pub.NOT_REPRODUCED),
+                                              ((0.2, 0.1, 0.3), pub.INCONCLUSIVE)])
+def test_interpretable_cnn_filters_beat_random_peaks(objects, verdict):
+    """[70]: each filter fires on its part; the reference is a peak placed at random (the chance row)."""
+    rows = {**cell("shapes", "interpretable_cnn", "interpretable_cnn", "part_consistency.objects", objects),
+            **cell("shapes", "interpretable_cnn", "interpretable_cnn", "part_consistency.chance", (0.2,)),
+            **cell("shapes", "baseline", "gradient", "pixel_flipping", (0.1, 0.0, 0.2))}
+    [(where, _, got)] = verdicts_of("interpretable-cnn-parts", rows)
+    assert where == "shapes/interpretable_cnn" and got == verdict
+
+
+def test_an_active_comparison_must_survive_the_baselines_seed_replicas():
+    rows = {**cell("planted", "dapr", "integrated_gradients", "prior_agreement", (0.8, 0.75, 0.85)),
+            **cell("planted", "baseline", "integrated_gradients", "prior_agreement", (0.6, 0.55, 0.65)),
+            **cell("planted", "baseline_seed1", "integrated_gradients", "prior_agreement", (0.8, 0.7, 0.9))}
+    [(_, measured, got)] = verdicts_of("dapr-attribution-prior", rows)
+    assert got == pub.INCONCLUSIVE and "seed1: inconclusive" in measured

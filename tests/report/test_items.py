@@ -17,7 +17,7 @@ def test_tables_and_figures_come_from_the_registry():
     assert set(report.FIGURES) == {"taxonomy3d", "metrics_heatmap", "metrics_overview", "perturbation_curves",
                                    "runtime", "active_vs_baseline", "prototypes", "rule_extractors",
                                    "unit_agreement", "activation_max", "deconv_top9", "influential_examples",
-                                   "prototypes_criticisms"}
+                                   "prototypes_criticisms", "net2vec_iou", "neuron_ranking_ablation", "filter_car_pruning", "mimic_fidelity"}
     assert list(workflow.TABLES) == list(report.TABLES) and list(workflow.FIGURES) == list(report.FIGURES)
     assert list(workflow.DOCUMENTS) == ["results"] and REPORT_ITEMS["results"].formats == ("md", "tex")
     for name, writer in {**report.TABLES, **report.FIGURES}.items():
@@ -28,7 +28,7 @@ def test_tables_and_figures_come_from_the_registry():
         "table2", "table_comparison", "metrics_heatmap", "perturbation_curves", "runtime", "active_vs_baseline",
         "active_summary", "prototypes", "rule_extractors", "unit_agreement", "unit_agreement_summary",
         "activation_max", "deconv_top9", "influential_examples", "prototypes_criticisms", "concept_tests",
-        "results", "metrics_overview"}
+        "results", "metrics_overview", "net2vec_iou", "neuron_ranking_ablation", "filter_car_pruning", "mimic_fidelity"}
 
 
 def test_a_registered_item_joins_the_targets():

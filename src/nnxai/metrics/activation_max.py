@@ -147,8 +147,9 @@ class ActivationReached(Metric):
         if not sel.any():
             return {}
         out = {f"{self.id}.concept_auc": PerInput(aucs[sel]), f"{self.id}.concept_match": PerInput(match[sel])}
-        out.update({f"{self.id}.concept_auc.{k.split('.', 1)[1]}": v
-                    for k, v in _per_regulariser(self.id, units, aucs, sel).items()})
+        for name, values in (("concept_auc", aucs), ("concept_match", match)):
+            out.update({f"{self.id}.{name}.{k.split('.', 1)[1]}": v
+                        for k, v in _per_regulariser(self.id, units, values, sel).items()})
         return out
 
 

@@ -20,12 +20,13 @@ inputs the method did not measure CAR on (the record's ``meta["indices"]`` are l
 them (a seeded sample); each value is a mean over those inputs of ``correct(net) - correct(pruned)``,
 averaged over the layers, with a bootstrap interval.
 
-What we measure (default run, baseline CNNs, k = a quarter of each layer): on ``digits`` the claim holds
-(least 0.11 < random 0.33 < most 0.65); on ``shapes`` it does not (least 0.39 > most 0.20 > random 0.05).
-There the network is 99 % accurate on the 250 held-out images and every single pruning changes at most a few
-of them: most filters have CAR exactly 0 and the "least important" are those whose pruning fixes the one same
-error (CAR -1/250), all pushing the same class, so pruning a quarter of them at once tips every input to the
-other class.  The paper's greedy re-ranking after each removal would avoid that; a one-shot ranking cannot.
+Where the one-shot ranking can fail (the measured values: ``paper/results.md`` and the figure
+``filter_car_pruning``): on a network that is nearly always right on the held-out images (the ``shapes``
+baseline), every single pruning changes at most a few predictions, so most filters have CAR exactly 0 and the
+"least important" ones are those whose pruning fixes the one same error (a negative CAR), all pushing the same
+class; pruning a quarter of them at once can then tip many inputs to the other class, and the least-CAR drop
+exceed the random one.  The paper's greedy re-ranking after each removal would avoid that; a one-shot ranking
+cannot.
 """
 
 from __future__ import annotations

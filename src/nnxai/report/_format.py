@@ -169,3 +169,60 @@ def mixed_tex(text: str) -> str:
     r"""LaTeX of a text with ``$...$`` math spans: text escaped with :func:`latex_escape`, math verbatim."""
     parts = text.split("$")
     return "$".join(part if i % 2 else latex_escape(part) for i, part in enumerate(parts))
+
+
+# ----------------------------------------------------------------------------- rules in attribute form
+NOT_EQUAL = "≠"
+
+
+def attribute_literal(lit: dict, names: list, binary: frozenset[int]) -> str | None:
+    """An axis-parallel test on a 0/1 column named ``attribute=value`` in attribute form, else ``None``.
+
+    On a column that holds only 0 and 1, ``x > t`` with ``0 <= t < 1`` holds exactly where the column is 1 and
+    ``x <= t`` exactly where it is 0; for the one-hot MONK inputs ``a1=3 > 0.5`` is therefore ``a1=3`` and
+    ``a1=3 <= 0.5`` is ``a1≠3``, the attribute notation of Thrun et al.'s report and of the planted rules
+    (:mod:`nnxai.data.monks`); shapes' binary concepts read ``texture≠stripes`` the same way.  Which columns
+    are 0/1 is read from the prepared data (``binary``), not assumed; any other test keeps its threshold.
+    """
+    if "feature" not in lit or int(lit["feature"]) not in binary:
+        return None
+    name, threshold = str(names[int(lit["feature"])]), float(lit["threshold"])
+    if "=" not in name or not 0.0 <= threshold < 1.0:
+        return None
+    attribute, value = name.split("=", 1)
+    return f"{attribute}={value}" if lit["op"] == ">" else f"{attribute}{NOT_EQUAL}{value}"
+
+
+def readable_literal(lit: dict, names: list, binary: frozenset[int]) -> str:
+    """A literal as the results document prints it: attribute form where exact (:func:`attribute_literal`),
+    one-hot indicators in an oblique test as ``[a1=2]`` (the notation of the fuzzy rules [87]), else the
+    record's own text (:func:`nnxai.explanations.records.literal_text`)."""
+    from nnxai.explanations.records import literal_text
+
+    short = attribute_literal(lit, names, binary)
+    if short is not None:
+        return short
+    if "weights" in lit:
+        names = [f"[{n}]" if "=" in str(n) else str(n) for n in names]
+    return literal_text(lit, names)
+
+
+def readable_condition(cond: dict, names: list, binary: frozenset[int]) -> str:
+    """A condition: one literal, or TREPAN's / M-of-N's ``m-of-{...}`` test [82], [89]."""
+    literals = [readable_literal(lit, names, binary) for lit in cond["literals"]]
+    if len(literals) == 1 and cond["m"] == 1:
+        return literals[0]
+    return f"{cond['m']}-of-{{{', '.join(literals)}}}"
+
+
+def readable_rules(record, binary: frozenset[int]) -> list[str]:
+    """The lines of a rule set, every rule whole: a decision list (``inference`` None) rule by rule in
+    attribute form, then its ``ELSE``; a rule set with its own inference (the fuzzy system of [87], the
+    partial substitute of [80]) as the text its method wrote, which only that method can phrase."""
+    if record.inference is not None:       # the partial substitute writes ``a5!=1``: one notation in the table
+        return [line.replace("!=", NOT_EQUAL) for line in record.text.splitlines()]
+    lines = []
+    for rule in record.rules:
+        parts = [readable_condition(c, record.feature_names, binary) for c in rule["conditions"]] or ["true"]
+        lines.append(f"IF {' AND '.join(parts)} THEN {record.class_name(rule['prediction'])}")
+    return lines + [f"ELSE {record.class_name(record.default)}"]

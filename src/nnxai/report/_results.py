@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nnxai import registry
 from nnxai.data import DATASETS
-from nnxai.paths import MODEL_ROW
+from nnxai.data.splits import SPLITS
+from nnxai.paths import MODEL_ROW, prepared_path
 from nnxai.taxonomy import ExplanationType
 
 ALL_CSV = "data/metrics/all.csv"
@@ -120,3 +123,33 @@ def dataset_kind(name: str) -> str:
 def format_value(value: float) -> str:
     """Two significant digits, blank for NaN: the annotation of a heatmap cell."""
     return "" if pd.isna(value) else f"{value:.2g}"
+
+
+#: The prepared array a rule set's ``feature_space`` reads (:class:`nnxai.explanations.RuleSet`).
+FEATURE_ARRAYS = {"inputs": "x", "concepts": "concepts"}
+
+
+def binary_columns(workdir: Path, dataset: str, feature_space: str, n_features: int) -> frozenset[int]:
+    """The columns of ``dataset``'s ``feature_space`` that hold only 0 and 1 in every prepared split: the
+    one-hot MONK inputs, shapes' binary concepts.  A rule's threshold on such a column is an attribute test
+    (:func:`nnxai.report._format.attribute_literal`).  Empty when the splits are missing or their array does
+    not have ``n_features`` columns: then no test is rewritten."""
+    return _binary_columns(str(Path(workdir).resolve()), dataset, feature_space, n_features)
+
+
+@lru_cache(maxsize=32)
+def _binary_columns(workdir: str, dataset: str, feature_space: str, n_features: int) -> frozenset[int]:
+    key = FEATURE_ARRAYS.get(feature_space)
+    binary = np.ones(n_features, dtype=bool)
+    for split in SPLITS:
+        path = Path(workdir) / prepared_path(dataset, split)
+        if key is None or not path.is_file():
+            return frozenset()
+        with np.load(path, allow_pickle=False) as data:
+            if key not in data.files:
+                return frozenset()
+            values = data[key]
+        if values.ndim != 2 or values.shape[1] != n_features:
+            return frozenset()
+        binary &= ((values == 0) | (values == 1)).all(axis=0)
+    return frozenset(int(j) for j in np.flatnonzero(binary))

@@ -17,6 +17,13 @@ A finding is checked on every baseline network of the run that has its numbers (
 sets, ``baseline``/``baseline_sigmoid`` on the tables), one row each; one its paper states of image networks
 (:attr:`Finding.images_only`) on the image sets only.  A finding that does not reproduce is
 a result: the table says so, nothing is tuned until it does.
+
+The active methods' own claims (survey Sec. IV; :attr:`Finding.network`) are checked on the network trained
+with the method: against the plain ``baseline`` it is built like (and its seed replicas, where they measured
+it) when the paper claims an improvement over an unregularised network (:func:`network_higher`,
+:func:`network_lower`, :func:`network_not_lower`), or alone, once per data set, when it claims a property of
+the network (:func:`on_network`).  Where the paper states its claim of tables (ExpO [120]: its Alg. 1 is
+not applied to images) it is checked on the tables only (:attr:`Finding.tables_only`).
 """
 
 from __future__ import annotations
@@ -82,18 +89,23 @@ Verdict = tuple[str, str]          # (measured, verdict)
 Check = Callable[[Results, str, str], Verdict | None]
 
 
+def _order(x: Interval, y: Interval, x_above: bool) -> str:
+    """Reproduced when x's interval lies wholly on the stated side of y's, not reproduced when wholly on the
+    other, inconclusive when they overlap."""
+    (xl, xh), (yl, yh) = bounds(x), bounds(y)
+    if not x_above:                           # x below y: mirror both intervals
+        (xl, xh), (yl, yh) = (-xh, -xl), (-yh, -yl)
+    return REPRODUCED if xl > yh else NOT_REPRODUCED if xh < yl else INCONCLUSIVE
+
+
 def _ordered(metric: str, a: str, b: str, b_metric: str | None, a_above: bool) -> Check:
     def check(results, dataset, model):
         x = interval(results, dataset, model, a, metric)
         y = interval(results, dataset, model, b if b_metric is None else a, b_metric or metric)
         if x is None or y is None:
             return None
-        (xl, xh), (yl, yh) = bounds(x), bounds(y)
-        if not a_above:                       # a below b: mirror both intervals
-            (xl, xh), (yl, yh) = (-xh, -xl), (-yh, -yl)
-        verdict = REPRODUCED if xl > yh else NOT_REPRODUCED if xh < yl else INCONCLUSIVE
         other = b if b_metric is None else b_metric.rsplit(".", 1)[-1]
-        return f"{a} {x.text()} vs {other} {y.text()}", verdict
+        return f"{a} {x.text()} vs {other} {y.text()}", _order(x, y, a_above)
     return check
 
 
@@ -169,6 +181,57 @@ def concepts_not_significant(method: str, prefix: str) -> Check:
     return check
 
 
+# --------------------------------------------------------------- the active networks' own claims (Sec. IV)
+def plain_baseline(model: str) -> bool:
+    """The baseline an active network is compared with: ``baseline`` (or a seed replica of it), which shares
+    the active networks' architecture and ReLU; ``baseline_sigmoid`` does not, so it is not compared."""
+    return model == "baseline" or re.fullmatch(r"baseline_seed\d+", model) is not None
+
+
+def on_network(check: Check, network: str) -> Check:
+    """``check`` read on the active ``network``'s rows, once per data set (on the row of its ``baseline``):
+    a claim about the network alone, which no baseline seed replica can change."""
+    return lambda results, dataset, model: check(results, dataset, network) if model == "baseline" else None
+
+
+def _across(metric: str, network: str, method: str, baseline_method: str | None, network_above: bool) -> Check:
+    def check(results, dataset, model):
+        if not plain_baseline(model):
+            return None
+        other = baseline_method or method
+        x = interval(results, dataset, network, method, metric)
+        y = interval(results, dataset, model, other, metric)
+        if x is None or y is None:
+            return None
+        return f"{network}/{method} {x.text()} vs {model}/{other} {y.text()}", _order(x, y, network_above)
+    return check
+
+
+def network_higher(metric: str, network: str, method: str, baseline_method: str | None = None) -> Check:
+    """The active ``network`` scores higher on ``metric`` of ``method`` than the plain baseline does (of
+    ``baseline_method``, by default the same method): the intervals decide as in :func:`higher`."""
+    return _across(metric, network, method, baseline_method, network_above=True)
+
+
+def network_lower(metric: str, network: str, method: str, baseline_method: str | None = None) -> Check:
+    """The mirror of :func:`network_higher`."""
+    return _across(metric, network, method, baseline_method, network_above=False)
+
+
+def network_not_lower(metric: str, network: str, method: str) -> Check:
+    """A claim of no loss (e.g. of accuracy): not reproduced only when the active network's interval lies
+    wholly below the plain baseline's, reproduced otherwise (the form of :func:`not_better_than_random`)."""
+    def check(results, dataset, model):
+        if not plain_baseline(model):
+            return None
+        x, y = interval(results, dataset, network, method, metric), interval(results, dataset, model, method, metric)
+        if x is None or y is None:
+            return None
+        return (f"{network} {x.text()} vs {model} {y.text()}",
+                NOT_REPRODUCED if bounds(x)[1] < bounds(y)[0] else REPRODUCED)
+    return check
+
+
 @dataclass(frozen=True)
 class Finding:
     """One published statement, where it is published, and the rule that checks it on a run."""
@@ -179,6 +242,8 @@ class Finding:
     rule: str            #: the rule, in words (the :attr:`check` function, exactly)
     check: Check
     images_only: bool = False   #: the paper states it of image networks: checked on the image sets only
+    tables_only: bool = False   #: the paper states it of tabular data: checked on the tables only
+    network: str | None = None  #: the active network (survey Sec. IV) it is stated of; None: the baselines
 
 
 FINDINGS: tuple[Finding, ...] = (
@@ -293,14 +358,62 @@ FINDINGS: tuple[Finding, ...] = (
             "Ablating the top-ranked neurons hurts the probe more than ablating random ones",
             "ablation_drop (top minus random) above 0 (whole interval)",
             above("ablation_drop", "neuron_ranking", 0.0)),
+    # the active networks' own claims: the network against the plain baseline, or alone (Finding.network)
+    Finding("dapr-attribution-prior", "[121] Weinberger et al.",
+            "The jointly trained attribution prior biases the network to have attributions like the prior: where "
+            "the prior knowledge is right, the network's attributions agree with the true importance better "
+            "than an unregularised network's",
+            "prior_agreement (per-input Spearman ρ of |map| with the planted importance) of integrated_gradients "
+            "on the dapr network above the same on the baseline (intervals disjoint; one explainer on both "
+            "networks: DAPr's own expected gradients run on the dapr network only, integrated gradients is "
+            "their single-reference form)",
+            network_higher("prior_agreement", "dapr", "integrated_gradients"), network="dapr"),
+    Finding("expo-fidelity-lime", "[120] Plumb et al.",
+            "Regularising for neighbourhood fidelity (ExpO-Fidelity) makes LIME's local linear explanations "
+            "fit the network better near each input than on the unregularised network",
+            "local_fidelity (the neighbourhood MSE) of lime on the expo network below the same on the "
+            "baseline (intervals disjoint)",
+            network_lower("local_fidelity", "expo", "lime"), tables_only=True, network="expo"),
+    Finding("expo-fidelity-maple", "[120] Plumb et al.",
+            "ExpO-Fidelity makes MAPLE's local explanations fit the network better near each input too",
+            "local_fidelity of maple on the expo network below the same on the baseline (intervals disjoint)",
+            network_lower("local_fidelity", "expo", "maple"), tables_only=True, network="expo"),
+    Finding("expo-accuracy", "[120] Plumb et al.",
+            "ExpO improves the explanations at little or no cost in accuracy",
+            "not reproduced only if the expo network's test-accuracy interval lies wholly below the baseline's",
+            network_not_lower("accuracy", "expo", "model"), tables_only=True, network="expo"),
+    Finding("dualnet-relevant-first", "[122] Wojtas & Chen",
+            "On synthetic data with a planted relevant subset, the selector's population-wise ranking puts "
+            "the relevant features first",
+            "ranking_quality (share of the k planted features among the k top-ranked) of dualnet's own "
+            "ranking above 0.99, i.e. all k (one ranking: no interval)",
+            on_network(above("ranking_quality", "dualnet", 0.99), "dualnet"), network="dualnet"),
+    Finding("dualnet-vs-l2x", "[122] Wojtas & Chen",
+            "Dual-net's population-wise ranking finds the relevant features better than L2X's instance-wise "
+            "selection",
+            "ranking_quality of dualnet's ranking above l2x's on the baseline (one number each: a tie is "
+            "inconclusive)",
+            network_higher("ranking_quality", "dualnet", "dualnet", baseline_method="l2x"), network="dualnet"),
+    Finding("interpretable-cnn-parts", "[70] Zhang et al.",
+            "Each filter of the interpretable conv-layer represents one object part: it fires on that part "
+            "across images",
+            "part_consistency.objects (share of an object filter's top images whose peak lies in its part) "
+            "above part_consistency.chance (peaks placed at random; intervals disjoint).  The paper's "
+            "comparison with an ordinary CNN's filters is not measured: the metric runs on this network only",
+            on_network(higher("part_consistency.objects", "interpretable_cnn", "interpretable_cnn",
+                              b_metric="part_consistency.chance"), "interpretable_cnn"),
+            images_only=True, network="interpretable_cnn"),
 )
 
 
-def _cells(results: Results, images_only: bool) -> list[tuple[str, str]]:
+def _cells(results: Results, finding: Finding) -> list[tuple[str, str]]:
     from nnxai.data import DATASETS
 
-    return sorted({(d, m) for d, m, _, _ in results if m in BASELINES
-                   and (not images_only or d in DATASETS and DATASETS[d].kind == "image")})
+    def kind_fits(dataset):
+        kind = DATASETS[dataset].kind if dataset in DATASETS else None
+        return not (finding.images_only and kind != "image" or finding.tables_only and kind == "image")
+
+    return sorted({(d, m) for d, m, _, _ in results if m in BASELINES and kind_fits(d)})
 
 
 def seed_replicas(results: Results, dataset: str) -> list[str]:
@@ -329,10 +442,11 @@ def _with_seeds(finding: Finding, results: Results, dataset: str, model: str) ->
 def evaluate(results: Results) -> list[tuple[Finding, str, str, str]]:
     """``(finding, cell, measured, verdict)`` for every finding on every baseline cell that has its
     numbers (checked again on the cell's seed replicas, :func:`_with_seeds`); one ``not applicable`` row
-    for a finding no cell has."""
+    for a finding no cell has.  A finding stated of an active network is shown as that network's cell (its
+    measurement names the baseline it was compared with)."""
     rows = []
     for finding in FINDINGS:
-        found = [(f"{d}/{m}", *out) for d, m in _cells(results, finding.images_only)
+        found = [(f"{d}/{finding.network or m}", *out) for d, m in _cells(results, finding)
                  if (out := _with_seeds(finding, results, d, m)) is not None]
         rows += [(finding, cell, measured, verdict) for cell, measured, verdict in found] or \
             [(finding, "—", "not measured in this run", NOT_APPLICABLE)]

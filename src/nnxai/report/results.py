@@ -14,8 +14,9 @@ fails if a README block differs from it.
 
 Sections (:data:`SECTIONS`): test accuracy of every trained model; the attribution metrics on
 ``shapes``/``baseline``; per-input scores of the other explanation types; the actively regularised networks
-against the baseline; the rule extractors on the planted rules; hidden semantics and explanation by
-example; the concept tests pair by pair.
+against the baseline (an own explanation without a score says why); the rule extractors on the planted
+rules, whole and in attribute form (``a1≠3``); hidden semantics and explanation by example, with the scores
+against shapes' planted concepts; the concept tests pair by pair.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from pathlib import Path
 from nnxai import registry
 from nnxai.intervals import LEVEL
 from nnxai.io import atomic_write_text
-from nnxai.report._format import latex_escape
+from nnxai.report._format import latex_escape, readable_rules
 from nnxai.report._items import report_item
+from nnxai.report._results import binary_columns
 
 NAME = "results"
 Results = dict[tuple[str, str, str, str], dict]
@@ -58,11 +60,34 @@ STRUCTURED_ROWS = (
 OWN_EXCLUDED = ("runtime",)
 #: Where the rule section reads each method's rules: the sets whose labelling rule is planted.
 RULE_DATASETS = ("monks1", "monks3", "shapes")
-LOCAL_RULE_METRICS = ("precision", "coverage", "validity", "pp_pn_validity", "flip_rate", "edits_to_flip",
-                      "gate_sparsity", "path_fidelity", "cost", "rule_size")
-LINE = 160   #: characters of one rule shown in a table cell (the record holds it whole)
+#: The scores of the local rule table: the partial substitute's coverage beside the hybrid's accuracy shows
+#: its trade-off [80]; DACE's plausibility (its LOF term [79]) beside its cost.
+LOCAL_RULE_METRICS = ("precision", "coverage", "hybrid_accuracy", "validity", "pp_pn_validity", "flip_rate",
+                      "edits_to_flip", "gate_sparsity", "path_fidelity", "cost", "plausibility", "rule_size")
+#: Rules of a long rule set shown whole in a table cell (our choice, to keep a row on a page); the rest are
+#: counted and ``python -m nnxai show`` prints the record whole.
+RULES_SHOWN = 6
 #: The plain networks whose hidden-semantics and example scores are shown (the variants: all.csv).
 HIDDEN_EXAMPLE_CELLS = (("shapes", "baseline"), ("digits", "baseline"), ("causal", "baseline"))
+#: The network whose hidden semantics are set against the data generator's planted concepts (shapes' masks,
+#: concept table and labelling rule).
+PLANTED_CONCEPT_CELL = ("shapes", "baseline")
+#: Activation maximisation against the planted concepts, per regulariser (nnxai.metrics.activation_max):
+#: (metric key, column title).
+ACTIVATION_CONCEPT_COLUMNS = (
+    ("activation_reached.concept_auc", "AUC of the unit's concept on real images ↑"),
+    ("activation_reached.concept_match", "units whose concept is their best ↑"),
+    ("class_confidence.rule", "class images the planted rule gives their class ↑"),
+)
+#: Other scores against the planted truth: (method, metric key, what it measures).
+PLANTED_TRUTH_ROWS = (
+    ("mimic", "fidelity.label_accuracy", "accuracy of the mimic model on the true (planted-rule) labels"),
+)
+#: Own-explanation scores that a method fixes by its construction, and why (shown with the value, never hidden).
+BY_CONSTRUCTION = {
+    ("protopnet", "prototype_closeness"): "0 by construction: the push projects every prototype onto a latent "
+                                          "patch of a training image ([123] Sec. 2.2)",
+}
 
 
 def read(workdir: Path) -> Results:
@@ -169,13 +194,67 @@ def active_section(results: Results, workdir: Path) -> str:
             if row is None:
                 continue
             base = results.get((dataset, "baseline", "model", "accuracy"))
-            own = [(k[3], r) for k, r in sorted(results.items())
-                   if k[:3] == (dataset, variant, variant) and k[3] not in OWN_EXCLUDED]
-            own_text = "; ".join(f"`{metric}` {cell(r, 3)}" for metric, r in own) or "—"
+            own_text = _own_explanation(results, workdir, dataset, variant)
             c = compared.get((dataset, variant))
             passive = f"{c.better} / {c.worse} / {c.same}" if c is not None else "—"
             lines.append(f"| {dataset} | {variant} | {cell(row, 3)} ({cell(base, 3)}) | {own_text} | {passive} |")
     return "\n".join(lines)
+
+
+def _own_explanation(results: Results, workdir: Path, dataset: str, variant: str) -> str:
+    """The scores of a variant's own explanation, each with what its construction fixes
+    (:data:`BY_CONSTRUCTION`); where it has none, why not (:func:`_why_no_own`)."""
+    own = [(k[3], r) for k, r in sorted(results.items())
+           if k[:3] == (dataset, variant, variant) and k[3] not in OWN_EXCLUDED]
+    if not own:
+        return f"n.a.: {_why_no_own(dataset, variant)}"
+    return "; ".join(f"`{metric}` {cell(r, 3)}{_construction_note(workdir, dataset, variant, metric)}"
+                     for metric, r in own)
+
+
+def _why_no_own(dataset: str, variant: str) -> str:
+    """Why a variant's own explanation has no score here: no explanation of its own (a sparsity penalty), or
+    the reasons its catalogue metrics give (:meth:`nnxai.metrics.base.Metric.why_not`), e.g. no concept masks."""
+    from nnxai.data import DATASETS
+    from nnxai.metrics.base import metrics
+
+    if not registry.is_implemented(variant):
+        return "a weight penalty, no explanation of its own"
+    method_cls, info, known = registry.get(variant), DATASETS.get(dataset), metrics()
+    reasons: dict[str, list[str]] = {}
+    for metric in method_cls.spec.judged_by:
+        metric_cls = known.get(metric)
+        if metric_cls is None or info is None or method_cls.record_type.kind not in metric_cls.kinds:
+            continue
+        why = metric_cls.why_not(method_cls, info)
+        if why:
+            reasons.setdefault(why, []).append(f"`{metric}`")
+    if not reasons:
+        return "this run computed none of its metrics"
+    return "; ".join(f"{why} ({', '.join(names)})" for why, names in reasons.items())
+
+
+def _construction_note(workdir: Path, dataset: str, variant: str, metric: str) -> str:
+    """`` (why the value is what it is)`` for a score :data:`BY_CONSTRUCTION` fixes, with the value the
+    training record holds from before the construction (ProtoPNet: how far the push moved the prototypes)."""
+    why = BY_CONSTRUCTION.get((variant, metric))
+    if why is None:
+        return ""
+    moved = _push_distance(workdir, dataset, variant)
+    before = "" if moved is None else (
+        f"; before the push the prototypes lay {moved:.3f} (mean squared latent distance) from their nearest "
+        f"training patch of their class, `mean_distance_moved` in `data/checkpoints/{dataset}/{variant}.json`")
+    return f" ({why}{before})"
+
+
+def _push_distance(workdir: Path, dataset: str, variant: str) -> float | None:
+    """``mean_distance_moved`` of the push in the training record's last epoch (None where absent)."""
+    try:
+        record = json.loads((Path(workdir) / "data" / "checkpoints" / dataset / f"{variant}.json").read_text())
+        history = record["history"]
+        return float(history[-1]["active"]["mean_distance_moved"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def _rule_model(workdir: Path, dataset: str, method: str, suffix: str = ".json") -> str | None:
@@ -185,16 +264,33 @@ def _rule_model(workdir: Path, dataset: str, method: str, suffix: str = ".json")
     return None
 
 
-def _short(text: str, lines: int = 4) -> str:
-    rows = text.splitlines()
-    cut = lambda r: r if len(r) <= LINE else r[:LINE - 1] + "…"      # an M-of-N chain can run for a page
-    shown = "<br>".join(cut(r).replace("|", "\\|") for r in rows[:lines])
-    return shown + (f"<br>… ({len(rows)} lines)" if len(rows) > lines else "")
+def _record_path(dataset: str, model: str, method: str) -> str:
+    return f"data/explanations/{dataset}/{model}/{method}.json"
+
+
+def _rules_cell(record, workdir: Path, dataset: str, model: str, method: str) -> str:
+    """A rule set as a table cell, one code span per rule, every rule whole and in attribute form
+    (:func:`nnxai.report._format.readable_rules`); beyond :data:`RULES_SHOWN` rules the first ones, a count of
+    the rest with the ``nnxai show`` command that prints them, and the decision list's ``ELSE``."""
+    binary = binary_columns(workdir, dataset, record.feature_space, len(record.feature_names))
+    lines = readable_rules(record, binary)
+    tail = lines[-1:] if record.inference is None else []       # a decision list's default closes it
+    body = lines[:len(lines) - len(tail)]
+    if len(body) > RULES_SHOWN + 1:
+        more = f"… {len(body) - RULES_SHOWN} more {'rules' if tail else 'lines'}: " \
+               f"`python -m nnxai show {_record_path(dataset, model, method)}`"
+        return "<br>".join([_code(line) for line in body[:RULES_SHOWN]] + [more] + [_code(line) for line in tail])
+    return "<br>".join(_code(line) for line in lines)
+
+
+def _code(text: str) -> str:
+    """A code span of a table cell: rules hold ``*`` and ``|`` that Markdown would read as emphasis and columns."""
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
 def rules_section(results: Results, workdir: Path) -> str:
     """What every rule method extracted on the sets with a planted rule (MONK-1, MONK-3, shapes' concepts):
-    the rules as text (from the run's explanation files), whether they are the planted rule, their fidelity
+    the rules whole, in attribute form where exact (:func:`_rules_cell`), whether they are the planted rule, their fidelity
     (interval over the test split: MONK's whole 432-robot space) and their size; then one explained input of
     each local rule method with its scores."""
     from nnxai.explanations import load_explanation
@@ -212,36 +308,47 @@ def rules_section(results: Results, workdir: Path) -> str:
             model = _rule_model(workdir, dataset, spec.id)
             if model is None:
                 continue
-            record = load_explanation(workdir / "data" / "explanations" / dataset / model / f"{spec.id}.json")
+            record = load_explanation(workdir / _record_path(dataset, model, spec.id))
             get = lambda metric: results.get((dataset, model, spec.id, metric))
             recovered = get("rule_recovery")
             rec = ("yes" if number(recovered["value"]) == 1 else "no") if recovered else ""
-            lines.append(f"| {spec.id} | {dataset} / {model} | {_short(record.text)} | {rec} | "
+            rules = _rules_cell(record, workdir, dataset, model, spec.id)
+            lines.append(f"| {spec.id} | {dataset} / {model} | {rules} | {rec} | "
                          f"{cell(get('fidelity'), 3)} | {cell(get('rule_size') or get('n_leaves'), 0)} |")
     local = [s for s in specs if Scope.GLOBAL not in s.scopes
-             and any(k[2] == s.id and k[0] in ("monks1", "shapes") for k in results)]
+             and any(k[2] == s.id and k[0] in RULE_DATASETS for k in results)]
     if local:
-        lines += ["", "Local and semi-local rule methods: the first explained input of each, and the scores over "
-                  f"all explained inputs ({LEVEL:.0%} interval):", "",
+        lines += ["", "Local and semi-local rule methods: the first explained input of each (a semi-local rule set: "
+                  f"its rules), and the scores over all explained inputs ({LEVEL:.0%} interval):", "",
                   "| method | data set / model | first explained input | scores |", "|---|---|---|---|"]
         for spec in local:
-            for dataset in ("monks1", "shapes"):
-                model = _rule_model(workdir, dataset, spec.id) if dataset != "shapes" else (
-                    "baseline" if (workdir / "data/explanations/shapes/baseline" / f"{spec.id}.json").is_file()
-                    else None)
-                if model is None:
-                    continue
-                record = load_explanation(workdir / "data" / "explanations" / dataset / model / f"{spec.id}.json")
-                first = record.to_text().splitlines()[0] if hasattr(record, "explanations") else _short(record.text, 2)
-                scores = "; ".join(f"`{m}` {cell(results[(dataset, model, spec.id, m)], 3)}"
-                                   for m in LOCAL_RULE_METRICS if (dataset, model, spec.id, m) in results)
-                lines.append(f"| {spec.id} | {dataset} / {model} | {first.replace('|', '/')} | {scores or '—'} |")
+            for dataset in RULE_DATASETS:
+                lines += _local_rule_rows(results, workdir, spec.id, dataset)
     return "\n".join(lines)
+
+
+def _local_rule_rows(results: Results, workdir: Path, method: str, dataset: str) -> list[str]:
+    """The local table's row of ``method`` on ``dataset`` (none where it did not run there)."""
+    from nnxai.explanations import LocalRules, load_explanation
+
+    model = _rule_model(workdir, dataset, method) if dataset != "shapes" else (
+        "baseline" if (workdir / _record_path("shapes", "baseline", method)).is_file() else None)
+    if model is None:
+        return []
+    record = load_explanation(workdir / _record_path(dataset, model, method))
+    if isinstance(record, LocalRules):
+        first = record.to_text().splitlines()[0].replace("|", "/")
+    else:
+        first = _rules_cell(record, workdir, dataset, model, method)
+    scores = "; ".join(f"`{m}` {cell(results[(dataset, model, method, m)], 3)}"
+                       for m in LOCAL_RULE_METRICS if (dataset, model, method, m) in results)
+    return [f"| {method} | {dataset} / {model} | {first} | {scores or '—'} |"]
 
 
 def hidden_examples_section(results: Results, workdir: Path) -> str:
     """Every score of every hidden-semantics and example method on the plain networks (with its interval
-    where it is a mean over inputs or units), and the unit-by-unit agreement with Network Dissection."""
+    where it is a mean over inputs or units), the scores against the planted concepts
+    (:func:`planted_concepts_lines`), and the unit-by-unit agreement with Network Dissection."""
     from nnxai.report.unit_agreement import agreement_rows, table_rows
     from nnxai.taxonomy import ExplanationType
 
@@ -259,6 +366,8 @@ def hidden_examples_section(results: Results, workdir: Path) -> str:
             for key in keys:
                 row = results[dataset, model, method, key]
                 lines.append(f"| {dataset} | {method} | `{key}` | {cell(row, 3)} | {row.get('n', '')} |")
+    planted = planted_concepts_lines(results, workdir, *PLANTED_CONCEPT_CELL)
+    lines += ["", *planted] if planted else []
     agreement = table_rows(agreement_rows(workdir))
     if agreement:
         lines += ["", "Unit concept labels against Network Dissection (`paper/tables/unit_agreement_summary.md`):", "",
@@ -266,6 +375,75 @@ def hidden_examples_section(results: Results, workdir: Path) -> str:
         lines += [f"| {r['Data set']} | {r['Method']} | {r['Units']} | {r['Agreement']} | {r['On detectors']} | "
                   f"{r['Chance']} |" for r in agreement if r["Model"] == "baseline"]
     return "\n".join(lines)
+
+
+def planted_concepts_lines(results: Results, workdir: Path, dataset: str, model: str) -> list[str]:
+    """The hidden-semantics scores against the data generator's planted concepts: activation maximisation per
+    regulariser, Net2Vec [99] concept by concept, and :data:`PLANTED_TRUTH_ROWS`; values with their interval
+    where they are means."""
+    head = [f"Against the planted concepts (`{dataset}`/`{model}`: the generator's concept masks, concept table "
+            f"and labelling rule; {LEVEL:.0%} interval where a value is a mean over units, images or inputs; empty: "
+            "not measured per regulariser):"]
+    parts = [_activation_concept_table(results, dataset, model),
+             _net2vec_concept_table(results, workdir, dataset, model), _planted_truth_table(results, dataset, model)]
+    parts = [p for p in parts if p]
+    if not parts:
+        return []
+    return head + [line for part in parts for line in ["", *part]]
+
+
+def _activation_concept_table(results: Results, dataset: str, model: str) -> list[str]:
+    """Activation maximisation's concept scores, all images and per regulariser (``<key>.<regulariser>``)."""
+    found = {key for (d, m, x, key) in results if (d, m, x) == (dataset, model, "activation_max")}
+    regularisers = sorted({key[len(base) + 1:] for base, _ in ACTIVATION_CONCEPT_COLUMNS for key in found
+                           if key.startswith(base + ".") and "." not in key[len(base) + 1:]})
+    if not any(base in found for base, _ in ACTIVATION_CONCEPT_COLUMNS):
+        return []
+    lines = ["| activation_max regulariser | " + " | ".join(t for _, t in ACTIVATION_CONCEPT_COLUMNS) + " |",
+             "|---|" + "---|" * len(ACTIVATION_CONCEPT_COLUMNS)]
+    for name, suffix in [("all", ""), *((r, "." + r) for r in regularisers)]:
+        cells = [cell(results.get((dataset, model, "activation_max", base + suffix)), 3)
+                 for base, _ in ACTIVATION_CONCEPT_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _net2vec_concept_table(results: Results, workdir: Path, dataset: str, model: str) -> list[str]:
+    """Net2Vec's held-out IoU per concept at its headline layer, multi-filter vs best single filter (the
+    record's ``meta["scores"]``; one value per concept), under the means over concepts of all.csv."""
+    from nnxai.explanations import load_explanation
+
+    path = workdir / _record_path(dataset, model, "net2vec")
+    if not path.is_file():
+        return []
+    meta = load_explanation(path).meta
+    headline = meta.get("headline_layer")
+    per_concept = (meta.get("scores") or {}).get(headline) or {}
+    get = lambda key: results.get((dataset, model, "net2vec", key))
+    lines = [f"| net2vec concept (`{headline}`) | multi-filter IoU ↑ | best single filter IoU | gain ↑ |",
+             "|---|---|---|---|",
+             f"| mean over concepts | {cell(get('concept_seg_iou'), 3)} | {cell(get('concept_seg_iou.single'), 3)} | "
+             f"{cell(get('single_vs_multi_filter_gain'), 3)} |"]
+    for concept, entry in per_concept.items():
+        multi, single = _float_or_none(entry.get("seg_iou")), _float_or_none(entry.get("single_iou"))
+        gain = None if multi is None or single is None else multi - single
+        lines.append(f"| {concept} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in (multi, single, gain))
+                     + " |")
+    return lines
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _planted_truth_table(results: Results, dataset: str, model: str) -> list[str]:
+    rows = [(method, key, what, results[dataset, model, method, key]) for method, key, what in PLANTED_TRUTH_ROWS
+            if (dataset, model, method, key) in results]
+    if not rows:
+        return []
+    return ["| method | metric | what it measures | value | n |", "|---|---|---|---|---|",
+            *(f"| {method} | `{key}` | {what} | {cell(row, 3)} | {row.get('n', '')} |"
+              for method, key, what, row in rows)]
 
 
 def concepts_section(results: Results, workdir: Path) -> str:

@@ -17,7 +17,9 @@ whose units carry a ``concept``:
   ``sum_c p_A(c) p_ND(c)`` over the shared units (the chance term of Cohen's kappa).
 
 A record with several entries per unit (activation maximisation: one image per regulariser) is compared per
-variant (its units' ``regulariser``), shown as ``method/variant``.
+variant (its units' ``regulariser``), shown as ``method/variant``.  A hidden-semantics method whose record
+labels no unit with a concept (the mimic network of 2nd survey [50] explains the whole network by a shallow
+one) cannot be compared: :func:`not_applicable` lists it, with the reason, in the table and under the figure.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from nnxai import registry
 from nnxai.explanations import load_explanation
 from nnxai.intervals import bootstrap_interval
 from nnxai.io import atomic_write_text
-from nnxai.report._figure import figure_style, new_figure, note, save_figure
+from nnxai.report._figure import NOTE_STYLE, figure_style, new_figure, note, save_figure
 from nnxai.report._format import latex_escape, md_escape
 from nnxai.report._items import report_item
 from nnxai.report._results import first_seen, method_order
@@ -88,6 +90,27 @@ def _hidden_semantics_methods() -> list[tuple[str, str]]:
     """``(id, record file suffix)`` of every implemented hidden-semantics method but the reference."""
     return [(m, registry.get(m).record_type.suffix) for m in registry.implemented_ids()
             if m != REFERENCE and registry.spec(m).explanation_type is ExplanationType.HIDDEN_SEMANTICS]
+
+
+def not_applicable(workdir: Path) -> dict[str, str]:
+    """``{method: reason}`` of the hidden-semantics methods that ran beside Network Dissection (a record in the
+    same folder) but whose records have no units to label (read from the method's record type; a record is
+    loaded only for a method the registry does not know)."""
+    root = Path(workdir) / "data/explanations"
+    references = sorted(root.glob(f"*/*/{REFERENCE}.json"))
+    out: dict[str, str] = {}
+    for method, suffix in _hidden_semantics_methods():
+        path = next((ref.parent / f"{method}{suffix}" for ref in references
+                     if (ref.parent / f"{method}{suffix}").is_file()), None)
+        if path is None:
+            continue
+        try:
+            record_type = registry.get(method).record_type
+        except KeyError:
+            record_type = type(load_explanation(path))
+        if "units" not in getattr(record_type, "__dataclass_fields__", {"units": None}):
+            out[method] = f"it labels no units with a concept (its record is a {record_type.__name__})"
+    return out
 
 
 def agreement_rows(workdir: Path) -> pd.DataFrame:
@@ -149,6 +172,10 @@ def table_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
 def write_unit_agreement_table(out_dir: Path, workdir: Path = Path(".")) -> list[Path]:
     """Write ``unit_agreement_summary.md`` and ``.tex`` from the hidden-semantics records under ``workdir``."""
     rows = table_rows(agreement_rows(Path(workdir)))
+    rows += [{"Data set": "—", "Method": method, "Model": "—", "Units": "0",
+              "Agreement": f"not applicable: {reason}", "On detectors": "—", "Chance": "—",
+              "Other variants: median (range)": "—"}
+             for method, reason in not_applicable(Path(workdir)).items()]
     header = ["Data set", "Method", "Model", "Units", "Agreement", "On detectors", "Chance",
               "Other variants: median (range)"]
     md = [f"**Unit labels against Network Dissection.** {CAPTION}", "", "| " + " | ".join(header) + " |",
@@ -199,5 +226,11 @@ def write_unit_agreement_figure(out_dir: Path, workdir: Path = Path(".")) -> lis
             ax.set_ylim(0, 1.02)
             ax.set_title(dataset)
         axes[0].set_ylabel("agreement with Network Dissection")
+        skipped = not_applicable(Path(workdir))
+        if skipped:
+            fig.supxlabel("Not applicable: " + "; ".join(f"{m}, {r}" for m, r in skipped.items()), wrap=True,
+                          fontsize=NOTE_STYLE["fontsize"] - 1, color=NOTE_STYLE["color"], style=NOTE_STYLE["style"])
+        shown = pd.concat([frame, pd.DataFrame({"method": list(skipped), "note": list(skipped.values())})],
+                          ignore_index=True) if skipped else frame
         fig.suptitle("Unit concept labels against Network Dissection")
-        return save_figure(fig, out_dir, NAME, CAPTION, frame)
+        return save_figure(fig, out_dir, NAME, CAPTION, shown)
