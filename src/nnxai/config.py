@@ -156,7 +156,7 @@ def config_parameters() -> dict[str, Param]:
         "variant_reexplain_methods": MappingOf(
             "per regularised network (l1, l2, an active method's variant): methods whose explanations of it the "
             "re-running metrics also score, on every data set it trains on, beside variant_reexplain_datasets "
-            "(expo: [lime, maple, expo] scores ExpO's claim [120] on the post-hoc explainers it regularises for)",
+            "(expo: [expo] scores ExpO's own local model [120] with its catalogue metric stability)",
             values=List("method ids", item=Choice("an implemented method id", lambda: registry.implemented_ids()),
                         min_items=0, unique=True),
             keys=regularised_variant_ids),

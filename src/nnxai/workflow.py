@@ -154,9 +154,8 @@ def job_priority(cfg: dict, dataset: str, model: str, method: str) -> int:
 def variant_reexplains_on(cfg: dict, dataset: str, model: str | None = None, method: str | None = None) -> bool:
     """Whether the metrics that re-run a method score l1, l2 and the active networks on ``dataset``
     (``variant_reexplain_datasets``; null: everywhere), or, wherever ``model`` trains, ``method`` on it
-    (``variant_reexplain_methods``: ``{expo: [lime, maple, expo]}`` scores ExpO's claim [120], that its
-    regularised networks give post-hoc explainers better neighbourhood fidelity and stability, on every
-    data set the ExpO network trains on, at the cost of these few cells only)."""
+    (``variant_reexplain_methods``: ``{expo: [expo]}`` scores ExpO's own local model [120] with its catalogue
+    metric stability, on every data set the ExpO network trains on, at the cost of these few cells only)."""
     allowed = cfg.get("variant_reexplain_datasets")
     if allowed is None or dataset in allowed:
         return True

@@ -482,7 +482,7 @@ def seeds_section(results: Results, workdir: Path) -> str:
              "spread exceeds the half-width of the baseline's interval, so that number would change beyond its "
              "stated interval under a rerun with another seed.", ""]
     rows, moved, total = [], 0, 0
-    datasets = sorted({d for d, m, _, _ in results if m == "baseline" and _replicas(results, d)})
+    datasets = sorted(d for d in {d for d, m, _, _ in results if m == "baseline"} if _replicas(results, d))
     for dataset in datasets:
         replicas = _replicas(results, dataset)
         keys = [("model", "accuracy", "test accuracy")]
