@@ -16,6 +16,7 @@ from nnxai.explanations import SurrogateModel, UnitConcepts, UnitImages
 from nnxai.report import FIGURES, activation_max, deconv_top9, filter_car_pruning, mimic_fidelity, net2vec_iou, \
     neuron_ranking_ablation, unit_agreement
 from nnxai.report._figure import figure_style, new_figure
+from nnxai.report import _dot_rows
 from nnxai.report._results import read_results
 from nnxai.workflow import FIGURE_FORMATS
 from nnxai.workflow import FIGURES as WORKFLOW_FIGURES
@@ -89,10 +90,10 @@ def test_new_figures_say_so_without_their_records(name, tmp_path):
 
 def test_neuron_ranking_draws_the_ablation_drops_of_all_csv(workdir):
     frame = read_results(workdir)
-    cells = neuron_ranking_ablation.cells_of(frame, "neuron_ranking")
+    cells = _dot_rows.cells_of(frame, "neuron_ranking")
     assert cells == [("shapes", "baseline"), ("shapes", "l1")]
-    probe = neuron_ranking_ablation.series_table(frame, cells, neuron_ranking_ablation.PROBE)
-    network = neuron_ranking_ablation.series_table(frame, cells, neuron_ranking_ablation.NETWORK)
+    probe = _dot_rows.series_table(frame, cells, neuron_ranking_ablation.PROBE)
+    network = _dot_rows.series_table(frame, cells, neuron_ranking_ablation.NETWORK)
     with figure_style():
         fig = new_figure(7, 3)
         neuron_ranking_ablation._draw(fig, probe, network, cells)
@@ -123,9 +124,9 @@ def test_filter_car_draws_least_random_most_per_model_and_per_layer(workdir):
 
 def test_mimic_draws_agreement_accuracies_and_logit_mse(workdir):
     frame = read_results(workdir)
-    cells = neuron_ranking_ablation.cells_of(frame, "mimic")
-    agreement = neuron_ranking_ablation.series_table(frame, cells, mimic_fidelity.AGREEMENT)
-    logits = neuron_ranking_ablation.series_table(frame, cells, mimic_fidelity.LOGITS)
+    cells = _dot_rows.cells_of(frame, "mimic")
+    agreement = _dot_rows.series_table(frame, cells, mimic_fidelity.AGREEMENT)
+    logits = _dot_rows.series_table(frame, cells, mimic_fidelity.LOGITS)
     with figure_style():
         fig = new_figure(7, 3)
         mimic_fidelity._draw(fig, agreement, logits, cells)
@@ -138,8 +139,8 @@ def test_net2vec_draws_the_records_per_concept_ious_and_the_means(workdir):
     concepts = net2vec_iou.concept_ious(workdir)
     assert concepts["concept"].tolist() == ["colour=red", "shape=circle"]   # record order; no score: left out
     frame = read_results(workdir)
-    cells = neuron_ranking_ablation.cells_of(frame, "net2vec")
-    means = neuron_ranking_ablation.series_table(frame, cells, net2vec_iou.MEANS)
+    cells = _dot_rows.cells_of(frame, "net2vec")
+    means = _dot_rows.series_table(frame, cells, net2vec_iou.MEANS)
     with figure_style():
         fig = new_figure(6, 4)
         fig.set_layout_engine("none")

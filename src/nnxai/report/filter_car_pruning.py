@@ -23,7 +23,7 @@ import pandas as pd
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
 from nnxai.report._items import report_item
 from nnxai.report._results import first_seen, read_results
-from nnxai.report.neuron_ranking_ablation import ROW_INCHES, TABLE_COLUMNS, cells_of, draw_series, series_table
+from nnxai.report._dot_rows import ROW_INCHES, TABLE_COLUMNS, cells_of, draw_series, series_table
 
 NAME = "filter_car_pruning"
 METHOD = "filter_car"
@@ -38,7 +38,7 @@ CAPTION = ("Filter CAR pruning [2nd: 51]: accuracy lost when each conv layer's k
 
 
 def overall(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Panel (a): the rows of :func:`~nnxai.report.neuron_ranking_ablation.series_table` and its cells."""
+    """Panel (a): the rows of :func:`~nnxai.report._dot_rows.series_table` and its cells."""
     cells = cells_of(frame, METHOD)
     return series_table(frame, cells, {label: (METHOD, KEY + s) for label, s in KINDS.items()}), cells
 

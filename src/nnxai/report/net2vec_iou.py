@@ -22,7 +22,7 @@ import pandas as pd
 from nnxai.report._figure import figure_style, new_figure, note, save_figure
 from nnxai.report._items import report_item
 from nnxai.report._results import read_results
-from nnxai.report.neuron_ranking_ablation import ROW_INCHES, TABLE_COLUMNS, cells_of, draw_series, series_table
+from nnxai.report._dot_rows import ROW_INCHES, TABLE_COLUMNS, cells_of, draw_series, series_table
 
 NAME = "net2vec_iou"
 METHOD = "net2vec"
