@@ -15,6 +15,20 @@ import pytest
 from e2e_helpers import snakemake
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch and one BLAS thread for a test module, as a pipeline job runs: the networks and products of
+    unit tests are tiny, so a second thread only adds contention and synchronisation."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """The complete smoke DAG, run once; tests read its outputs and must not modify them."""

@@ -10,11 +10,8 @@ from nnxai.data import planted
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread_per_module(one_thread):
+    """Every test module here runs on one thread (the shared ``one_thread`` fixture)."""
 
 
 def planted_split(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:

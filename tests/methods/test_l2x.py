@@ -23,13 +23,7 @@ from toy_models import LinearModel, toy_context
 PLANTED = [2, 7]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training these tiny networks is per-op overhead; a second thread only adds synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def l2x(**overrides) -> L2X:

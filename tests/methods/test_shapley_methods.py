@@ -27,13 +27,7 @@ from toy_models import LinearModel, tiny_convnet, tiny_mlp, toy_context
 SAMPLERS = {"shapley_sampling": ShapleySampling, "kernel_shap": KernelShap}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The samplers run many passes of a few tiny inputs: extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def method(cls, patch=1, **extra):

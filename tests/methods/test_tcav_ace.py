@@ -17,11 +17,10 @@ from nnxai.ops.segments import decode_runs, encode_runs
 from nnxai.methods.attribution.concept.ace import ACE
 from nnxai.methods.attribution.concept.tcav import TCAV
 from nnxai.methods.base import ExplainContext
-from nnxai.models.networks import ConvNet
 from nnxai.params import ParamError
 from nnxai.report.table2 import _excerpt
 
-from toy_models import tiny_convnet
+from toy_models import tiny_convnet, train_shapes_cnn
 
 D = 8
 DIRECTION = torch.tensor([1.0, -2.0, 0.5, 0.0, 1.5, 0.0, -1.0, 2.0]) / np.sqrt(12.5)
@@ -320,32 +319,13 @@ def test_run_length_code_round_trips():
 # A CNN trained on the real shapes generator ------------------------------------------------------------
 
 
-def _train_shapes_cnn(n_train=1500, epochs=4, seed=0):
-    """A small ConvNet on generated shapes images: Adam, one-cycle learning rate up to 0.01, batches of 32."""
-    train = shapes.generate(n_train, [seed, 0])
-    torch.manual_seed(seed)
-    net = ConvNet(3, 2, widths=(8, 16, 32))
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    batches = torch.arange(n_train).split(32)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=epochs * len(batches))
-    x, y = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=order).split(32):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-            schedule.step()
-    return net.eval(), train
-
-
 def test_stripes_is_significant_for_the_positive_class_of_a_trained_shapes_cnn():
     """Label = stripes and not triangle: moving conv2 towards "stripes" raises the positive logit.  (Checked
     on six training seeds: stripes is significant for the positive class on each, p <= 3e-4.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        net, train = _train_shapes_cnn()
+        net, train, _ = train_shapes_cnn(n_train=1500, epochs=4)
     finally:
         torch.set_num_threads(threads)
     test = shapes.generate(300, [0, 2])

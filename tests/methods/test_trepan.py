@@ -21,6 +21,7 @@ from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
 from nnxai.models.networks import ConvNet
 from nnxai.params import ParamError
 from rule.rule_helpers import monk_context
+from toy_models import train_shapes_cnn
 
 PARAMS = {"n_queries": 20000, "min_samples": 1000, "max_leaves": 8, "beam_width": 2, "max_m": 3, "significance": 0.05}
 
@@ -190,30 +191,11 @@ def test_applicability_and_json_round_trip(tmp_path):
     assert Trepan.why_not(DatasetInfo("s", "image", 2, (3, 32, 32), True, True, ""), traits) is None
 
 
-def _train_shapes_cnn(n_train=3000, epochs=6, seed=0):
-    """A small ConvNet on generated shapes images: Adam, one-cycle learning rate up to 0.01, batches of 32."""
-    train, test = shapes.generate(n_train, [seed, 0]), shapes.generate(1000, [seed, 2])
-    torch.manual_seed(seed)
-    net = ConvNet(3, 2, widths=(8, 16, 32))
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    batches = torch.arange(n_train).split(32)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=epochs * len(batches))
-    x, y = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=order).split(32):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-            schedule.step()
-    return net.eval(), train, test
-
-
 @pytest.mark.e2e
 def test_recovers_the_shapes_rule_from_a_trained_cnn():
     """A CNN trained on shapes images; TREPAN, given only 150 training examples and rendered membership
     queries over concept vectors, finds "stripes and not triangle"."""
-    net, train, test = _train_shapes_cnn()
+    net, train, test = train_shapes_cnn()
     assert np.mean(_sampling.predict_classes(net, test["x"]) == test["y"]) >= 0.95
     info = DATASETS["shapes"]   # the data set's declared interface renders the concept queries
     meta = {"class_names": list(shapes.CLASS_NAMES), "concept_features": shapes.CONCEPT_FEATURES}

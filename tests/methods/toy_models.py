@@ -8,6 +8,7 @@ Import from a test file with ``from toy_models import ...`` (pytest puts ``tests
   logit 0 = 0 (planted ground truth for perturbation and localisation metrics).
 - :func:`tiny_convnet`, :func:`tiny_mlp`: the project's own :class:`~nnxai.models.networks.ConvNet` and
   :class:`~nnxai.models.networks.MLP` at toy widths, initialised from a seed.
+- :func:`train_shapes_cnn`: a small ConvNet trained on the real ``shapes`` generator (seconds).
 - :func:`toy_context`: an :class:`~nnxai.methods.base.ExplainContext` over given tensors.
 """
 
@@ -84,3 +85,23 @@ def toy_context(model: nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, n
 
     return ExplainContext(model=model, dataset="toy", model_id="toy", info=info, train=split(x_train),
                           test=split(x_test, masks), seed=seed)
+
+
+def train_shapes_cnn(n_train: int = 3000, epochs: int = 6, seed: int = 0):
+    """A small ConvNet trained on generated shapes images (Adam, one-cycle learning rate up to 0.01, batches
+    of 32): ``(model, train, test)``, the splits as the generator's dicts (1,000 test images)."""
+    train, test = shapes.generate(n_train, [seed, 0]), shapes.generate(1000, [seed, 2])
+    torch.manual_seed(seed)
+    net = ConvNet(3, 2, widths=(8, 16, 32))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    batches = torch.arange(n_train).split(32)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=epochs * len(batches))
+    x, y = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
+    order = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(n_train, generator=order).split(32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+            schedule.step()
+    return net.eval(), train, test

@@ -31,16 +31,7 @@ LAM = 0.01
 INFO = DatasetInfo("toy", "tabular", 3, (4,), False, False, "test")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch and one BLAS thread, as a pipeline job (the products here are tiny: threads only contend)."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def method_params(**over):

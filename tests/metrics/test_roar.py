@@ -86,13 +86,6 @@ def test_remove_top_rejects_a_ranking_of_the_wrong_size():
         remove_top(torch.zeros(2, 1, 4, 4), torch.zeros(2, 15), 0.5, torch.zeros(1))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks train faster on one thread than on two threads that other jobs compete for."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_removing_the_planted_region_drops_retrained_accuracy_to_chance_and_random_removal_does_not(one_thread):

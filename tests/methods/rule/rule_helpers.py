@@ -9,7 +9,7 @@ from torch import nn
 from nnxai.data import DATASETS, DatasetInfo, PreparedSplit, monks, shapes
 from nnxai.explanations import RuleSet
 from nnxai.methods.base import ExplainContext
-from nnxai.models.networks import ConvNet, build_network
+from nnxai.models.networks import build_network
 from nnxai.ops.feature_space import predict_classes
 from nnxai.training.runtime import seed_everything
 from nnxai.training.trainer import TrainConfig, train_model
@@ -61,30 +61,26 @@ def monk_context(problem: int, seed: int = 0) -> ExplainContext:
                           test=test, seed=seed)
 
 
-def train_shapes_cnn(n_train: int = 3000, epochs: int = 6, seed: int = 0):
-    """A small ConvNet on generated shapes images: Adam, one-cycle learning rate up to 0.01, batches of 32."""
-    train, test = shapes.generate(n_train, [seed, 0]), shapes.generate(1000, [seed, 2])
-    torch.manual_seed(seed)
-    net = ConvNet(3, 2, widths=(8, 16, 32))
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    batches = torch.arange(n_train).split(32)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=epochs * len(batches))
-    x, y = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=order).split(32):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-            schedule.step()
-    return net.eval(), train, test
+def shapes_context(net: nn.Module, train: dict, test: dict, n_train: int) -> ExplainContext:
+    """A context over generated ``shapes`` splits (the generator's dicts, with their concepts): the first
+    ``n_train`` training images and the whole test split."""
+    meta = {"class_names": list(shapes.CLASS_NAMES)}
+
+    def split(d, n):
+        return PreparedSplit(x=torch.from_numpy(d["x"][:n]), y=torch.from_numpy(d["y"][:n]),
+                             concepts=d["concepts"][:n], meta=meta)
+
+    return ExplainContext(model=net, dataset="shapes", model_id="cnn", info=DATASETS["shapes"],
+                          train=split(train, n_train), test=split(test, None), seed=0)
 
 
-def fitted_mlp(x: torch.Tensor, y: torch.Tensor, activation: str = "sigmoid") -> nn.Module:
+def fitted_mlp(x: torch.Tensor, y: torch.Tensor, activation: str = "sigmoid", n_classes: int = 2,
+               hidden=(32, 16)) -> nn.Module:
     """The pipeline's MLP shape, full-batch Adam (lr 0.01) until it fits every training robot (rule fixed
     before any extraction: "an MLP that fits the data"), at most 3000 steps."""
     torch.manual_seed(0)
-    net = build_network("mlp", n_features=x.shape[1], n_classes=2, hidden=[32, 16], activation=activation)
+    net = build_network("mlp", n_features=x.shape[1], n_classes=n_classes, hidden=list(hidden),
+                        activation=activation)
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     for step in range(3000):
         opt.zero_grad()
@@ -105,3 +101,21 @@ def monks_context(problem: int, activation: str) -> ExplainContext:
     assert (predict_classes(net, split["train"].x) == split["train"].y.numpy()).all()
     return ExplainContext(model=net, dataset=info.name, model_id=activation, info=info, train=split["train"],
                           test=split["test"], seed=0)
+
+
+def trained_monks_context(name: str, seed: int = 0) -> ExplainContext:
+    """A sigmoid MLP (hidden [32, 16]) trained on MONK's train robots, 600 steps of full-batch Adam (lr 0.01);
+    test: all 432 robots."""
+    splits, meta = DATASETS[name].build({"train": None, "val": None, "test": None}, seed, None)
+    tensors = {s: (torch.as_tensor(splits[s]["x"]), torch.as_tensor(splits[s]["y"])) for s in ("train", "test")}
+    torch.manual_seed(seed)
+    net = build_network("mlp", n_features=17, n_classes=2, hidden=[32, 16], activation="sigmoid")
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(600):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(tensors["train"][0]), tensors["train"][1]).backward()
+        opt.step()
+    net.zero_grad(set_to_none=True)
+    split = lambda s: PreparedSplit(x=tensors[s][0], y=tensors[s][1], meta=meta)  # noqa: E731
+    return ExplainContext(model=net.eval(), dataset=name, model_id="baseline_sigmoid", info=DATASETS[name],
+                          train=split("train"), test=split("test"), seed=seed)

@@ -9,7 +9,7 @@ import torch
 from scipy import optimize
 from torch import nn
 
-from nnxai.data import DATASETS, DatasetInfo, PreparedSplit
+from nnxai.data import DatasetInfo, PreparedSplit
 from nnxai.explanations import LocalRules
 from nnxai.explanations.records import condition_holds
 from nnxai.methods.base import ExplainContext
@@ -18,6 +18,7 @@ from nnxai.methods.rule.local.cem import CEM
 from nnxai.metrics.contrastive import PPPNValidity
 from nnxai.metrics.rules import RuleSize
 from nnxai.ops.feature_space import predict_classes
+from rule_helpers import trained_monks_context
 
 SETTINGS = solver.CEMSettings(kappa=0.1, beta=0.1, gamma=0.0, c_init=10.0, c_steps=12, max_iter=300, lr=0.05)
 PARAMS = {"n_explain": 40, "batch_size": 20, "kappa": 0.1, "beta": 0.1, "gamma": 0.0, "c_init": 10.0, "c_steps": 5,
@@ -181,30 +182,12 @@ def test_objective_has_the_autoencoder_term_and_the_ae_is_seeded():
     np.testing.assert_allclose(got.numpy(), manual.numpy(), rtol=1e-5)
 
 
-def monks_context(name: str, seed: int = 0) -> tuple[nn.Module, ExplainContext]:
-    """A sigmoid MLP trained on MONK's train robots (full-batch Adam), explained on the 432-robot space."""
-    from nnxai.models import build_network
-    splits, meta = DATASETS[name].build({"train": None, "val": None, "test": None}, seed, None)
-    tensors = {s: (torch.as_tensor(splits[s]["x"]), torch.as_tensor(splits[s]["y"])) for s in ("train", "test")}
-    torch.manual_seed(seed)
-    net = build_network("mlp", n_features=17, n_classes=2, hidden=[32, 16], activation="sigmoid")
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for _ in range(600):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(tensors["train"][0]), tensors["train"][1]).backward()
-        opt.step()
-    net.zero_grad(set_to_none=True)
-    net.eval()
-    split = lambda s: PreparedSplit(x=tensors[s][0], y=tensors[s][1], meta=meta)  # noqa: E731
-    return net, ExplainContext(model=net, dataset=name, model_id="baseline_sigmoid", info=DATASETS[name],
-                               train=split("train"), test=split("test"), seed=seed)
-
-
 def test_validity_on_a_trained_net_and_the_record():
     """On a sigmoid MLP fitted to MONK-1: every PP the search reports keeps the class and every PN changes
     it when the metric rebuilds them from the record; PPs lie between absent and x, PNs only switch bits on;
     conditions are the PP's features; an explanation made wrong is caught."""
-    net, ctx = monks_context("monks1")
+    ctx = trained_monks_context("monks1")
+    net = ctx.model
     assert np.mean(predict_classes(net, ctx.test.x) == ctx.test.y.numpy()) >= 0.95
     record = CEM(**PARAMS).explain(ctx)
     scores = PPPNValidity()(record, ctx)

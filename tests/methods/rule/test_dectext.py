@@ -11,9 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from nnxai.data import DATASETS, DatasetInfo, PreparedSplit, monks, shapes
+from nnxai.data import DATASETS, DatasetInfo, monks
 from nnxai.explanations import RuleSet
-from nnxai.methods.base import ExplainContext
 from nnxai.methods.rule.pedagogical import _c45
 from nnxai.methods.rule.pedagogical._oracle import Oracle
 from nnxai.methods.rule.pedagogical.dectext import DecText, class_diff, network_cuts, set_zero_scores
@@ -21,7 +20,8 @@ from nnxai.metrics.rules import Fidelity, RuleRecovery
 from nnxai.ops.feature_space import FeatureSpace, _one_hot_fields, predict_classes
 from nnxai.params import ParamError
 
-from rule_helpers import literals, monk_context, tabular_context, train_shapes_cnn, unit_net
+from rule_helpers import literals, monk_context, shapes_context, tabular_context, unit_net
+from toy_models import train_shapes_cnn
 
 #: configs/config.yaml's block.
 PARAMS = {"n_queries": 2000, "min_samples": 200, "split": "set_zero", "n_probe": 50, "n_grid": 16, "n_prune": 1000,
@@ -224,14 +224,7 @@ def test_recovers_the_shapes_rule_from_a_trained_cnn():
     machine, 5 on another; the recovered rule does not.)"""
     net, train, test = train_shapes_cnn()
     assert np.mean(predict_classes(net, test["x"]) == test["y"]) >= 0.99
-    meta = {"class_names": list(shapes.CLASS_NAMES)}
-
-    def split(d, n):
-        return PreparedSplit(x=torch.from_numpy(d["x"][:n]), y=torch.from_numpy(d["y"][:n]),
-                             concepts=d["concepts"][:n], meta=meta)
-
-    ctx = ExplainContext(model=net, dataset="shapes", model_id="cnn", info=DATASETS["shapes"],
-                         train=split(train, 300), test=split(test, None), seed=0)
+    ctx = shapes_context(net, train, test, n_train=300)
     record = DecText(**PARAMS).explain(ctx)
     assert record.feature_space == "concepts"
     assert record.tree["depth"] == 2                                       # texture, then the shapes

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnxai.data import DATASETS, DatasetInfo, PreparedSplit, monks, shapes
+from nnxai.data import DATASETS, DatasetInfo, monks
 from nnxai.explanations import RuleSet
-from nnxai.methods.base import ExplainContext
 from nnxai.methods.rule.pedagogical import _c45
 from nnxai.methods.rule.pedagogical._oracle import Oracle
 from nnxai.methods.rule.pedagogical.dt_extraction import DTExtraction, genetic_search, select_prototypes
@@ -17,7 +16,8 @@ from nnxai.metrics.rules import Fidelity, RuleRecovery
 from nnxai.ops.feature_space import FeatureSpace, _one_hot_fields, predict_classes
 from nnxai.params import ParamError
 
-from rule_helpers import literals, monk_context, tabular_context, train_shapes_cnn, unit_net
+from rule_helpers import literals, monk_context, shapes_context, tabular_context, unit_net
+from toy_models import train_shapes_cnn
 
 #: configs/config.yaml's block (the simple GA, C5.0's defaults).
 PARAMS = {"population": 100, "generations": 20, "crossover_rate": 0.6, "mutation_rate": 0.1, "confidence": 0.9,
@@ -230,14 +230,7 @@ def test_recovers_the_shapes_rule_from_a_trained_cnn():
     0.999)."""
     net, train, test = train_shapes_cnn()
     assert np.mean(predict_classes(net, test["x"]) == test["y"]) >= 0.99
-    meta = {"class_names": list(shapes.CLASS_NAMES)}
-
-    def split(d, n):
-        return PreparedSplit(x=torch.from_numpy(d["x"][:n]), y=torch.from_numpy(d["y"][:n]),
-                             concepts=d["concepts"][:n], meta=meta)
-
-    ctx = ExplainContext(model=net, dataset="shapes", model_id="cnn", info=DATASETS["shapes"],
-                         train=split(train, 300), test=split(test, None), seed=0)
+    ctx = shapes_context(net, train, test, n_train=300)
     record = DTExtraction(**PARAMS).explain(ctx)
     assert record.feature_space == "concepts"
     assert (record.tree["depth"], record.tree["n_leaves"]) == (2, 4)       # texture, then the 3 shapes

@@ -10,12 +10,13 @@ import torch
 import yaml
 from torch import nn
 
-from nnxai.data import DATASETS, DatasetInfo, PreparedSplit
+from nnxai.data import DatasetInfo, PreparedSplit
 from nnxai.explanations import RuleSet
 from nnxai.methods.base import ExplainContext
 from nnxai.methods.rule.pedagogical.global_cem import GlobalCEM, clause_holds, pn_clause, pp_clause, tree_rules
 from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
 from nnxai.ops.feature_space import predict_classes
+from rule_helpers import trained_monks_context
 
 #: The default profile's parameters (read from the file, so that the test runs what the pipeline runs).
 CONFIG = Path(__file__).parents[3] / "configs" / "config.yaml"
@@ -93,24 +94,6 @@ def test_planted_threshold_is_found_at_the_contrast_boundary():
     assert consistency["pp"] >= 0.9 and consistency["pn"] >= 0.85, consistency
 
 
-def monks_context(name: str, seed: int = 0) -> ExplainContext:
-    """A sigmoid MLP (hidden [32, 16]) trained on MONK's train robots, full-batch Adam; test: all 432."""
-    from nnxai.models import build_network
-    splits, meta = DATASETS[name].build({"train": None, "val": None, "test": None}, seed, None)
-    tensors = {s: (torch.as_tensor(splits[s]["x"]), torch.as_tensor(splits[s]["y"])) for s in ("train", "test")}
-    torch.manual_seed(seed)
-    net = build_network("mlp", n_features=17, n_classes=2, hidden=[32, 16], activation="sigmoid")
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for _ in range(600):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(tensors["train"][0]), tensors["train"][1]).backward()
-        opt.step()
-    net.zero_grad(set_to_none=True)
-    split = lambda s: PreparedSplit(x=tensors[s][0], y=tensors[s][1], meta=meta)  # noqa: E731
-    return ExplainContext(model=net.eval(), dataset=name, model_id="baseline_sigmoid", info=DATASETS[name],
-                          train=split("train"), test=split("test"), seed=seed)
-
-
 def test_monk1_rules_follow_the_network_and_recover_the_rule_only_if_they_equal_it():
     """What [92] claims (Pedapati et al. 2020, Sec. 3 and their tables) is a transparent model faithful to the
     network and consistent with its local contrastive explanations, not the recovery of a planted rule: the
@@ -121,7 +104,7 @@ def test_monk1_rules_follow_the_network_and_recover_the_rule_only_if_they_equal_
     8 rules, fidelity 1.0, recovered (logically equivalent on the whole space, not in its short form); the
     default run's network (trained by the pipeline, other weights) gave 11 rules, fidelity 0.968, not
     recovered: which Boolean features the explanations give depends on the trained weights."""
-    ctx = monks_context("monks1")
+    ctx = trained_monks_context("monks1")
     assert np.mean(predict_classes(ctx.model, ctx.test.x) == ctx.test.y.numpy()) == 1.0   # fits all 432
     record = GlobalCEM(**PARAMS).explain(ctx)
     fidelity = float(Fidelity(n_queries=0)(record, ctx)["fidelity"])
@@ -136,7 +119,7 @@ def test_monk3_faithful_rules_are_not_the_planted_rule():
     """The rules follow the network (fidelity >= 0.9; one machine measured 0.96, 11 rules) where the network
     departs from the planted rule: it learnt MONK-3's noisy training labels, so rules faithful to it cannot
     be the planted rule (rule_recovery 0; agreement with the rule ~ the network's own accuracy)."""
-    ctx = monks_context("monks3")
+    ctx = trained_monks_context("monks3")
     accuracy = np.mean(predict_classes(ctx.model, ctx.test.x) == ctx.test.y.numpy())
     assert 0.9 <= accuracy < 1.0
     record = GlobalCEM(**PARAMS).explain(ctx)

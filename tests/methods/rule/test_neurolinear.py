@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from scipy import special, stats
-from torch import nn
 
 from nnxai.data import DATASETS, DatasetInfo, PreparedSplit
 from nnxai.explanations.records import literal_holds
@@ -19,6 +18,7 @@ from nnxai.methods.rule.decompositional.neurolinear import NeuroLinear, interval
 from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
 from nnxai.models import build_network
 from nnxai.ops.feature_space import predict_classes
+from rule_helpers import fitted_mlp
 
 #: The default profile's parameters.
 PARAMS = {"eps1": 0.1, "eps2": 1.0e-4, "beta": 10.0, "eta1": 0.35, "eta2": 0.1, "min_accuracy": 0.95,
@@ -93,27 +93,11 @@ def test_interval_is_exactly_a_pair_of_half_spaces():
 
 # -- the whole method ---------------------------------------------------------------------------------------
 
-def fitted_mlp(x: torch.Tensor, y: torch.Tensor, n_classes: int = 2) -> nn.Module:
-    """The pipeline's sigmoid MLP, full-batch Adam (lr 0.01) until it fits every training row (a rule fixed
-    before any extraction: "an MLP that fits the data"), at most 3000 steps."""
-    torch.manual_seed(0)
-    net = build_network("mlp", n_features=x.shape[1], n_classes=n_classes, hidden=[32, 16], activation="sigmoid")
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(3000):
-        opt.zero_grad()
-        out = net(x)
-        nn.functional.cross_entropy(out, y).backward()
-        opt.step()
-        if step % 50 == 0 and bool((out.argmax(1) == y).all()):
-            break
-    return net.eval()
-
-
 def table_context(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int) -> ExplainContext:
     info = DatasetInfo("toy", "tabular", n_classes, (x.shape[1],), False, False, "generated")
     meta = {"class_names": [f"c{k}" for k in range(n_classes)], "feature_names": [f"x{j}" for j in range(x.shape[1])]}
     split = lambda a, b: PreparedSplit(x=torch.tensor(a, dtype=torch.float32), y=torch.tensor(b), meta=meta)  # noqa: E731
-    net = fitted_mlp(split(x, y).x, split(x, y).y, n_classes)
+    net = fitted_mlp(split(x, y).x, split(x, y).y, n_classes=n_classes)
     return ExplainContext(model=net, dataset="toy", model_id="m", info=info, train=split(x, y),
                           test=split(x_test, y_test), seed=0)
 

@@ -21,6 +21,7 @@ from nnxai.metrics.rules import Fidelity, RuleRecovery, RuleSize
 from nnxai.models import build_network
 from nnxai.ops.feature_space import predict_classes
 from nnxai.params import ParamError
+from rule_helpers import fitted_mlp
 
 #: The default profile's parameters.
 PARAMS = {"eps1": 0.1, "eps2": 1.0e-4, "beta": 10.0, "eta1": 0.35, "eta2": 0.1, "min_accuracy": 0.95,
@@ -177,22 +178,6 @@ def test_x2r_decision_list_is_exact_on_its_table():
 @dataclass(frozen=True)
 class BinaryToy(Dataset):
     binary_inputs: bool = True
-
-
-def fitted_mlp(x: torch.Tensor, y: torch.Tensor, hidden=(32, 16)) -> nn.Module:
-    """The pipeline's sigmoid MLP, full-batch Adam (lr 0.01) until it fits every training row (a rule fixed
-    before any extraction: "an MLP that fits the data"), at most 3000 steps."""
-    torch.manual_seed(0)
-    net = build_network("mlp", n_features=x.shape[1], n_classes=2, hidden=list(hidden), activation="sigmoid")
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(3000):
-        opt.zero_grad()
-        out = net(x)
-        nn.functional.cross_entropy(out, y).backward()
-        opt.step()
-        if step % 50 == 0 and bool((out.argmax(1) == y).all()):
-            break
-    return net.eval()
 
 
 def test_planted_conjunction_of_two_binary_inputs():
