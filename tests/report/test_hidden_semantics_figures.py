@@ -172,6 +172,20 @@ def test_activation_max_grid_has_a_cell_per_unit_and_regulariser_holding_its_ima
         assert cell == pytest.approx((image[0] + 1) / 2, abs=1e-6)   # the record keeps float32
 
 
+def test_activation_max_grid_draws_every_class_and_the_first_channels_of_each_layer():
+    """Eight channels per layer visualised: the grid keeps every class row and CHANNELS_SHOWN channels per
+    layer (the lowest-numbered), in the record's order."""
+    units = [{"layer": "logits", "unit": k} for k in range(3)] + [
+        {"layer": layer, "unit": u} for layer in ("conv1", "conv2") for u in (9, 4, 7, 1, 12, 3, 5, 8)]
+    drawn = activation_max.drawn_rows(units, per_layer=2)
+    assert drawn == [("logits", 0), ("logits", 1), ("logits", 2), ("conv1", 1), ("conv1", 3), ("conv2", 1),
+                     ("conv2", 3)]
+    record = UnitImages(units=[{**u, "regulariser": "none"} for u in units], concepts=[],
+                        images=np.zeros((len(units), 1, 4, 4)))
+    canvas, rows, _ = activation_max.mosaic(record)
+    assert len(rows) == 3 + 2 * activation_max.CHANNELS_SHOWN and canvas.shape[0] == len(rows) * (4 + activation_max.GAP)
+
+
 def test_activation_max_figure_lists_every_drawn_image(tmp_path):
     folder = tmp_path / "data/explanations/shapes/baseline"
     folder.mkdir(parents=True)

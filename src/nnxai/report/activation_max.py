@@ -18,6 +18,7 @@ from nnxai.report._items import report_item
 
 NAME = "activation_max"
 METHOD = "activation_max"
+CHANNELS_SHOWN = 2   #: channels drawn per layer (the lowest-numbered of those visualised); the CSV holds all
 CAPTION = ("Activation maximisation: for each model (panel), the input that maximises each class score (rows "
            "'class ...') and each visualised channel (rows 'layer #unit', the most active channels on real "
            "inputs; on shapes with the concept the probes read in the robust image) under each regulariser of "
@@ -25,7 +26,8 @@ CAPTION = ("Activation maximisation: for each model (panel), the input that maxi
            "Wang et al. [94]; total variation, Mahendran & Vedaldi [95]; Yosinski et al. [96] (decay, blur, "
            "clipping); a generator trained here on the train split, Nguyen et al. [97]; decorrelated Fourier "
            "parameterisation with transformation robustness, Olah et al. [98].  Pixels over the data set's input "
-           "range.")
+           f"range.  At most {CHANNELS_SHOWN} channels per layer are drawn (the lowest-numbered of those visualised); "
+           "the figure's values list every visualised unit.")
 SHORT = {"none": "none [93]", "l2": "L2 [71]", "blur": "blur [94]", "total_variation": "TV [95]",
          "yosinski": "Yosinski [96]", "generator": "generator [97]", "robust": "robust [98]"}
 GRIDS_PER_ROW = 3
@@ -46,15 +48,29 @@ def _row_label(unit: dict, concept: str | None) -> str:
     return f"{unit['layer']} #{unit['unit']}" + (f"\n{concept}" if concept else "")
 
 
+def drawn_rows(units: list[dict], per_layer: int = CHANNELS_SHOWN) -> list[tuple[str, int]]:
+    """The ``(layer, unit)`` rows a grid draws, in the record's order: every class, and the
+    ``per_layer`` lowest-numbered visualised channels of each layer."""
+    rows = list(dict.fromkeys((u["layer"], int(u["unit"])) for u in units))
+    kept = {}
+    for layer, unit in rows:
+        kept.setdefault(layer, []).append(unit)
+    kept = {layer: set(sorted(found)[:per_layer]) for layer, found in kept.items()}
+    return [(layer, unit) for layer, unit in rows if layer == "logits" or unit in kept[layer]]
+
+
 def mosaic(record) -> tuple[np.ndarray, list[str], list[str]]:
-    """The grid of one record: ``(image (rows·(H+GAP), cols·(W+GAP), 3), row labels, column labels)``."""
+    """The grid of one record: ``(image (rows·(H+GAP), cols·(W+GAP), 3), row labels, column labels)``, the
+    rows those of :func:`drawn_rows`."""
     low, high = record.meta.get("input_range", [0.0, 1.0])
     columns = list(dict.fromkeys(u["regulariser"] for u in record.units))
-    rows = list(dict.fromkeys((u["layer"], int(u["unit"])) for u in record.units))
+    rows = drawn_rows(record.units)
     h, w = record.images.shape[-2:]
     canvas = np.ones((len(rows) * (h + GAP), len(columns) * (w + GAP), 3))
     labels = {}
     for image, unit in zip(record.images, record.units):
+        if (unit["layer"], int(unit["unit"])) not in rows:
+            continue
         r, c = rows.index((unit["layer"], int(unit["unit"]))), columns.index(unit["regulariser"])
         canvas[r * (h + GAP):r * (h + GAP) + h, c * (w + GAP):c * (w + GAP) + w] = _rgb(image, low, high)
         if (r not in labels) or unit["regulariser"] == "robust":
