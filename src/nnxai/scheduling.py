@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
+from time import monotonic
 from typing import Sequence
 
 
@@ -85,7 +85,10 @@ def _one_pending_reevaluation(scheduler) -> None:
     rounds and left 548 timer threads, against 1,154 rounds and 2 threads with this wrapper
     (``benchmarks/scheduler_rounds.py``); over the default run (~2,500 jobs) the Snakemake process had
     used 57 % of a core, and 3 % with it.  One timer due no later than the one asked for wakes the
-    scheduler just as well: a timer is started only when none is pending that fires by then.
+    scheduler just as well: a timer is started only when none is pending that fires by then.  One case
+    differs: where the job-rate limit binds (more jobs ready within one window than it allows, as on a
+    cluster that submits hundreds at once), the round an earlier timer wakes may still find the window
+    full, so a freed slot can wait up to one window (1 s by default) longer than with Snakemake's timers.
     """
     start_timer = getattr(scheduler, "_schedule_reevalutation", None)
     if start_timer is None:
@@ -94,7 +97,7 @@ def _one_pending_reevaluation(scheduler) -> None:
     due: list[float] = []          # when the pending timers fire (monotonic seconds)
 
     def schedule_reevaluation(delay) -> None:
-        now = time.monotonic()
+        now = monotonic()
         with lock:
             due[:] = [when for when in due if when > now]
             if any(when <= now + delay for when in due):

@@ -86,8 +86,6 @@ def test_remove_top_rejects_a_ranking_of_the_wrong_size():
         remove_top(torch.zeros(2, 1, 4, 4), torch.zeros(2, 15), 0.5, torch.zeros(1))
 
 
-
-
 def test_removing_the_planted_region_drops_retrained_accuracy_to_chance_and_random_removal_does_not(one_thread):
     ctx = planted_context()
     method = PlantedRegion(n_explain=200, batch_size=64)
