@@ -28,7 +28,6 @@ waiting, so the wake-ups per second grew with the number of jobs already done.
 from __future__ import annotations
 
 import sys
-import threading
 from time import monotonic
 from typing import Sequence
 
@@ -93,16 +92,14 @@ def _one_pending_reevaluation(scheduler) -> None:
     start_timer = getattr(scheduler, "_schedule_reevalutation", None)
     if start_timer is None:
         return
-    lock = threading.Lock()
     due: list[float] = []          # when the pending timers fire (monotonic seconds)
 
-    def schedule_reevaluation(delay) -> None:
+    def schedule_reevaluation(delay) -> None:      # called by the scheduler's own thread only (schedule())
         now = monotonic()
-        with lock:
-            due[:] = [when for when in due if when > now]
-            if any(when <= now + delay for when in due):
-                return
-            due.append(now + delay)
+        due[:] = [when for when in due if when > now]
+        if any(when <= now + delay for when in due):
+            return
+        due.append(now + delay)
         start_timer(delay)
 
     scheduler._schedule_reevalutation = schedule_reevaluation

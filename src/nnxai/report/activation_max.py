@@ -64,14 +64,15 @@ def mosaic(record) -> tuple[np.ndarray, list[str], list[str]]:
     rows those of :func:`drawn_rows`."""
     low, high = record.meta.get("input_range", [0.0, 1.0])
     columns = list(dict.fromkeys(u["regulariser"] for u in record.units))
-    rows = drawn_rows(record.units)
+    rows = {row: r for r, row in enumerate(drawn_rows(record.units))}
     h, w = record.images.shape[-2:]
     canvas = np.ones((len(rows) * (h + GAP), len(columns) * (w + GAP), 3))
     labels = {}
     for image, unit in zip(record.images, record.units):
-        if (unit["layer"], int(unit["unit"])) not in rows:
+        r = rows.get((unit["layer"], int(unit["unit"])))
+        if r is None:
             continue
-        r, c = rows.index((unit["layer"], int(unit["unit"]))), columns.index(unit["regulariser"])
+        c = columns.index(unit["regulariser"])
         canvas[r * (h + GAP):r * (h + GAP) + h, c * (w + GAP):c * (w + GAP) + w] = _rgb(image, low, high)
         if (r not in labels) or unit["regulariser"] == "robust":
             labels[r] = _row_label(unit, unit.get("concept") if unit["regulariser"] == "robust" else None)
